@@ -1,0 +1,117 @@
+"""Anomaly vocabulary, detection thresholds and the alert contract."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+import msgspec
+
+
+class AnomalyType(StrEnum):
+    TACHYCARDIA = "TACHYCARDIA"
+    BRADYCARDIA = "BRADYCARDIA"
+    LOW_SPO2 = "LOW_SPO2"
+    HR_SPIKE = "HR_SPIKE"
+    SENSOR_FAULT = "SENSOR_FAULT"
+    HIGH_HEART_RATE = "HIGH_HEART_RATE"
+
+
+class Status(StrEnum):
+    """The processed record's ``status``: the seed's two values plus each anomaly type."""
+
+    NORMAL = "NORMAL"
+    HIGH_HEART_RATE = "HIGH_HEART_RATE"
+    TACHYCARDIA = "TACHYCARDIA"
+    BRADYCARDIA = "BRADYCARDIA"
+    LOW_SPO2 = "LOW_SPO2"
+    HR_SPIKE = "HR_SPIKE"
+    SENSOR_FAULT = "SENSOR_FAULT"
+
+
+class Severity(StrEnum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+SEVERITY: dict[AnomalyType, Severity] = {
+    AnomalyType.LOW_SPO2: Severity.CRITICAL,
+    AnomalyType.BRADYCARDIA: Severity.HIGH,
+    AnomalyType.TACHYCARDIA: Severity.HIGH,
+    AnomalyType.HR_SPIKE: Severity.MEDIUM,
+    AnomalyType.HIGH_HEART_RATE: Severity.MEDIUM,
+    AnomalyType.SENSOR_FAULT: Severity.LOW,
+}
+
+# When several episodes are active at once, ``status`` names the most urgent one.
+STATUS_PRIORITY: tuple[AnomalyType, ...] = (
+    AnomalyType.LOW_SPO2,
+    AnomalyType.BRADYCARDIA,
+    AnomalyType.TACHYCARDIA,
+    AnomalyType.HR_SPIKE,
+    AnomalyType.SENSOR_FAULT,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionConfig:
+    """Thresholds and windows. Windows are in event time (the device's timestamps), milliseconds.
+
+    An episode is raised when its condition has held for ``*_sustain_ms`` and ends once the condition
+    has been clear for ``clear_ms``; a gap in samples longer than ``max_gap_ms`` restarts a pending
+    condition, so a dropout never stretches a few samples into a sustained episode.
+    """
+
+    high_heart_rate_bpm: int = 140
+    alert_high_heart_rate: bool = False
+    tachycardia_bpm: int = 120
+    tachycardia_sustain_ms: int = 30_000
+    bradycardia_bpm: int = 40
+    bradycardia_sustain_ms: int = 30_000
+    low_spo2_pct: int = 90
+    low_spo2_sustain_ms: int = 30_000
+    no_reading_sustain_ms: int = 60_000
+    flat_reading_sustain_ms: int = 300_000
+    spike_sigma: float = 4.0
+    spike_min_delta_bpm: int = 25
+    spike_sustain_ms: int = 10_000
+    baseline_half_life_ms: int = 600_000
+    baseline_warmup_samples: int = 24
+    baseline_min_sd_bpm: float = 3.0
+    rest_steps_per_min: float = 20.0
+    activity_half_life_ms: int = 60_000
+    recovery_ms: int = 300_000
+    clear_ms: int = 60_000
+    max_gap_ms: int = 60_000
+    seq_window: int = 64
+
+
+DEFAULT_CONFIG = DetectionConfig()
+
+_ALERT_NAMESPACE = uuid.UUID("6f1c5a52-6c8e-4d0f-9a57-2b3f1e7d9c41")
+
+
+def alert_id(device_id: str, anomaly: AnomalyType, started_ms: int) -> str:
+    """Deterministic: a redelivered record that raises the same episode yields the same id."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{device_id}|{anomaly.value}|{started_ms}"))
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One alert per episode (SNS body, alert history row and ``replay`` output line)."""
+
+    alertId: str
+    deviceId: str
+    type: AnomalyType
+    severity: Severity
+    startedAt: str
+    detectedAt: str
+    value: float
+    message: str
+    threshold: float | None = None
+    baseline: float | None = None
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self)

@@ -1,0 +1,134 @@
+"""One batch through the core: decoded samples + device states in; decisions out.
+
+Contract (both modes rely on it):
+
+- Inputs are never mutated. ``BatchResult.states`` holds a new state for every device the batch
+  touched; storing them is what commits the batch for that device.
+- A device listed in ``unavailable`` (its state could not be loaded) is not applied at all: its
+  records are reported in ``failed`` and will be redelivered. Other devices proceed.
+- Records already applied (at or below the device's last stream position) are skipped, so a
+  redelivered batch yields no processed records, no alerts and unchanged states.
+- ``item_failures`` turns the devices whose sink writes failed into the sequence numbers to report:
+  each failed device's first record in the batch, so none of its later records count as done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from service.core.admission import Admission, admit
+from service.core.anomalies import STATUS_PRIORITY, Alert, AnomalyType, Status
+from service.core.decode import DecodedBatch
+from service.core.detection import Detector
+from service.core.records import ProcessedRecord, Reject, iso_ms
+from service.core.state import DeviceState
+
+
+@dataclass(slots=True)
+class BatchResult:
+    processed: list[ProcessedRecord] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    states: dict[str, DeviceState] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    first_sequence: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0
+    redelivered: int = 0
+
+    def item_failures(
+        self, failed_devices: Iterable[str] = (), failed_rejects: Iterable[Reject] = ()
+    ) -> list[str]:
+        """Sequence numbers to report as failed, ascending by integer value, without repeats."""
+        numbers = set(self.failed)
+        numbers.update(self.first_sequence[d] for d in failed_devices if d in self.first_sequence)
+        numbers.update(r.sequence_number for r in failed_rejects)
+        return sorted(numbers, key=int)
+
+
+def process_batch(
+    batch: DecodedBatch,
+    states: Mapping[str, DeviceState],
+    detector: Detector,
+    now_ms: int,
+    unavailable: Collection[str] = (),
+) -> BatchResult:
+    """Apply a decoded batch in order. ``now_ms`` stamps ``processedAt``; the core reads no clock."""
+    result = BatchResult(rejects=list(batch.rejects), first_sequence=dict(batch.first_sequence))
+    working = result.states
+    positions: dict[str, tuple[int, int]] = {}
+    processed, alerts, failed = result.processed, result.alerts, result.failed
+    high_bpm = detector.config.high_heart_rate_bpm
+    observe = detector.observe
+    processed_at = iso_ms(now_ms)
+    window = detector.config.seq_window
+    for sample in batch.samples:
+        telemetry = sample.telemetry
+        device_id = telemetry.deviceId
+        state = working.get(device_id)
+        if state is None:
+            if device_id in unavailable:
+                failed.append(sample.sequence_number)
+                continue
+            prior = states.get(device_id)
+            state = DeviceState() if prior is None else prior.clone()
+            working[device_id] = state
+            if state.last_sequence and state.last_shard == sample.shard_id:
+                positions[device_id] = (int(state.last_sequence), state.last_sub_sequence)
+        sub = sample.sub_sequence_number or 0
+        position = (sample.seq_int, sub)
+        last = positions.get(device_id)
+        if last is not None and position <= last:
+            result.redelivered += 1
+            continue
+        positions[device_id] = position
+        state.last_shard, state.last_sequence, state.last_sub_sequence = (
+            sample.shard_id,
+            sample.sequence_number,
+            sub,
+        )
+        t = sample.event_ms
+        admission = admit(state, telemetry.seq, t, window)
+        if admission is Admission.DUPLICATE:
+            result.duplicates += 1
+            continue
+        heart_rate = telemetry.heartRate
+        if admission is Admission.NEW:
+            anomalies = observe(state, device_id, t, heart_rate, telemetry.steps, telemetry.spo2, alerts)
+        else:
+            anomalies = state.open_anomalies()
+        if heart_rate > high_bpm:
+            status = Status.HIGH_HEART_RATE
+        elif anomalies:
+            status = _most_urgent(anomalies)
+        else:
+            status = Status.NORMAL
+        processed.append(
+            ProcessedRecord(
+                sample.raw,
+                device_id,
+                t,
+                heart_rate,
+                telemetry.steps,
+                telemetry.spo2,
+                telemetry.skinTemp,
+                telemetry.battery,
+                telemetry.seq,
+                now_ms,
+                processed_at,
+                status,
+                anomalies,
+                sample.shard_id,
+                sample.sequence_number,
+                sample.sub_sequence_number,
+                admission is Admission.LATE,
+            )
+        )
+    return result
+
+
+def _most_urgent(anomalies: tuple[AnomalyType, ...]) -> Status:
+    for kind in STATUS_PRIORITY:
+        if kind in anomalies:
+            return Status(kind.value)
+    return Status(anomalies[0].value)

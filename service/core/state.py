@@ -1,0 +1,118 @@
+"""Per-device detector state and its compact, versioned snapshot form.
+
+A snapshot restores to identical behaviour: ``decode_state(encode_state(s))`` equals ``s`` field for
+field, so a lease that moves to another replica (or a Lambda container that loads the state from
+DynamoDB) continues an episode in progress without losing or re-raising it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from service.core.anomalies import AnomalyType
+
+STATE_VERSION = 1
+NONE = -1  # "no such moment" for event-time fields (epoch ms are never negative here)
+
+# The order of ``DeviceState.episodes``; append only, so older snapshots stay readable.
+EPISODE_TYPES: tuple[AnomalyType, ...] = (
+    AnomalyType.TACHYCARDIA,
+    AnomalyType.BRADYCARDIA,
+    AnomalyType.LOW_SPO2,
+    AnomalyType.HR_SPIKE,
+    AnomalyType.SENSOR_FAULT,
+    AnomalyType.HIGH_HEART_RATE,
+)
+
+
+class Episode(msgspec.Struct, frozen=True, array_like=True):
+    """One anomaly type's episode bookkeeping, in event-time epoch ms. Immutable: a step returns
+    the next value (or ``self`` when nothing changed), so copying a state never copies episodes."""
+
+    pending_since: int = NONE  # the condition has held continuously since then
+    last_true: int = NONE  # the last sample at which the condition held
+    active_start: int = NONE  # start of the raised episode; NONE when no episode is open
+
+    @property
+    def quiet(self) -> bool:
+        return self.pending_since == NONE and self.active_start == NONE
+
+    def observe(self, holding: bool, t: int, sustain: int, clear: int, max_gap: int) -> tuple[Episode, bool]:
+        """Feed one sample; the next episode value and whether this sample raises a new episode."""
+        if holding:
+            since = self.pending_since
+            if since == NONE or t - self.last_true > max_gap:
+                since = t
+            return self.advance(since, t, sustain, clear)
+        return self.advance(NONE, t, sustain, clear)
+
+    def advance(self, since: int, t: int, sustain: int, clear: int) -> tuple[Episode, bool]:
+        """Like ``observe`` for a condition whose start the caller tracks (``since``, or NONE)."""
+        start = self.active_start
+        if since != NONE:
+            if start == NONE and t - since >= sustain:
+                return Episode(since, t, since), True
+            return Episode(since, t, start), False
+        if start != NONE and t - self.last_true >= clear:
+            start = NONE
+        if start == self.active_start and self.pending_since == NONE:
+            return self, False
+        return Episode(NONE, self.last_true, start), False
+
+
+QUIET = Episode()
+
+
+_QUIET_EPISODES: tuple[Episode, ...] = tuple(QUIET for _ in EPISODE_TYPES)
+
+
+class DeviceState(msgspec.Struct, array_like=True):
+    """Everything the core remembers about one device between batches."""
+
+    version: int = STATE_VERSION
+    last_shard: str = ""
+    last_sequence: str = ""  # Kinesis sequence number of the last applied record (decimal string)
+    last_sub_sequence: int = 0
+    last_event_ms: int = NONE
+    device_seq: int = NONE  # highest device ``seq`` seen
+    seq_window: int = 0  # bit i set: device seq (device_seq - 1 - i) was seen
+    baseline_mean: float = 0.0
+    baseline_var: float = 0.0
+    baseline_samples: int = 0
+    last_active_ms: int = NONE
+    flat_value: int = NONE
+    flat_since: int = NONE
+    episodes: tuple[Episode, ...] = _QUIET_EPISODES
+
+    def clone(self) -> DeviceState:
+        return msgspec.structs.replace(self)  # shallow is whole: episodes are immutable
+
+    def open_anomalies(self) -> tuple[AnomalyType, ...]:
+        return tuple(
+            kind for kind, ep in zip(EPISODE_TYPES, self.episodes, strict=True) if ep.active_start != NONE
+        )
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(DeviceState)
+
+
+class StateFormatError(ValueError):
+    """A stored snapshot cannot be read by this version."""
+
+
+def encode_state(state: DeviceState) -> bytes:
+    return _ENCODER.encode(state)
+
+
+def decode_state(blob: bytes) -> DeviceState:
+    try:
+        state = _DECODER.decode(blob)
+    except msgspec.DecodeError as exc:
+        raise StateFormatError(str(exc)) from exc
+    if state.version > STATE_VERSION:
+        raise StateFormatError(f"snapshot version {state.version} is newer than {STATE_VERSION}")
+    missing = len(EPISODE_TYPES) - len(state.episodes)
+    if missing > 0:
+        state.episodes = state.episodes + (QUIET,) * missing
+    return state

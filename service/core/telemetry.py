@@ -1,0 +1,163 @@
+"""The telemetry contract: decode one JSON object and validate every rule, or say precisely why not.
+
+The fast path is one msgspec decode into ``Telemetry``; a payload it refuses goes through ``explain``,
+which checks the same rules one by one in plain Python to name the reason and the field. A property
+test holds the two to the same verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+from service.core.records import RejectReason
+
+INT64_MAX = 2**63 - 1
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class Telemetry(msgspec.Struct, frozen=True):
+    """One wearable sample. ``deviceId``'s character set and ``timestamp``'s syntax are checked by
+    ``check_device_id`` and ``event_ms`` (cached per batch), the other rules here."""
+
+    deviceId: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    timestamp: str
+    heartRate: Annotated[int, msgspec.Meta(ge=0, le=300)]
+    steps: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+    spo2: Annotated[int, msgspec.Meta(ge=50, le=100)] | None = None
+    skinTemp: float | None = None
+    battery: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    seq: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
+
+
+TELEMETRY_DECODER = msgspec.json.Decoder(Telemetry)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    reason: RejectReason
+    field: str | None
+    detail: str
+    device_id: str | None = None
+
+
+def check_device_id(device_id: str) -> bool:
+    return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
+
+
+class TimestampParser:
+    """RFC 3339 → epoch ms. The canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` form costs two slices and a
+    dict hit (one parse per distinct minute); any other form takes the general parser."""
+
+    __slots__ = ("_minutes",)
+
+    def __init__(self) -> None:
+        self._minutes: dict[str, int] = {}
+
+    def event_ms(self, ts: str) -> int | None:
+        if len(ts) == 24 and ts[23] == "Z" and ts[19] == "." and ts.isascii():
+            minute = ts[:17]
+            base = self._minutes.get(minute)
+            if base is None:
+                parsed = parse_rfc3339_ms(minute + "00Z")
+                base = -1 if parsed is None else parsed
+                self._minutes[minute] = base
+            second, millis = ts[17:19], ts[20:23]
+            if base >= 0 and second.isdigit() and millis.isdigit() and second < "60":
+                return base + int(second) * 1000 + int(millis)
+        return parse_rfc3339_ms(ts)
+
+
+_RFC3339 = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def parse_rfc3339_ms(ts: str) -> int | None:
+    """Epoch milliseconds (floored) of an RFC 3339 date-time with offset, or None if it is not one."""
+    if len(ts) < 20 or ts[10] not in "Tt":
+        return None
+    try:
+        moment = msgspec.convert(ts, _RFC3339)
+    except msgspec.ValidationError:
+        return None
+    return (moment - _EPOCH) // _MS
+
+
+_REQUIRED_INT_RULES: tuple[tuple[str, int, int], ...] = (("heartRate", 0, 300), ("steps", 0, INT64_MAX))
+_OPTIONAL_INT_RULES: tuple[tuple[str, int, int], ...] = (
+    ("spo2", 50, 100),
+    ("battery", 0, 100),
+    ("seq", 0, INT64_MAX),
+)
+
+
+def explain(data: bytes) -> Violation:
+    """Why ``data`` is not valid telemetry. Call it only for payloads the fast path refused."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Violation(RejectReason.INVALID_UTF8, None, f"byte {exc.start} is not UTF-8")
+    try:
+        obj: Any = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        return Violation(RejectReason.INVALID_JSON, None, str(exc))
+    if not isinstance(obj, dict):
+        return Violation(RejectReason.NOT_AN_OBJECT, None, f"top-level JSON is {type(obj).__name__}")
+    return explain_object(obj) or Violation(
+        RejectReason.INVALID_JSON, None, "payload refused by the decoder but no rule names a cause"
+    )
+
+
+def explain_object(obj: dict[str, Any]) -> Violation | None:
+    """The first broken rule of a decoded JSON object, or None when every rule holds."""
+    device_id = obj.get("deviceId")
+    if device_id is None:
+        return Violation(RejectReason.MISSING_FIELD, "deviceId", "deviceId is required")
+    if not isinstance(device_id, str):
+        return Violation(RejectReason.WRONG_TYPE, "deviceId", "deviceId must be a string")
+    if not check_device_id(device_id):
+        return Violation(
+            RejectReason.INVALID_DEVICE_ID, "deviceId", "deviceId must be 1-128 chars of [A-Za-z0-9_.:-]"
+        )
+    violation = _explain_fields(obj)
+    if violation is None:
+        return None
+    return Violation(violation.reason, violation.field, violation.detail, device_id)
+
+
+def _explain_fields(obj: dict[str, Any]) -> Violation | None:
+    timestamp = obj.get("timestamp")
+    if timestamp is None:
+        return Violation(RejectReason.MISSING_FIELD, "timestamp", "timestamp is required")
+    if not isinstance(timestamp, str):
+        return Violation(RejectReason.WRONG_TYPE, "timestamp", "timestamp must be a string")
+    if parse_rfc3339_ms(timestamp) is None:
+        return Violation(
+            RejectReason.INVALID_TIMESTAMP, "timestamp", "timestamp must be RFC 3339 with an offset or Z"
+        )
+    for name, _, _ in _REQUIRED_INT_RULES:
+        if obj.get(name) is None:
+            return Violation(RejectReason.MISSING_FIELD, name, f"{name} is required")
+    for name, low, high in _REQUIRED_INT_RULES + _OPTIONAL_INT_RULES:
+        violation = _explain_int(name, obj.get(name), low, high)
+        if violation is not None:
+            return violation
+    skin_temp = obj.get("skinTemp")
+    if skin_temp is not None and (isinstance(skin_temp, bool) or not isinstance(skin_temp, int | float)):
+        return Violation(RejectReason.WRONG_TYPE, "skinTemp", "skinTemp must be a number")
+    return None
+
+
+def _explain_int(name: str, value: object, low: int, high: int) -> Violation | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return Violation(RejectReason.WRONG_TYPE, name, f"{name} must be an integer")
+    if not low <= value <= high:
+        return Violation(RejectReason.OUT_OF_RANGE, name, f"{name}={value} is outside {low}..{high}")
+    return None

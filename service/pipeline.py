@@ -1,0 +1,76 @@
+"""One batch, end to end: load states, run the core, write every sink, commit states.
+
+Order of effects, chosen so that a failure anywhere leaves nothing half-done for a device:
+alerts (put-if-absent, so a retry publishes nothing twice) → archive (records of devices whose
+alerts landed) → dead-letter store → device states, last, as the per-device commit. A device whose
+alerts, archive or state write failed keeps its old state, so its records come again and are
+applied again; every other device's records are done. The returned ``failures`` are the sequence
+numbers to report (Lambda's ``batchItemFailures``; the consumer checkpoints below the lowest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from service.core import (
+    BatchResult,
+    Detector,
+    KinesisRecord,
+    ProcessedRecord,
+    Reject,
+    decode_records,
+    process_batch,
+)
+from service.ports import AlertPublisher, Archive, DeadLetterStore, DeviceStateStore, SinkError
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    result: BatchResult
+    failures: list[str]
+    failed_devices: frozenset[str]
+    archive_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    detector: Detector
+    states: DeviceStateStore
+    archive: Archive
+    alerts: AlertPublisher
+    dead_letters: DeadLetterStore
+
+    def run(
+        self, shard_id: str, records: Iterable[KinesisRecord], now_ms: int, rejects: Iterable[Reject] = ()
+    ) -> BatchOutcome:
+        decoded = decode_records(records, rejects)
+        loaded = self.states.load(decoded.device_ids)
+        result = process_batch(decoded, loaded.states, self.detector, now_ms, loaded.unavailable)
+
+        failed = set(loaded.unavailable) | self.alerts.publish(result.alerts)
+        kept = [p for p in result.processed if p.device_id not in failed]
+        try:
+            key = self.archive.write(shard_id, kept)
+        except SinkError:
+            key = None
+            failed.update(result.states)
+        try:
+            failed_rejects = self.dead_letters.put(result.rejects)
+        except SinkError:
+            failed_rejects = list(result.rejects)
+        commit = {d: s for d, s in result.states.items() if d not in failed}
+        if commit:
+            try:
+                failed |= self.states.save(commit, _latest(kept, commit))
+            except SinkError:
+                failed.update(commit)
+        return BatchOutcome(result, result.item_failures(failed, failed_rejects), frozenset(failed), key)
+
+
+def _latest(records: list[ProcessedRecord], devices: Collection[str]) -> dict[str, ProcessedRecord]:
+    latest: dict[str, ProcessedRecord] = {}
+    for record in records:
+        if record.device_id in devices and not record.out_of_order:
+            latest[record.device_id] = record
+    return latest
