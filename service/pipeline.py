@@ -22,7 +22,14 @@ from service.core import (
     decode_records,
     process_batch,
 )
-from service.ports import AlertPublisher, Archive, DeadLetterStore, DeviceStateStore, SinkError
+from service.ports import (
+    AlertPublisher,
+    Archive,
+    DeadLetterStore,
+    DeviceStateStore,
+    LoadedStates,
+    SinkError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +52,16 @@ class Pipeline:
         self, shard_id: str, records: Iterable[KinesisRecord], now_ms: int, rejects: Iterable[Reject] = ()
     ) -> BatchOutcome:
         decoded = decode_records(records, rejects)
-        loaded = self.states.load(decoded.device_ids)
+        try:
+            loaded = self.states.load(decoded.device_ids)
+        except SinkError:
+            loaded = LoadedStates(unavailable=frozenset(decoded.device_ids))
         result = process_batch(decoded, loaded.states, self.detector, now_ms, loaded.unavailable)
 
-        failed = set(loaded.unavailable) | self.alerts.publish(result.alerts)
+        try:
+            failed = set(loaded.unavailable) | self.alerts.publish(result.alerts)
+        except SinkError:
+            failed = set(loaded.unavailable) | {alert.deviceId for alert in result.alerts}
         kept = [p for p in result.processed if p.device_id not in failed]
         try:
             key = self.archive.write(shard_id, kept)

@@ -28,7 +28,9 @@ class LoadedStates:
 class Archive(Protocol):
     def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
         """Store the records as one object whose key is fixed by shard and first/last sequence
-        number; return the key (None when ``records`` is empty)."""
+        number; return the key (None when ``records`` is empty). A retry over the same span may
+        carry a different set of records (a device that failed the first time now succeeds), so a
+        taken key must neither be overwritten nor make those records count as archived."""
         ...
 
 

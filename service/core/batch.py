@@ -2,8 +2,8 @@
 
 Contract (both modes rely on it):
 
-- Inputs are never mutated. ``BatchResult.states`` holds a new state for every device the batch
-  touched; storing them is what commits the batch for that device.
+- Inputs are never mutated. ``BatchResult.states`` holds a new state for every device whose stream
+  position the batch moved; storing them is what commits the batch for that device.
 - A device listed in ``unavailable`` (its state could not be loaded) is not applied at all: its
   records are reported in ``failed`` and will be redelivered. Other devices proceed.
 - Records already applied (at or below the device's last stream position) are skipped, so a
@@ -124,7 +124,18 @@ def process_batch(
                 admission is Admission.LATE,
             )
         )
+    for device_id in [d for d, s in working.items() if _same_position(s, states.get(d))]:
+        del working[device_id]  # only redeliveries: nothing to commit
     return result
+
+
+def _same_position(state: DeviceState, prior: DeviceState | None) -> bool:
+    return (
+        prior is not None
+        and state.last_sequence == prior.last_sequence
+        and state.last_sub_sequence == prior.last_sub_sequence
+        and state.last_shard == prior.last_shard
+    )
 
 
 def _most_urgent(anomalies: tuple[AnomalyType, ...]) -> Status:

@@ -15,7 +15,6 @@ from service.core.telemetry import (
     Telemetry,
     TimestampParser,
     Violation,
-    check_device_id,
     explain,
 )
 
@@ -50,7 +49,6 @@ def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] =
     refused: list[Reject] = list(rejects)
     first: dict[str, str] = {}
     timestamps = TimestampParser()
-    known_ids: set[str] = set()
     for record in records:
         data = record.data
         if data[:4] == b"\xf3\x89\x9a\xc2" and is_aggregated(data):
@@ -62,9 +60,9 @@ def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] =
                 )
                 continue
             for sub, user in enumerate(users):
-                _decode_one(record, user.data, sub, timestamps, known_ids, samples, refused, first)
+                _decode_one(record, user.data, sub, timestamps, samples, refused, first)
         else:
-            _decode_one(record, data, None, timestamps, known_ids, samples, refused, first)
+            _decode_one(record, data, None, timestamps, samples, refused, first)
     return DecodedBatch(samples, refused, first)
 
 
@@ -73,7 +71,6 @@ def _decode_one(
     data: bytes,
     sub: int | None,
     timestamps: TimestampParser,
-    known_ids: set[str],
     samples: list[Sample],
     refused: list[Reject],
     first: dict[str, str],
@@ -84,11 +81,6 @@ def _decode_one(
         refused.append(_reject(record, sub, explain(data), data))
         return
     device_id = telemetry.deviceId
-    if device_id not in known_ids:
-        if not check_device_id(device_id):
-            refused.append(_reject(record, sub, _bad_device_id(), data))
-            return
-        known_ids.add(device_id)
     event_ms = timestamps.event_ms(telemetry.timestamp)
     if event_ms is None:
         refused.append(_reject(record, sub, _bad_timestamp(device_id), data))

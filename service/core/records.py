@@ -134,8 +134,9 @@ class ProcessedRecord(msgspec.Struct, frozen=True):
         # Hand-built for speed; the property tests check it against ``enrichment()``.
         members = (
             f'"processedAt":"{self.processed_at}","status":"{self.status}",'
-            f'"anomalies":{_anomaly_list(self.anomalies)},"shardId":{_json_string(self.shard_id)},'
-            f'"sequenceNumber":{_json_string(self.sequence_number)},"latencyMs":{self.latency_ms}'
+            f'"anomalies":{_anomaly_list(self.anomalies)},"shardId":{_json_shard(self.shard_id)},'
+            f'"sequenceNumber":{_json_sequence(self.sequence_number)},'
+            f'"latencyMs":{self.processed_at_ms - self.event_ms}'
         )
         if self.sub_sequence_number is not None:
             members += f',"subSequenceNumber":{self.sub_sequence_number}'
@@ -155,8 +156,16 @@ def _anomaly_list(anomalies: tuple[AnomalyType, ...]) -> str:
     return msgspec.json.encode([a.value for a in anomalies]).decode()
 
 
-def _json_string(value: str) -> str:
-    return msgspec.json.encode(value).decode()
+@lru_cache(maxsize=256)
+def _json_shard(shard_id: str) -> str:
+    return msgspec.json.encode(shard_id).decode()
+
+
+def _json_sequence(sequence_number: str) -> str:
+    # Kinesis sequence numbers are digits; anything else is escaped properly.
+    if sequence_number.isdigit() and sequence_number.isascii():
+        return f'"{sequence_number}"'
+    return msgspec.json.encode(sequence_number).decode()
 
 
 def iso_ms(epoch_ms: int) -> str:

@@ -17,16 +17,16 @@ import msgspec
 from service.core.records import RejectReason
 
 INT64_MAX = 2**63 - 1
-DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # also in ``Telemetry``, as msgspec wants it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
 class Telemetry(msgspec.Struct, frozen=True):
-    """One wearable sample. ``deviceId``'s character set and ``timestamp``'s syntax are checked by
-    ``check_device_id`` and ``event_ms`` (cached per batch), the other rules here."""
+    """One wearable sample. ``timestamp``'s syntax is checked by ``TimestampParser``, the other
+    rules here."""
 
-    deviceId: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    deviceId: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"\A[A-Za-z0-9_.:-]+\Z")]
     timestamp: str
     heartRate: Annotated[int, msgspec.Meta(ge=0, le=300)]
     steps: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -37,6 +37,7 @@ class Telemetry(msgspec.Struct, frozen=True):
 
 
 TELEMETRY_DECODER = msgspec.json.Decoder(Telemetry)
+BATCH_DECODER = msgspec.json.Decoder(list[Telemetry])
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +62,14 @@ class TimestampParser:
         self._minutes: dict[str, int] = {}
 
     def event_ms(self, ts: str) -> int | None:
-        if len(ts) == 24 and ts[23] == "Z" and ts[19] == "." and ts.isascii():
-            minute = ts[:17]
-            base = self._minutes.get(minute)
+        if len(ts) == 24 and ts[23] == "Z" and ts[19] == ".":
+            base = self._minutes.get(ts[:17])
             if base is None:
-                parsed = parse_rfc3339_ms(minute + "00Z")
-                base = -1 if parsed is None else parsed
-                self._minutes[minute] = base
-            second, millis = ts[17:19], ts[20:23]
-            if base >= 0 and second.isdigit() and millis.isdigit() and second < "60":
-                return base + int(second) * 1000 + int(millis)
+                parsed = parse_rfc3339_ms(ts[:17] + "00Z")
+                base = self._minutes[ts[:17]] = -1 if parsed is None else parsed
+            millis = ts[17:19] + ts[20:23]  # "SSmmm": seconds and milliseconds as one number
+            if base >= 0 and millis.isdigit() and millis.isascii() and millis < "60000":
+                return base + int(millis)
         return parse_rfc3339_ms(ts)
 
 
