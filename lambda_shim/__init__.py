@@ -1,0 +1,1 @@
+"""AWS Lambda mode: a thin handler over the shared pipeline (``handler.handler``)."""

@@ -1,0 +1,147 @@
+"""Dead-letter stores: rejects with their raw bytes (base64), shard, sequence number and reason.
+
+``S3DeadLetterStore`` writes one object per reject at a key fixed by its position, so a redelivery
+rewrites the same object. ``SqsDeadLetterStore`` sends ``Reject.to_json`` bodies in batches; a body
+too large for a message goes to an ``overflow`` S3 store and the queue gets a pointer to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+from botocore.exceptions import ClientError
+
+from service.adapters._errors import error_code
+from service.core import Reject
+from service.ports import SinkError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+SQS_BATCH_LIMIT = 10
+# The classic SQS limit; queues created since 2025 may allow 1 MiB (their MaximumMessageSize).
+SQS_MAX_MESSAGE_BYTES = 256 * 1024
+_ATTRIBUTE_ALLOWANCE = 512  # room for the message attributes, which count towards the size
+
+
+def reject_key(prefix: str, reject: Reject) -> str:
+    position = reject.sequence_number
+    if reject.sub_sequence_number is not None:
+        position += f".{reject.sub_sequence_number}"
+    return f"{prefix}shard={reject.shard_id}/{position}.json"
+
+
+class S3DeadLetterStore:
+    """``DeadLetterStore`` on one bucket: one JSON object per reject."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self._bucket = bucket
+        self._prefix = prefix
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def put(self, rejects: Sequence[Reject]) -> list[Reject]:
+        failed: list[Reject] = []
+        for reject in rejects:
+            try:
+                self.put_one(reject)
+            except ClientError:
+                failed.append(reject)
+        return failed
+
+    def put_one(self, reject: Reject) -> str:
+        """Store one reject; return its key. Raises ``ClientError``."""
+        key = reject_key(self._prefix, reject)
+        self._client.put_object(
+            Bucket=self._bucket, Key=key, Body=reject.to_json(), ContentType="application/json"
+        )
+        return key
+
+
+class SqsDeadLetterStore:
+    """``DeadLetterStore`` on one SQS queue. Raises ``SinkError`` when the queue refuses a whole
+    call; entries SQS reports as failed are returned."""
+
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        overflow: S3DeadLetterStore | None = None,
+        max_message_bytes: int = SQS_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._overflow = overflow
+        self._max_body = max_message_bytes - _ATTRIBUTE_ALLOWANCE
+        self._max_batch = max_message_bytes
+
+    def put(self, rejects: Sequence[Reject]) -> list[Reject]:
+        failed: list[Reject] = []
+        sendable: list[tuple[Reject, str]] = []
+        for reject in rejects:
+            body = self._body(reject)
+            if body is None:
+                failed.append(reject)
+            else:
+                sendable.append((reject, body))
+        for batch in self._batches(sendable):
+            failed.extend(self._send(batch))
+        return failed
+
+    def _body(self, reject: Reject) -> str | None:
+        """The message body, or a pointer to the overflow store; None when it cannot be sent."""
+        body = reject.to_json().decode("utf-8")
+        if len(body.encode("utf-8")) <= self._max_body:
+            return body
+        if self._overflow is None:
+            return None
+        try:
+            key = self._overflow.put_one(reject)
+        except ClientError:
+            return None
+        pointer = {
+            "reason": reject.reason.value,
+            "shardId": reject.shard_id,
+            "sequenceNumber": reject.sequence_number,
+            "subSequenceNumber": reject.sub_sequence_number,
+            "overflow": {"bucket": self._overflow.bucket, "key": key},
+        }
+        return msgspec.json.encode(pointer).decode("utf-8")
+
+    def _batches(self, entries: list[tuple[Reject, str]]) -> Iterator[list[tuple[Reject, str]]]:
+        batch: list[tuple[Reject, str]] = []
+        size = 0
+        for reject, body in entries:
+            length = len(body.encode("utf-8")) + _ATTRIBUTE_ALLOWANCE
+            if batch and (len(batch) == SQS_BATCH_LIMIT or size + length > self._max_batch):
+                yield batch
+                batch, size = [], 0
+            batch.append((reject, body))
+            size += length
+        if batch:
+            yield batch
+
+    def _send(self, batch: list[tuple[Reject, str]]) -> list[Reject]:
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
+            {
+                "Id": str(index),
+                "MessageBody": body,
+                "MessageAttributes": {
+                    "reason": {"DataType": "String", "StringValue": reject.reason.value},
+                    "shardId": {"DataType": "String", "StringValue": reject.shard_id},
+                },
+            }
+            for index, (reject, body) in enumerate(batch)
+        ]
+        try:
+            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        except ClientError as exc:
+            raise SinkError(f"dead-letter queue {self._queue_url}: {error_code(exc)}") from exc
+        return [batch[int(entry["Id"])][0] for entry in response.get("Failed", [])]

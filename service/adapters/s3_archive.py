@@ -1,0 +1,131 @@
+"""The S3 archive: one gzip JSON Lines object per batch, written once and never overwritten.
+
+Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz`` where the date is the first
+record's event time (UTC) and ``first``/``last`` are the first and last records' sequence numbers
+(``{seq}.{sub}`` for a KPL user record). The gzip stream is byte-deterministic (mtime 0).
+
+Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
+key taken reads the existing object; records it already holds are done. Records it does not hold
+(a retry can carry a different set over the same span, e.g. a device whose alert failed the first
+time) go to ``{first}-{last}.{digest}.jsonl.gz``, where the digest names exactly those records, so
+no record is ever lost or archived twice by a redelivery.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+from botocore.exceptions import ClientError
+
+from service.adapters._errors import error_code
+from service.core import ProcessedRecord
+from service.ports import SinkError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+SUFFIX = ".jsonl.gz"
+CONTENT_TYPE = "application/gzip"
+_TAKEN = frozenset({"PreconditionFailed", "412"})
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_UNSUPPORTED = frozenset({"NotImplemented", "501"})
+
+Position = tuple[str, int | None]
+
+
+class _ArchivedLine(msgspec.Struct, rename="camel"):
+    sequence_number: str
+    sub_sequence_number: int | None = None
+
+
+_LINE_DECODER = msgspec.json.Decoder(_ArchivedLine)
+
+
+def record_position(record: ProcessedRecord) -> Position:
+    return record.sequence_number, record.sub_sequence_number
+
+
+def _label(position: Position) -> str:
+    sequence, sub = position
+    return sequence if sub is None else f"{sequence}.{sub}"
+
+
+def archive_stem(prefix: str, shard_id: str, records: Sequence[ProcessedRecord]) -> str:
+    """The key without its suffix, fixed by the shard, the first record's date and the span."""
+    day = datetime.fromtimestamp(records[0].event_ms / 1000, UTC).strftime("%Y-%m-%d")
+    span = f"{_label(record_position(records[0]))}-{_label(record_position(records[-1]))}"
+    return f"{prefix}dt={day}/shard={shard_id}/{span}"
+
+
+def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
+    """Gzip JSON Lines, byte-identical for identical records."""
+    return gzip.compress(b"".join(r.to_json() + b"\n" for r in records), mtime=0)
+
+
+class S3Archive:
+    """``Archive`` on one bucket. Raises ``SinkError`` when S3 refuses a read or write."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self._bucket = bucket
+        self._prefix = prefix
+
+    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+        if not records:
+            return None
+        stem = archive_stem(self._prefix, shard_id, records)
+        key = stem + SUFFIX
+        try:
+            if self._put_if_absent(key, encode_lines(records)):
+                return key
+            held = self._positions(key)
+            missing = [r for r in records if record_position(r) not in held]
+            if not missing:
+                return key
+            names = "\n".join(_label(record_position(r)) for r in missing).encode()
+            key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
+            self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
+        except ClientError as exc:
+            raise SinkError(f"archive s3://{self._bucket}/{key}: {error_code(exc)}") from exc
+        return key
+
+    def _put_if_absent(self, key: str, body: bytes) -> bool:
+        """True when this call created the object; False when the key already existed."""
+        try:
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ContentType=CONTENT_TYPE,
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in _TAKEN:
+                return False
+            if code not in _UNSUPPORTED:
+                raise
+            return self._head_then_put(key, body)
+        return True
+
+    def _head_then_put(self, key: str, body: bytes) -> bool:
+        """For endpoints without conditional writes: not atomic, but a batch's shard has one writer."""
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) not in _NOT_FOUND:
+                raise
+        else:
+            return False
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
+        return True
+
+    def _positions(self, key: str) -> set[Position]:
+        body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        lines = gzip.decompress(body).splitlines()
+        return {(line.sequence_number, line.sub_sequence_number) for line in map(_LINE_DECODER.decode, lines)}

@@ -1,0 +1,124 @@
+"""Alerts to SNS, at most once per ``alertId``, recorded in a DynamoDB alert history table.
+
+Per alert: put the history row (``alertId`` hash key, the alert's fields, ``state`` = PENDING) if
+absent; a row already PUBLISHED means a previous delivery published it, so nothing is sent. Otherwise
+publish, then mark the row PUBLISHED. An alert counts as done only once its row says PUBLISHED, so
+the one window for a repeat is a failure between the publish and that update; on a FIFO topic the
+``MessageDeduplicationId`` (the alert id) closes it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, cast
+
+from botocore.exceptions import ClientError
+
+from service.adapters._errors import error_code
+from service.core import Alert
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_sns.client import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
+
+
+class DeliveryState(StrEnum):
+    PENDING = "PENDING"
+    PUBLISHED = "PUBLISHED"
+
+
+class SnsAlertPublisher:
+    """``AlertPublisher``. Returns the devices with an alert not yet PUBLISHED; after a device's
+    first failure its later alerts in the same call are not attempted (they come again with it)."""
+
+    def __init__(
+        self, dynamodb_client: DynamoDBClient, history_table: str, sns_client: SNSClient, topic_arn: str
+    ) -> None:
+        self._dynamodb = dynamodb_client
+        self._table = history_table
+        self._sns = sns_client
+        self._topic_arn = topic_arn
+        self._fifo = topic_arn.endswith(".fifo")
+
+    def publish(self, alerts: Sequence[Alert]) -> set[str]:
+        failed: set[str] = set()
+        for alert in alerts:
+            if alert.deviceId in failed:
+                continue
+            try:
+                if self._claim(alert) is not DeliveryState.PUBLISHED:
+                    self._send(alert)
+                    self._mark_published(alert)
+            except ClientError:
+                failed.add(alert.deviceId)
+        return failed
+
+    def _claim(self, alert: Alert) -> DeliveryState | None:
+        """Record the alert as PENDING unless a row exists; return the existing row's state."""
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item=_history_item(alert),
+                ConditionExpression="attribute_not_exists(alertId)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = cast("dict[str, AttributeValueTypeDef]", exc.response.get("Item") or {})
+            if not old:
+                old = self._dynamodb.get_item(
+                    TableName=self._table, Key={"alertId": {"S": alert.alertId}}, ConsistentRead=True
+                ).get("Item", {})
+            state = old.get("state", {}).get("S", "")
+            return DeliveryState(state) if state in DeliveryState.__members__ else None
+        return None
+
+    def _send(self, alert: Alert) -> None:
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "type": {"DataType": "String", "StringValue": alert.type.value},
+            "severity": {"DataType": "String", "StringValue": alert.severity.value},
+            "deviceId": {"DataType": "String", "StringValue": alert.deviceId},
+        }
+        message = alert.to_json().decode("utf-8")
+        if self._fifo:
+            self._sns.publish(
+                TopicArn=self._topic_arn,
+                Message=message,
+                MessageAttributes=attributes,
+                MessageGroupId=alert.deviceId,
+                MessageDeduplicationId=alert.alertId,
+            )
+        else:
+            self._sns.publish(TopicArn=self._topic_arn, Message=message, MessageAttributes=attributes)
+
+    def _mark_published(self, alert: Alert) -> None:
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key={"alertId": {"S": alert.alertId}},
+            UpdateExpression="SET #state = :published",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":published": {"S": DeliveryState.PUBLISHED.value}},
+        )
+
+
+def _history_item(alert: Alert) -> dict[str, AttributeValueTypeDef]:
+    item: dict[str, AttributeValueTypeDef] = {
+        "alertId": {"S": alert.alertId},
+        "deviceId": {"S": alert.deviceId},
+        "type": {"S": alert.type.value},
+        "severity": {"S": alert.severity.value},
+        "startedAt": {"S": alert.startedAt},
+        "detectedAt": {"S": alert.detectedAt},
+        "value": {"N": repr(alert.value)},
+        "message": {"S": alert.message},
+        "state": {"S": DeliveryState.PENDING.value},
+    }
+    if alert.threshold is not None:
+        item["threshold"] = {"N": repr(alert.threshold)}
+    if alert.baseline is not None:
+        item["baseline"] = {"N": repr(alert.baseline)}
+    return item

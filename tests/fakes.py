@@ -1,0 +1,85 @@
+"""In-memory implementations of the ports, with switches to make them fail the way real sinks do."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from service.core import Alert, DeviceState, ProcessedRecord, Reject
+from service.ports import LoadedStates, SinkError
+
+
+@dataclass
+class FakeArchive:
+    objects: dict[str, list[ProcessedRecord]] = field(default_factory=dict)
+    down: bool = False
+
+    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+        if self.down:
+            raise SinkError("archive down")
+        if not records:
+            return None
+        key = f"{shard_id}/{records[0].sequence_number}-{records[-1].sequence_number}"
+        self.objects.setdefault(key, list(records))
+        return key
+
+    @property
+    def records(self) -> list[ProcessedRecord]:
+        return [r for records in self.objects.values() for r in records]
+
+
+@dataclass
+class FakeStateStore:
+    states: dict[str, DeviceState] = field(default_factory=dict)
+    latest: dict[str, ProcessedRecord] = field(default_factory=dict)
+    unreadable: set[str] = field(default_factory=set)
+    refuse_writes: set[str] = field(default_factory=set)
+    down: bool = False
+
+    def load(self, device_ids: Collection[str]) -> LoadedStates:
+        if self.down:
+            raise SinkError("state table unreachable")
+        found = {
+            d: self.states[d].clone() for d in device_ids if d in self.states and d not in self.unreadable
+        }
+        return LoadedStates(found, frozenset(set(device_ids) & self.unreadable))
+
+    def save(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> set[str]:
+        failed = set(states) & self.refuse_writes
+        for device_id, state in states.items():
+            if device_id not in failed:
+                self.states[device_id] = state.clone()
+                if device_id in latest:
+                    self.latest[device_id] = latest[device_id]
+        return failed
+
+
+@dataclass
+class FakeAlertPublisher:
+    published: dict[str, Alert] = field(default_factory=dict)
+    refuse_devices: set[str] = field(default_factory=set)
+    down: bool = False
+
+    def publish(self, alerts: Sequence[Alert]) -> set[str]:
+        if self.down:
+            raise SinkError("alert topic unreachable")
+        failed: set[str] = set()
+        for alert in alerts:
+            if alert.deviceId in self.refuse_devices:
+                failed.add(alert.deviceId)
+            else:
+                self.published.setdefault(alert.alertId, alert)
+        return failed
+
+
+@dataclass
+class FakeDeadLetters:
+    stored: dict[tuple[str, str, int | None], Reject] = field(default_factory=dict)
+    down: bool = False
+
+    def put(self, rejects: Sequence[Reject]) -> list[Reject]:
+        if self.down:
+            raise SinkError("dead-letter store down")
+        for reject in rejects:
+            self.stored[(reject.shard_id, reject.sequence_number, reject.sub_sequence_number)] = reject
+        return []

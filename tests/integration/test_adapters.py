@@ -1,0 +1,142 @@
+"""Adapter contracts that the handler tests cannot reach: conflicting archive spans, forward-only
+state writes, throttled reads, oversized dead letters, alerts already published."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from service.adapters import (
+    DynamoDeviceStateStore,
+    S3Archive,
+    S3DeadLetterStore,
+    SnsAlertPublisher,
+    SqsDeadLetterStore,
+)
+from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, decode_records, process_batch
+from service.core.records import ProcessedRecord
+from tests.events import SHARD_ID, T0_MS, episode, sample, sequence
+from tests.integration.conftest import AwsStack
+
+pytestmark = pytest.mark.integration
+
+
+def kinesis_records(items: list[dict[str, Any] | bytes], positions: list[int]) -> list[KinesisRecord]:
+    return [
+        KinesisRecord(
+            item if isinstance(item, bytes) else json.dumps(item).encode(), SHARD_ID, sequence(p), T0_MS
+        )
+        for item, p in zip(items, positions, strict=True)
+    ]
+
+
+def processed(items: list[dict[str, Any]], positions: list[int]) -> list[ProcessedRecord]:
+    batch = decode_records(kinesis_records(list(items), positions))
+    return process_batch(batch, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000).processed
+
+
+def archived_positions(aws: AwsStack) -> list[str]:
+    bodies = aws.objects(aws.settings.archive_bucket).values()
+    return sorted(
+        json.loads(line)["sequenceNumber"] for b in bodies for line in gzip.decompress(b).splitlines()
+    )
+
+
+def test_archive_retry_over_the_same_span_adds_only_the_missing_records(aws: AwsStack) -> None:
+    archive = S3Archive(aws.s3, aws.settings.archive_bucket, "telemetry/")
+    x1, a2, x3 = processed([sample("x", 0, 70), sample("a", 0, 80), sample("x", 5, 71)], [1, 2, 3])
+
+    first = archive.write(SHARD_ID, [x1, x3])  # a's alert failed: a2 held back
+    again = archive.write(SHARD_ID, [x1, a2, x3])  # x's state write failed too: all redelivered
+    third = archive.write(SHARD_ID, [x1, a2, x3])
+
+    assert first is not None
+    assert first.endswith(f"{sequence(1)}-{sequence(3)}.jsonl.gz")
+    assert again == third != first
+    assert archived_positions(aws) == [sequence(1), sequence(2), sequence(3)]
+
+
+def test_archive_object_is_byte_deterministic_and_never_overwritten(aws: AwsStack) -> None:
+    archive = S3Archive(aws.s3, aws.settings.archive_bucket, "")
+    records = processed([sample("x", 0, 70), sample("x", 5, 71)], [1, 2])
+    key = archive.write(SHARD_ID, records)
+    assert key is not None
+    body = aws.objects(aws.settings.archive_bucket)[key]
+    assert archive.write(SHARD_ID, records) == key
+    assert aws.objects(aws.settings.archive_bucket) == {key: body}
+    assert archive.write(SHARD_ID, []) is None
+
+
+def test_state_write_only_moves_forward(aws: AwsStack) -> None:
+    store = DynamoDeviceStateStore(aws.dynamodb, aws.settings.device_state_table)
+    records = episode("x", 0, 10, 70)
+    batch = decode_records(kinesis_records(list(records), [1, 2, 3]))
+    result = process_batch(batch, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000)
+    latest = result.processed[-1]
+    assert store.save(result.states, {"x": latest}) == set()
+
+    older = decode_records(kinesis_records([records[0]], [1]))
+    stale = process_batch(older, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000)
+    assert store.save(stale.states, {"x": stale.processed[0]}) == set()  # behind: counts as done
+
+    loaded = store.load(["x", "never-seen"])
+    assert loaded.unavailable == frozenset()
+    assert set(loaded.states) == {"x"}
+    assert loaded.states["x"].last_sequence == sequence(3)
+
+
+def test_state_read_retries_unprocessed_keys_then_gives_up(aws: AwsStack) -> None:
+    store = DynamoDeviceStateStore(aws.dynamodb, aws.settings.device_state_table, sleep=lambda _: None)
+    batch = decode_records(kinesis_records([sample("x", 0, 70), sample("y", 0, 71)], [1, 2]))
+    result = process_batch(batch, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000)
+    assert store.save(result.states, {}) == set()
+    throttled: dict[str, int] = {"x": 2, "y": 99}  # x is throttled twice, y every time
+
+    def throttle(parsed: dict[str, Any], **_: Any) -> None:
+        table = aws.settings.device_state_table
+        items = parsed.get("Responses", {}).get(table, [])
+        held = [i for i in items if throttled.get(i["deviceId"]["S"], 0) > 0]
+        for item in held:
+            throttled[item["deviceId"]["S"]] -= 1
+        parsed["Responses"][table] = [i for i in items if i not in held]
+        if held:
+            parsed["UnprocessedKeys"] = {table: {"Keys": [{"deviceId": i["deviceId"]} for i in held]}}
+
+    aws.dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", throttle)
+    loaded = store.load(["x", "y"])
+    assert set(loaded.states) == {"x"}
+    assert loaded.unavailable == frozenset({"y"})
+
+
+def test_oversized_dead_letter_goes_to_s3_with_a_pointer(aws: AwsStack) -> None:
+    big = json.dumps({"deviceId": "x", "padding": "p" * 4000}).encode()  # no timestamp: a reject
+    rejects = decode_records(kinesis_records([big, b"nope"], [1, 2])).rejects
+    overflow = S3DeadLetterStore(aws.s3, aws.settings.archive_bucket, "dead-letter/")
+    dlq = aws.settings.dead_letter_queue_url
+
+    assert SqsDeadLetterStore(aws.sqs, dlq, max_message_bytes=2048).put(rejects) == [rejects[0]]
+    assert [m["body"]["sequenceNumber"] for m in aws.drain(dlq)] == [sequence(2)]
+
+    assert SqsDeadLetterStore(aws.sqs, dlq, overflow=overflow, max_message_bytes=2048).put(rejects) == []
+    pointer, small = sorted(aws.drain(dlq), key=lambda m: m["body"]["sequenceNumber"])
+    assert pointer["body"]["overflow"]["key"] == f"dead-letter/shard={SHARD_ID}/{sequence(1)}.json"
+    stored = aws.objects(aws.settings.archive_bucket, "dead-letter/")[pointer["body"]["overflow"]["key"]]
+    assert json.loads(stored)["reason"] == pointer["body"]["reason"] == pointer["attributes"]["reason"]
+    assert small["body"]["reason"] == "invalid_json"
+
+
+def test_alert_already_published_is_not_sent_again(aws: AwsStack) -> None:
+    batch = decode_records(kinesis_records(list(episode("x", 0, 30, 130)), list(range(7))))
+    (alert,) = process_batch(batch, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000).alerts
+    settings = aws.settings
+    publisher = SnsAlertPublisher(
+        aws.dynamodb, settings.alert_history_table, aws.sns, settings.alert_topic_arn
+    )
+
+    assert publisher.publish([alert]) == set()
+    assert publisher.publish([alert]) == set()
+
+    assert [m["body"]["alertId"] for m in aws.drain(aws.alert_queue_url)] == [alert.alertId]
