@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Bootstrap and run VitalStream on a machine that has only python3 (standard library only).
+
+    python3 scripts/dev.py demo            # set up .venv, then run the main job
+    python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through)
+    python3 scripts/dev.py lint            # set up .venv, then ruff check, ruff format --check, mypy
+
+Set-up contract: ``.venv`` is created when missing, and ``pip install -e '.[dev]'`` runs again
+whenever ``pyproject.toml`` differs from the one last installed (its SHA-256 is kept in
+``.venv/.vitalstream-installed``, written only after a successful install). Exit codes are the
+tools' own, except that pytest's 5 (no tests collected) becomes 1: an empty run is a failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if sys.platform == "win32" else "bin")
+PYTHON = BIN / ("python.exe" if sys.platform == "win32" else "python")
+STAMP = VENV / ".vitalstream-installed"
+PYTEST_NO_TESTS = 5
+
+
+def run(*command: str | Path) -> int:
+    print("+ " + " ".join(str(part) for part in command), flush=True)
+    return subprocess.run([str(part) for part in command], cwd=ROOT, check=False).returncode
+
+
+def project_hash() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create ``.venv`` and install the project into it unless it is already current."""
+    pip = BIN / ("pip.exe" if sys.platform == "win32" else "pip")
+    # --clear also repairs a .venv left without pip by an earlier failed creation
+    if not (PYTHON.exists() and pip.exists()) and run(sys.executable, "-m", "venv", "--clear", VENV) != 0:
+        sys.exit(
+            "dev.py: could not create .venv; on Debian/Ubuntu install the venv module first "
+            "(apt-get install python3-venv)"
+        )
+    wanted = project_hash()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    steps = (
+        (PYTHON, "-m", "pip", "install", "--upgrade", "pip"),
+        (PYTHON, "-m", "pip", "install", "-e", ".[dev]"),
+    )
+    for step in steps:
+        if run(*step) != 0:
+            sys.exit(f"dev.py: install step failed: {' '.join(str(part) for part in step)}")
+    STAMP.write_text(wanted + "\n")
+
+
+def demo(extra: list[str]) -> int:
+    return run(BIN / "vitalstream", "replay", "examples/telemetry.jsonl", "--out", "out/replay", *extra)
+
+
+def test(extra: list[str]) -> int:
+    code = run(PYTHON, "-m", "pytest", *extra)
+    return 1 if code == PYTEST_NO_TESTS else code
+
+
+def lint(extra: list[str]) -> int:
+    checks: tuple[tuple[str | Path, ...], ...] = (
+        (BIN / "ruff", "check", ".", *extra),
+        (BIN / "ruff", "format", "--check", "."),
+        (BIN / "mypy",),
+    )
+    failed = [check for check in checks if run(*check) != 0]
+    return 1 if failed else 0
+
+
+COMMANDS = {"demo": demo, "test": test, "lint": lint}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_venv()
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
