@@ -99,7 +99,7 @@ def alert_id(device_id: str, anomaly: AnomalyType, started_ms: int) -> str:
     return str(uuid.uuid5(_ALERT_NAMESPACE, f"{device_id}|{anomaly.value}|{started_ms}"))
 
 
-class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One alert per episode (SNS body, alert history row and ``replay`` output line)."""
 
     alertId: str

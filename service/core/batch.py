@@ -65,26 +65,27 @@ def process_batch(
     for sample in batch.samples:
         telemetry = sample.telemetry
         device_id = telemetry.deviceId
+        record = sample.record
         state = working.get(device_id)
         if state is None:
             if device_id in unavailable:
-                failed.append(sample.sequence_number)
+                failed.append(record.sequence_number)
                 continue
             prior = states.get(device_id)
             state = DeviceState() if prior is None else prior.clone()
             working[device_id] = state
-            if state.last_sequence and state.last_shard == sample.shard_id:
+            if state.last_sequence and state.last_shard == record.shard_id:
                 positions[device_id] = (int(state.last_sequence), state.last_sub_sequence)
-        sub = sample.sub_sequence_number or 0
-        position = (sample.seq_int, sub)
+        sub = sample.sub or 0
+        position = (int(record.sequence_number), sub)
         last = positions.get(device_id)
         if last is not None and position <= last:
             result.redelivered += 1
             continue
         positions[device_id] = position
         state.last_shard, state.last_sequence, state.last_sub_sequence = (
-            sample.shard_id,
-            sample.sequence_number,
+            record.shard_id,
+            record.sequence_number,
             sub,
         )
         t = sample.event_ms
@@ -118,9 +119,9 @@ def process_batch(
                 processed_at,
                 status,
                 anomalies,
-                sample.shard_id,
-                sample.sequence_number,
-                sample.sub_sequence_number,
+                record.shard_id,
+                record.sequence_number,
+                sample.sub,
                 admission is Admission.LATE,
             )
         )

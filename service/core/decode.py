@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
-from service.core.kpl import AggregateError, deaggregate, is_aggregated
+from service.core.kpl import KPL_MAGIC, AggregateError, deaggregate
 from service.core.records import KinesisRecord, Reject, RejectReason
 from service.core.telemetry import (
     TELEMETRY_DECODER,
@@ -19,17 +19,15 @@ from service.core.telemetry import (
 )
 
 
-class Sample(NamedTuple):
-    """A valid telemetry sample and its place in the stream."""
+class Sample(msgspec.Struct, frozen=True, gc=False):
+    """A valid telemetry sample and the record that carried it (``sub`` is its KPL sub-sequence
+    number, None for a plain record)."""
 
     telemetry: Telemetry
     raw: bytes
     event_ms: int
-    shard_id: str
-    sequence_number: str
-    seq_int: int
-    sub_sequence_number: int | None
-    arrival_ms: int
+    record: KinesisRecord
+    sub: int | None
 
 
 class DecodedBatch(NamedTuple):
@@ -48,63 +46,41 @@ def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] =
     samples: list[Sample] = []
     refused: list[Reject] = list(rejects)
     first: dict[str, str] = {}
-    timestamps = TimestampParser()
-    for record in records:
-        data = record.data
-        if data[:4] == b"\xf3\x89\x9a\xc2" and is_aggregated(data):
-            try:
-                users = deaggregate(data)
-            except AggregateError as exc:
-                refused.append(
-                    _reject(record, None, Violation(RejectReason.INVALID_AGGREGATE, None, str(exc)))
-                )
-                continue
-            for sub, user in enumerate(users):
-                _decode_one(record, user.data, sub, timestamps, samples, refused, first)
-        else:
-            _decode_one(record, data, None, timestamps, samples, refused, first)
+    event_ms_of = TimestampParser().event_ms
+    decode = TELEMETRY_DECODER.decode
+    for record, data, sub in _payloads(records, refused):
+        try:
+            telemetry = decode(data)
+        except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError
+            refused.append(_reject(record, sub, explain(data), data))
+            continue
+        event_ms = event_ms_of(telemetry.timestamp)
+        if event_ms is None:
+            refused.append(_reject(record, sub, _bad_timestamp(telemetry.deviceId), data))
+            continue
+        if telemetry.deviceId not in first:
+            first[telemetry.deviceId] = record.sequence_number
+        samples.append(Sample(telemetry, data, event_ms, record, sub))
     return DecodedBatch(samples, refused, first)
 
 
-def _decode_one(
-    record: KinesisRecord,
-    data: bytes,
-    sub: int | None,
-    timestamps: TimestampParser,
-    samples: list[Sample],
-    refused: list[Reject],
-    first: dict[str, str],
-) -> None:
-    try:
-        telemetry = TELEMETRY_DECODER.decode(data)
-    except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError on bad UTF-8
-        refused.append(_reject(record, sub, explain(data), data))
-        return
-    device_id = telemetry.deviceId
-    event_ms = timestamps.event_ms(telemetry.timestamp)
-    if event_ms is None:
-        refused.append(_reject(record, sub, _bad_timestamp(device_id), data))
-        return
-    if device_id not in first:
-        first[device_id] = record.sequence_number
-    samples.append(
-        Sample(
-            telemetry,
-            data,
-            event_ms,
-            record.shard_id,
-            record.sequence_number,
-            int(record.sequence_number),
-            sub,
-            record.arrival_ms,
-        )
-    )
-
-
-def _bad_device_id() -> Violation:
-    return Violation(
-        RejectReason.INVALID_DEVICE_ID, "deviceId", "deviceId must be 1-128 chars of [A-Za-z0-9_.:-]"
-    )
+def _payloads(
+    records: Iterable[KinesisRecord], refused: list[Reject]
+) -> Iterator[tuple[KinesisRecord, bytes, int | None]]:
+    """Each record's payload, or each user record's payload (with its sub-sequence number) for a
+    KPL aggregate; a malformed aggregate is refused whole."""
+    for record in records:
+        data = record.data
+        if data[:4] != KPL_MAGIC:
+            yield record, data, None
+            continue
+        try:
+            users = deaggregate(data)
+        except AggregateError as exc:
+            refused.append(_reject(record, None, Violation(RejectReason.INVALID_AGGREGATE, None, str(exc))))
+            continue
+        for sub, user in enumerate(users):
+            yield record, user.data, sub
 
 
 def _bad_timestamp(device_id: str) -> Violation:

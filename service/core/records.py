@@ -13,7 +13,7 @@ import msgspec
 from service.core.anomalies import AnomalyType, Status
 
 
-class KinesisRecord(msgspec.Struct, frozen=True):
+class KinesisRecord(msgspec.Struct, frozen=True, gc=False):
     """One record as Kinesis delivered it: payload bytes plus where it sits in its shard.
 
     ``sequence_number`` is a decimal string of up to 128 bits; compare it with ``seq_int``.
@@ -46,7 +46,7 @@ class RejectReason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
 
 
-class Reject(msgspec.Struct, frozen=True, kw_only=True):
+class Reject(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A poison record with the reason it was refused. Never retried; it must not block its shard."""
 
     data: bytes
@@ -79,7 +79,7 @@ class Reject(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.json.encode(self.to_dict())
 
 
-class ProcessedRecord(msgspec.Struct, frozen=True):
+class ProcessedRecord(msgspec.Struct, frozen=True, gc=False):
     """A valid sample, enriched. ``raw`` is the input JSON object exactly as received, so unknown
     fields pass through; ``to_json`` appends the enrichment fields to it. ``processed_at`` is
     ``processed_at_ms`` in RFC 3339 (formatted once per batch)."""

@@ -25,7 +25,7 @@ EPISODE_TYPES: tuple[AnomalyType, ...] = (
 )
 
 
-class Episode(msgspec.Struct, frozen=True, array_like=True):
+class Episode(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One anomaly type's episode bookkeeping, in event-time epoch ms. Immutable: a step returns
     the next value (or ``self`` when nothing changed), so copying a state never copies episodes."""
 
@@ -66,7 +66,7 @@ QUIET = Episode()
 _QUIET_EPISODES: tuple[Episode, ...] = tuple(QUIET for _ in EPISODE_TYPES)
 
 
-class DeviceState(msgspec.Struct, array_like=True):
+class DeviceState(msgspec.Struct, array_like=True, gc=False):
     """Everything the core remembers about one device between batches."""
 
     version: int = STATE_VERSION

@@ -22,7 +22,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-class Telemetry(msgspec.Struct, frozen=True):
+class Telemetry(msgspec.Struct, frozen=True, gc=False):
     """One wearable sample. ``timestamp``'s syntax is checked by ``TimestampParser``, the other
     rules here."""
 
