@@ -1,0 +1,1 @@
+"""Simulated wearable fleet: devices, labelled anomalies and stream faults, and publishers."""
