@@ -44,6 +44,7 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     INVALID_DEVICE_ID = "invalid_device_id"
     INVALID_TIMESTAMP = "invalid_timestamp"
+    DEVICE_ID_MISMATCH = "device_id_mismatch"  # the bridge: payload deviceId differs from the topic's
 
 
 class Reject(msgspec.Struct, frozen=True, kw_only=True, gc=False):
