@@ -1,0 +1,345 @@
+"""A local Kinesis event source mapping: polls each shard as Lambda does and invokes a handler
+in-process with Lambda's event shape and Lambda's retry semantics (see ``policy``).
+
+One thread per shard; a child shard starts only after its parents are finished. A shard is finished
+when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and every
+record up to its ending sequence number has been handed on. Checkpoints live in memory: this runner
+stands in for the managed service, which keeps its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from service.adapters._errors import error_code
+from service.core import KinesisRecord
+from service.esm.events import failure_record, lambda_event
+from service.esm.policy import (
+    Decision,
+    EsmConfig,
+    GiveUpReason,
+    Invoked,
+    Outcome,
+    Raised,
+    WorkItem,
+    decide,
+    expired,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.client import KinesisClient
+
+log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any], Any], Any]
+Destination = Callable[[dict[str, Any]], None]
+_THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
+)
+
+
+@dataclass
+class EsmStats:
+    invocations: int = 0
+    records_delivered: int = 0
+    retries: int = 0
+    given_up: int = 0
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What a shard poller needs besides the stream: the function and where failures go."""
+
+    handler: Handler
+    destination: Destination
+    function_arn: str = "arn:aws:lambda:local:000000000000:function:vitalstream"
+    region: str = "us-east-1"
+
+
+class _Context:
+    function_name = "vitalstream"
+    memory_limit_in_mb = 512
+
+    def __init__(self, function_arn: str) -> None:
+        self.invoked_function_arn = function_arn
+        self.aws_request_id = ""
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000
+
+
+class ShardPoller:
+    def __init__(
+        self,
+        kinesis: KinesisClient,
+        stream_name: str,
+        stream_arn: str,
+        shard: dict[str, Any],
+        invocation: Invocation,
+        config: EsmConfig,
+        stats: EsmStats,
+        stop: threading.Event,
+        idle_poll_s: float = 0.25,
+    ) -> None:
+        self._kinesis, self._invocation = kinesis, invocation
+        self._stream_name, self._stream_arn = stream_name, stream_arn
+        self.shard_id: str = shard["ShardId"]
+        self._ending: str | None = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+        self._config, self._stats, self._stop, self._idle_poll_s = config, stats, stop, idle_poll_s
+        self._queue: deque[WorkItem[KinesisRecord]] = deque()
+        self._iterator: str | None = None
+        self._last_read: str | None = None
+        self._drained = False
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            if self._queue:
+                self._invoke_front()
+            elif self._read_done():
+                self.finished.set()
+                return
+            else:
+                try:
+                    batch = self._read_batch()
+                except ClientError as exc:  # the stream API failed beyond retries: keep the shard alive
+                    log.warning("shard %s: reading failed (%s); retrying", self.shard_id, error_code(exc))
+                    self._iterator = None
+                    self._stop.wait(1.0)
+                    continue
+                if batch:
+                    self._queue.append(WorkItem(tuple(batch)))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def _read_done(self) -> bool:
+        if self._iterator == "":
+            return True  # the stream ended the shard (no NextShardIterator)
+        if self._ending is None:
+            return False
+        if self._last_read is not None and int(self._last_read) >= int(self._ending):
+            return True
+        return self._drained  # closed, and a read at its tip found nothing more
+
+    def _read_batch(self) -> list[KinesisRecord]:
+        batch: list[KinesisRecord] = []
+        deadline = time.monotonic() + self._config.batching_window_s
+        while not self._stop.is_set() and len(batch) < self._config.batch_size:
+            got = self._get_records(self._config.batch_size - len(batch))
+            batch.extend(got)
+            if self._read_done():
+                break
+            if time.monotonic() >= deadline:
+                if batch:
+                    break
+                self._stop.wait(self._idle_poll_s)  # nothing yet: Lambda polls again shortly
+                deadline = time.monotonic() + self._config.batching_window_s
+            elif not got:
+                self._stop.wait(min(self._idle_poll_s, max(deadline - time.monotonic(), 0.0)))
+        return batch
+
+    def _get_records(self, limit: int) -> list[KinesisRecord]:
+        if self._iterator is None:
+            self._iterator = self._new_iterator()
+        for attempt in range(8):
+            try:
+                response = self._kinesis.get_records(ShardIterator=self._iterator, Limit=limit)
+                break
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ExpiredIteratorException":
+                    self._iterator = self._new_iterator()
+                elif code in _THROTTLED or code.startswith("5") or code == "InternalFailure":
+                    self._stop.wait(random.uniform(0, min(5.0, 0.1 * 2**attempt)))  # jitter, not cryptography
+                else:
+                    raise
+        else:
+            return []
+        self._iterator = response.get("NextShardIterator") or ""
+        self._drained = not response["Records"] and response.get("MillisBehindLatest", 1) == 0
+        records = [
+            KinesisRecord(
+                r["Data"],
+                self.shard_id,
+                r["SequenceNumber"],
+                int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                r["PartitionKey"],
+            )
+            for r in response["Records"]
+        ]
+        if records:
+            self._last_read = records[-1].sequence_number
+        return records
+
+    def _new_iterator(self) -> str:
+        if self._last_read is None:
+            kwargs: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+        else:
+            kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": self._last_read}
+        response = self._kinesis.get_shard_iterator(
+            StreamName=self._stream_name, ShardId=self.shard_id, **kwargs
+        )
+        return response["ShardIterator"]
+
+    # --- invoking ---------------------------------------------------------------------------------
+
+    def _invoke_front(self) -> None:
+        item = self._queue.popleft()
+        old, fresh = expired(item, int(time.time() * 1000), self._config)
+        if old:
+            self._give_up(old, GiveUpReason.RECORD_AGE_EXCEEDED, item.attempts + 1)
+        if fresh is None:
+            return
+        decision = decide(fresh, self._invoke(fresh), self._config)
+        self._apply(decision, fresh)
+
+    def _invoke(self, item: WorkItem[KinesisRecord]) -> Outcome:
+        event = lambda_event(item.records, self._stream_arn, self._invocation.region)
+        with self._stats.lock:
+            self._stats.invocations += 1
+            self._stats.records_delivered += len(item.records)
+        try:
+            response = self._invocation.handler(event, _Context(self._invocation.function_arn))
+        except Exception as exc:  # any exception is a function error to Lambda
+            return Raised(f"{type(exc).__name__}: {exc}")
+        return _outcome_of(response)
+
+    def _apply(self, decision: Decision[KinesisRecord], item: WorkItem[KinesisRecord]) -> None:
+        for retry in reversed(decision.retry):
+            self._queue.appendleft(retry)
+        if decision.given_up and decision.reason is not None:
+            self._give_up(decision.given_up, decision.reason, item.attempts + 1)
+        finished = decision.done + decision.given_up
+        with self._stats.lock:
+            self._stats.retries += len(decision.retry)
+            if finished:
+                self._stats.checkpoints[self.shard_id] = max((r.sequence_number for r in finished), key=int)
+
+    def _give_up(self, records: tuple[KinesisRecord, ...], reason: GiveUpReason, invokes: int) -> None:
+        body = failure_record(
+            records,
+            self._stream_arn,
+            self._invocation.function_arn,
+            reason.value,
+            invokes,
+            int(time.time() * 1000),
+        )
+        self._invocation.destination(body)
+        with self._stats.lock:
+            self._stats.given_up += len(records)
+
+
+def _outcome_of(response: Any) -> Outcome:
+    """Lambda's reading of a handler response under ReportBatchItemFailures."""
+    if response is None:
+        return Invoked()
+    if isinstance(response, str | bytes):
+        try:
+            response = json.loads(response)
+        except ValueError:
+            return Raised("response is not JSON")
+    if not isinstance(response, dict):
+        return Raised("response is not an object")
+    failures = response.get("batchItemFailures") or []
+    identifiers = tuple(str(f.get("itemIdentifier") or "") if isinstance(f, dict) else "" for f in failures)
+    return Invoked(identifiers)
+
+
+class EventSourceMapping:
+    """Pollers for every shard of a stream, children after parents, re-listing shards every
+    ``resync_s`` so shards created by resharding are picked up."""
+
+    def __init__(
+        self,
+        kinesis: KinesisClient,
+        stream_name: str,
+        invocation: Invocation,
+        config: EsmConfig,
+        resync_s: float = 5.0,
+        idle_poll_s: float = 0.25,
+    ) -> None:
+        self._kinesis, self._invocation, self._config = kinesis, invocation, config
+        self._stream_name = stream_name
+        self._stream_arn = kinesis.describe_stream_summary(StreamName=stream_name)[
+            "StreamDescriptionSummary"
+        ]["StreamARN"]
+        self._resync_s, self._idle_poll_s = resync_s, idle_poll_s
+        self.stats = EsmStats()
+        self._stop = threading.Event()
+        self._pollers: dict[str, ShardPoller] = {}
+        self._threads: list[threading.Thread] = []
+        self._coordinator = threading.Thread(target=self._coordinate, name="esm-coordinator", daemon=True)
+
+    def start(self) -> EventSourceMapping:
+        self._coordinator.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop polling; an invocation in progress finishes first."""
+        self._stop.set()
+        for thread in [self._coordinator, *self._threads]:
+            if thread.is_alive():
+                thread.join(timeout_s)
+
+    def __enter__(self) -> EventSourceMapping:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _coordinate(self) -> None:
+        while not self._stop.is_set():
+            self._start_ready_shards()
+            self._stop.wait(self._resync_s)
+
+    def _start_ready_shards(self) -> None:
+        shards = self._list_shards()
+        known = {s["ShardId"] for s in shards}
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id in self._pollers:
+                continue
+            parents = [shard.get("ParentShardId"), shard.get("AdjacentParentShardId")]
+            if all(p is None or p not in known or self._finished(p) for p in parents):
+                poller = ShardPoller(
+                    self._kinesis,
+                    self._stream_name,
+                    self._stream_arn,
+                    shard,
+                    self._invocation,
+                    self._config,
+                    self.stats,
+                    self._stop,
+                    self._idle_poll_s,
+                )
+                self._pollers[shard_id] = poller
+                thread = threading.Thread(target=poller.run, name=f"esm-{shard_id}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _finished(self, shard_id: str) -> bool:
+        poller = self._pollers.get(shard_id)
+        return poller is not None and poller.finished.is_set()
+
+    def _list_shards(self) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamName": self._stream_name}
+        while True:
+            page = self._kinesis.list_shards(**kwargs)
+            shards.extend(dict(s) for s in page["Shards"])
+            token = page.get("NextToken")
+            if not token:
+                return shards
+            kwargs = {"NextToken": token}
