@@ -2,18 +2,26 @@
 """Bootstrap and run VitalStream on a machine that has only python3 (standard library only).
 
     python3 scripts/dev.py demo            # set up .venv, then run the main job
-    python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through)
+    python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through); with no
+                                           # ARGS, also the Kinesis suite on kinesis-mock (see below)
     python3 scripts/dev.py lint            # set up .venv, then ruff check, ruff format --check, mypy
 
 Set-up contract: ``.venv`` is created when missing, and ``pip install -e '.[dev]'`` runs again
 whenever ``pyproject.toml`` differs from the one last installed (its SHA-256 is kept in
 ``.venv/.vitalstream-installed``, written only after a successful install). Exit codes are the
 tools' own, except that pytest's 5 (no tests collected) becomes 1: an empty run is a failure.
+
+The kinesis-mock pass: kinesis-mock (npm ``kinesis-local``, pinned) binds every interface, so it and
+the tests marked ``kinesis`` run inside a private network namespace (``unshare -n``, loopback only).
+That needs root, ``unshare``, ``ip`` and Node.js; where one is missing the pass is skipped and the
+reason printed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +32,8 @@ BIN = VENV / ("Scripts" if sys.platform == "win32" else "bin")
 PYTHON = BIN / ("python.exe" if sys.platform == "win32" else "python")
 STAMP = VENV / ".vitalstream-installed"
 PYTEST_NO_TESTS = 5
+KINESIS_MOCK = "kinesis-local@0.6.2"
+KINESIS_MOCK_DIR = ROOT / ".kinesis-mock"
 
 
 def run(*command: str | Path) -> int:
@@ -61,8 +71,35 @@ def demo(extra: list[str]) -> int:
     return run(BIN / "vitalstream", "replay", "examples/telemetry.jsonl", "--out", "out/replay", *extra)
 
 
+def pytest(*args: str) -> int:
+    code = run(PYTHON, "-m", "pytest", *args)
+    return 1 if code == PYTEST_NO_TESTS else code
+
+
 def test(extra: list[str]) -> int:
-    code = run(PYTHON, "-m", "pytest", *extra)
+    code = pytest(*extra)
+    if extra:  # a focused run: only what was asked for
+        return code
+    return kinesis_mock_pass() or code
+
+
+def kinesis_mock_pass() -> int:
+    """The Kinesis tests again, against kinesis-mock in a private network namespace."""
+    missing = [tool for tool in ("node", "npm", "unshare", "ip") if shutil.which(tool) is None]
+    if missing:
+        print(f"dev.py: kinesis-mock pass skipped: {', '.join(missing)} not installed", flush=True)
+        return 0
+    if os.geteuid() != 0:
+        print("dev.py: kinesis-mock pass skipped: unshare -n needs root", flush=True)
+        return 0
+    if not (KINESIS_MOCK_DIR / "node_modules" / "kinesis-local" / "main.js").exists():
+        install = ("npm", "install", "--prefix", KINESIS_MOCK_DIR, "--no-audit", "--no-fund", KINESIS_MOCK)
+        if run(*install) != 0:
+            print("dev.py: npm could not install kinesis-mock", flush=True)
+            return 1
+    suite = f"{PYTHON} -m pytest -m kinesis --aws-backend=kinesis-mock tests/integration"
+    inner = f"ip link set lo up && exec {suite}"
+    code = run("unshare", "-n", "sh", "-c", inner)
     return 1 if code == PYTEST_NO_TESTS else code
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-AWS_BACKENDS = ("moto", "localstack", "aws")
+AWS_BACKENDS = ("moto", "kinesis-mock", "localstack", "aws")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,5 +12,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--aws-backend",
         choices=AWS_BACKENDS,
         default="moto",
-        help="AWS API endpoint for integration tests: embedded moto server (default), LocalStack or real AWS",
+        help=(
+            "AWS API endpoints for integration tests: embedded moto server (default); kinesis-mock for "
+            "Kinesis with moto for the rest; LocalStack (needs a Docker engine); real AWS (opt-in)"
+        ),
     )
