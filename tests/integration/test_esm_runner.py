@@ -21,7 +21,7 @@ from service.esm import EsmConfig, EventSourceMapping, Invocation
 from tests.events import episode, sample
 from tests.integration.conftest import AwsStack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kinesis]
 
 DEVICES = ("watch-a", "watch-b", "watch-c", "watch-d")
 
