@@ -1,0 +1,202 @@
+"""A deterministic fleet of wearables: telemetry in send order, plus its ground truth.
+
+Contract:
+
+- ``Fleet(devices, seed, start_ms, end_ms, …).ticks()`` yields one ``Sends`` per interval ``k``
+  (``start_ms + (k + 1)·interval_ms ≤ end_ms``). Device ``i`` samples at ``start + k·interval +
+  i·interval/devices`` (fleet time: devices spread over the interval) and stamps its own clock: that
+  time plus a fixed skew and a per-sample jitter. Within a tick, sends are in device order.
+- Deterministic: the same arguments give byte-identical payloads and truth. One ``random.Random``
+  per fleet, devices visited in a fixed order each tick; per-device state is kept in flat lists
+  (no per-device objects), so 100K devices fit comfortably in memory.
+- ``drain_truth()`` returns the ground truth completed since the last call (see ``simulator.truth``);
+  after ``ticks()`` is exhausted every injected item has been reported.
+- The model is in ``simulator.physiology``, the scenario (rates, durations, guarantees) in
+  ``simulator.scenario``; rare events (segment changes, stream faults) leave the hot loop through
+  ``simulator.events``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from random import Random
+
+from simulator import physiology as phys
+from simulator.messages import Message
+from simulator.scenario import MS_PER_HOUR, Scenario, Segment
+from simulator.truth import TruthEntry
+
+
+@dataclass(slots=True)
+class Sends:
+    """One tick's messages in send order, as parallel lists."""
+
+    device_ids: list[str] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    event_ms: list[int] = field(default_factory=list)
+    send_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def messages(self) -> list[Message]:
+        return list(map(Message, self.device_ids, self.payloads, self.event_ms, self.send_ms))
+
+
+@dataclass(slots=True)
+class FleetCounts:
+    """``generated`` samples made by devices; ``sent`` messages emitted (duplicates twice, dropped
+    samples never); the rest count injected stream faults (``buffered`` samples sent in bursts)."""
+
+    generated: int = 0
+    sent: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    malformed: int = 0
+
+
+class Fleet:
+    """See the module docstring. Not thread-safe; ``ticks()`` may be iterated once."""
+
+    def __init__(
+        self,
+        devices: int,
+        seed: int,
+        start_ms: int,
+        end_ms: int,
+        interval_ms: int = 5_000,
+        scenario: Scenario | None = None,
+    ) -> None:
+        if devices < 1:
+            raise ValueError(f"devices must be ≥ 1, got {devices}")
+        if interval_ms < 1_000:
+            raise ValueError(f"interval must be ≥ 1 s, got {interval_ms} ms")
+        if end_ms - start_ms < interval_ms:
+            raise ValueError("the time range must cover at least one interval")
+        self.devices, self.start_ms, self.end_ms, self.interval_ms = devices, start_ms, end_ms, interval_ms
+        self.scenario = scenario or Scenario()
+        self.rng = Random(seed)
+        self.counts = FleetCounts()
+        self.truth: list[TruthEntry] = []
+        self.circadian: list[float] = phys.circadian_table(start_ms)
+        self._init_devices(devices)
+        from simulator.events import EventEngine  # noqa: PLC0415  (events imports this module's types)
+
+        self.events = EventEngine(self)
+
+    def _init_devices(self, n: int) -> None:
+        rng, interval = self.rng, self.interval_ms
+        uniform, randint = rng.uniform, rng.randint
+        self.ids = [f"wearable-{i:06d}" for i in range(n)]
+        self.prefixes = [f'{{"deviceId":"{device_id}","timestamp":"' for device_id in self.ids]
+        self.phase = [i * interval // n for i in range(n)]
+        self.resting = [uniform(*phys.RESTING_HR) for _ in range(n)]
+        self.hrv = [uniform(*phys.HRV_SCALE) for _ in range(n)]
+        self.zone = [randint(4, 14) for _ in range(n)]  # UTC-8 .. UTC+2
+        self.skew = [randint(-phys.CLOCK_SKEW_MS, phys.CLOCK_SKEW_MS) for _ in range(n)]
+        self.spo2 = [randint(*phys.SPO2_BASE) for _ in range(n)]
+        self.skin = [randint(*phys.SKIN_TEMP_TENTHS) for _ in range(n)]
+        self.battery = [randint(20_000, phys.BATTERY_MILLI) for _ in range(n)]
+        self.drain = [
+            randint(*phys.DRAIN_MILLI_PER_HOUR) * interval // MS_PER_HOUR for _ in range(n)
+        ]  # per interval; negative while charging
+        self.seq = [randint(0, 1_000_000) for _ in range(n)]
+        self.noise = [0.0] * n
+        self.fast = [0.0] * n
+        self.slow = [0.0] * n
+        self.drive = [0.0] * n  # heart-rate excess the current activity bout drives towards
+        self.cadence = [0] * n  # steps per interval of the current bout (0: resting)
+        self.segment = [0] * n  # a Segment value
+        self.segment_end = [0] * n
+        self.level = [0.0] * n  # the current anomaly's heart rate, SpO2 or spike jump
+        self.first_ms = [0] * n  # event time of the current segment's first sample
+        self.last_ms = [0] * n  # event time of the current segment's latest sample
+        self.rested_since = [self.start_ms] * n
+
+    def drain_truth(self) -> list[TruthEntry]:
+        entries, self.truth = self.truth, []
+        return entries
+
+    def ticks(self) -> Iterator[Sends]:
+        for k in range((self.end_ms - self.start_ms) // self.interval_ms):
+            yield self._tick(self.start_ms + k * self.interval_ms)
+        self.events.finish()
+
+    def _tick(self, base: int) -> Sends:  # noqa: PLR0915  (the hot loop: locals are speed)
+        out = Sends()
+        out_ids, out_payloads, out_event, out_send = out.device_ids, out.payloads, out.event_ms, out.send_ms
+        events = self.events
+        special, start_segment, end_segment = events.special, events.start_segment, events.end_segment
+        anomalous, stream_fault = events.anomalous, events.stream_fault
+        hazard, fault_threshold = events.hazard_units, events.fault_units
+        self.circadian = circadian = phys.circadian_table(base)
+        getrandbits, random = self.rng.getrandbits, self.rng.random
+        ids, prefixes, phase, skew = self.ids, self.prefixes, self.phase, self.skew
+        resting, hrv, zone, spo2_base, skin = self.resting, self.hrv, self.zone, self.spo2, self.skin
+        battery, drain, seq = self.battery, self.drain, self.seq
+        noise, fast, slow, drive, cadence = self.noise, self.fast, self.slow, self.drive, self.cadence
+        segment, segment_end = self.segment, self.segment_end
+        rise, fall, slow_rate = events.rise, events.fall, events.slow_rate
+        fidget = 1 if self.interval_ms >= 4_000 else 0  # one step per interval stays below 20/min
+        decay, kick, floor = phys.NOISE_DECAY, phys.NOISE_KICK, phys.MIN_RESTING_READING
+        fast_share, slow_share = phys.FAST_SHARE, phys.SLOW_SHARE
+        minute_prefix = events.timestamps.minute_prefix
+        tachycardia = Segment.TACHYCARDIA.value
+        minute, prefix = -1, ""
+        for i in range(self.devices):
+            t = base + phase[i]
+            b = getrandbits(48)
+            seg = segment[i]
+            if seg:
+                if t >= segment_end[i]:
+                    seg = end_segment(i, t)
+            elif b >> 31 < hazard:
+                seg = start_segment(i, t)
+            d = drive[i]
+            f = fast[i]
+            target = d * fast_share
+            f += (target - f) * (rise if target > f else fall)
+            fast[i] = f
+            s = slow[i]
+            s += (d * slow_share - s) * slow_rate
+            slow[i] = s
+            nz = noise[i] * decay + (random() - 0.5) * kick
+            noise[i] = nz
+            hr = int(resting[i] + circadian[zone[i]] + f + s + nz * hrv[i] + 0.5)
+            hr = max(hr, floor)
+            cad = cadence[i]
+            steps = cad + ((b >> 9) & 3) - 1 if cad else (0 if (b >> 9) & 31 else fidget)
+            bat = battery[i] - drain[i]
+            if bat < phys.CHARGE_BELOW_MILLI or bat > phys.BATTERY_MILLI:
+                bat = events.charge(i, bat)
+            battery[i] = bat
+            sq = seq[i] + 1
+            seq[i] = sq
+            ev = t + skew[i] + (b & 255) - 128
+            if seg >= tachycardia:
+                payload = anomalous(i, seg, ev, hr, steps, spo2_base[i], bat, sq)
+            else:
+                sec = ev // 1000
+                if sec // 60 != minute:
+                    minute = sec // 60
+                    prefix = minute_prefix(minute)
+                sk = skin[i] + ((b >> 14) & 1)
+                payload = (
+                    f'{prefixes[i]}{prefix}{sec - minute * 60:02d}.{ev % 1000:03d}Z","heartRate":{hr},'
+                    f'"steps":{steps},"spo2":{spo2_base[i] - ((b >> 8) & 1)},"skinTemp":{sk // 10}.{sk % 10},'
+                    f'"battery":{bat // 1000},"seq":{sq}}}'
+                ).encode()
+            if (b >> 15) & 0xFFFF < fault_threshold or i in special:
+                stream_fault(i, t, ev, payload, (b >> 15) & 0xFFFF, out)
+            else:
+                out_ids.append(ids[i])
+                out_payloads.append(payload)
+                out_event.append(ev)
+                out_send.append(t)
+        counts = self.counts
+        counts.generated += self.devices
+        counts.sent += len(out_payloads)
+        return out

@@ -1,0 +1,132 @@
+"""What a simulated fleet does: rates and durations of activity, anomalies and stream faults.
+
+Rates of segments (activity bouts, anomaly episodes, outages) are hazards per device-hour **while
+the device is eligible**: resting, online, and (for anomalies) rested for ``min_rest_ms`` since its
+last activity bout or episode, with the whole episode fitting before the end of the simulation. Per
+sample faults (duplicate, out-of-order, malformed) are probabilities per sample.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+MS_PER_MINUTE = 60_000
+MS_PER_HOUR = 3_600_000
+
+
+class Segment(IntEnum):
+    """What a device is doing. Anomaly segments come last: ``segment >= Segment.TACHYCARDIA``."""
+
+    REST = 0
+    WALK = 1
+    RUN = 2
+    TACHYCARDIA = 3
+    BRADYCARDIA = 4
+    LOW_SPO2 = 5
+    HR_SPIKE = 6
+    NO_READING = 7  # a SENSOR_FAULT: heart rate 0
+    STUCK_READING = 8  # a SENSOR_FAULT: the same non-zero heart rate repeated
+    DROPOUT = 9  # silent: samples are lost
+    RECONNECT_BURST = 10  # offline: samples are buffered and sent at once on reconnect
+
+
+ANOMALY_TYPE: dict[Segment, str] = {
+    Segment.TACHYCARDIA: "TACHYCARDIA",
+    Segment.BRADYCARDIA: "BRADYCARDIA",
+    Segment.LOW_SPO2: "LOW_SPO2",
+    Segment.HR_SPIKE: "HR_SPIKE",
+    Segment.NO_READING: "SENSOR_FAULT",
+    Segment.STUCK_READING: "SENSOR_FAULT",
+}
+ANOMALY_TYPES: tuple[str, ...] = ("TACHYCARDIA", "BRADYCARDIA", "LOW_SPO2", "HR_SPIKE", "SENSOR_FAULT")
+FAULT_TYPES: tuple[str, ...] = ("DROPOUT", "RECONNECT_BURST", "DUPLICATE", "OUT_OF_ORDER", "MALFORMED")
+
+
+def _minutes(low: float, high: float) -> tuple[int, int]:
+    return int(low * MS_PER_MINUTE), int(high * MS_PER_MINUTE)
+
+
+DEFAULT_DURATIONS: dict[Segment, tuple[int, int]] = {
+    Segment.WALK: _minutes(3, 15),
+    Segment.RUN: _minutes(10, 35),
+    Segment.TACHYCARDIA: _minutes(2, 10),
+    Segment.BRADYCARDIA: _minutes(2, 10),
+    Segment.LOW_SPO2: _minutes(2, 10),
+    Segment.HR_SPIKE: _minutes(1, 5),
+    Segment.NO_READING: _minutes(2, 5),
+    Segment.STUCK_READING: _minutes(6, 10),
+    Segment.DROPOUT: _minutes(2, 10),
+    Segment.RECONNECT_BURST: _minutes(2, 10),
+}
+
+DEFAULT_ANOMALY_RATE = 0.02  # per device-hour and anomaly type: 2 % of devices an hour
+
+
+def default_rates(anomaly_rate: float = DEFAULT_ANOMALY_RATE) -> dict[Segment, float]:
+    """Per device-hour. SENSOR_FAULT's rate is split between its two forms."""
+    return {
+        Segment.WALK: 0.8,
+        Segment.RUN: 0.3,
+        Segment.TACHYCARDIA: anomaly_rate,
+        Segment.BRADYCARDIA: anomaly_rate,
+        Segment.LOW_SPO2: anomaly_rate,
+        Segment.HR_SPIKE: anomaly_rate,
+        Segment.NO_READING: anomaly_rate / 2,
+        Segment.STUCK_READING: anomaly_rate / 2,
+        Segment.DROPOUT: 0.01,
+        Segment.RECONNECT_BURST: 0.01,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A fleet's behaviour. ``rates`` are per device-hour (see the module docstring), ``durations``
+    inclusive ``(low, high)`` ms ranges drawn uniformly, per-sample faults are probabilities.
+
+    Guarantees the fleet keeps for every anomaly episode (so that a correct detector can find all of
+    them and nothing else): the device has rested ``min_rest_ms`` before it, is online throughout,
+    and no activity bout, outage or other episode overlaps it; after each run the device rests
+    ``recovery_ms`` (the run's activity window in the ground truth covers it).
+    """
+
+    rates: dict[Segment, float] = field(default_factory=default_rates)
+    durations: dict[Segment, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_DURATIONS))
+    duplicate_prob: float = 0.001
+    out_of_order_prob: float = 0.001
+    malformed_prob: float = 0.0005
+    min_rest_ms: int = 10 * MS_PER_MINUTE
+    recovery_ms: int = 10 * MS_PER_MINUTE
+
+    def __post_init__(self) -> None:
+        for segment, rate in self.rates.items():
+            if rate < 0:
+                raise ValueError(f"rate of {segment.name} must be ≥ 0, got {rate}")
+        for name in ("duplicate_prob", "out_of_order_prob", "malformed_prob"):
+            value = getattr(self, name)
+            if not 0 <= value <= 0.1:
+                raise ValueError(f"{name} must be within 0..0.1, got {value}")
+        for segment, (low, high) in self.durations.items():
+            if not 0 < low <= high:
+                raise ValueError(f"duration of {segment.name} must satisfy 0 < low ≤ high")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": MS_PER_MINUTE,
+    "min": MS_PER_MINUTE,
+    "h": MS_PER_HOUR,
+    "d": 24 * MS_PER_HOUR,
+}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"90"`` (seconds), ``"500ms"``, ``"120s"``, ``"2m"``, ``"1.5h"``, ``"1d"`` → milliseconds.
+    Raises ``ValueError`` naming the text when it is not one of these."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 1h)")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
