@@ -1,0 +1,40 @@
+"""``build_publisher`` refuses incomplete flags with a message naming the flag to add."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from simulator.publishers import add_publisher_arguments, build_publisher
+from simulator.publishers.kinesis import KinesisPublisher
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_publisher_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--target", "mqtt"], "--mqtt-host"),
+        (["--target", "mqtt", "--mqtt-host", "h", "--mqtt-cert", "c.crt"], "--mqtt-key"),
+        (["--target", "mqtt", "--mqtt-host", "h", "--mqtt-cert", "c", "--mqtt-key", "k"], "--mqtt-ca"),
+        (["--target", "mqtt", "--mqtt-host", "h", "--mqtt-connections", "0"], "--mqtt-connections"),
+        (["--target", "iot-data"], "--iot-endpoint"),
+        (["--rate", "-1"], "--rate"),
+    ],
+)
+def test_missing_or_conflicting_flags_are_named(
+    argv: list[str], flag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VITALSTREAM_ENDPOINT_URL", raising=False)
+    with pytest.raises(ValueError, match=flag):
+        build_publisher(_args(*argv))
+
+
+def test_kinesis_is_the_default_target() -> None:
+    args = _args("--stream-name", "s", "--region", "eu-west-1", "--endpoint-url", "http://127.0.0.1:1")
+    assert isinstance(build_publisher(args), KinesisPublisher)
