@@ -1,0 +1,150 @@
+"""Least privilege and the pipeline's safety settings, asserted on the parsed CloudFormation template."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from service.provisioning.template import load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: spec["Properties"] for lid, spec in RESOURCES.items() if spec["Type"] == kind}
+
+
+def policy_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every permission statement of every IAM role and IoT policy (not trust policies)."""
+    for lid, props in of_type("AWS::IAM::Role").items():
+        for policy in props.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                yield lid, statement
+    for lid, props in of_type("AWS::IoT::Policy").items():
+        for statement in props["PolicyDocument"]["Statement"]:
+            yield lid, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def references_own_resource(value: Any) -> bool:
+    """A resource expression built from this stack's logical ids or its pseudo parameters."""
+    if isinstance(value, dict):
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return arg in RESOURCES
+        if key == "Fn::GetAtt":
+            return arg[0] in RESOURCES
+        if key == "Fn::Sub":
+            text = arg if isinstance(arg, str) else arg[0]
+            own = any(f"${{{lid}." in text or f"${{{lid}}}" in text for lid in RESOURCES)
+            account_scoped = "${AWS::AccountId}" in text and "${AWS::Region}" in text
+            return own or account_scoped
+    return False
+
+
+def test_no_wildcard_action_anywhere() -> None:
+    for lid, statement in policy_statements():
+        for action in as_list(statement["Action"]):
+            assert action != "*", f"{lid}: wildcard action"
+            assert not action.endswith(":*"), f"{lid}: wildcard action {action}"
+
+
+def test_no_wildcard_resource_and_every_resource_is_the_stacks_own() -> None:
+    for lid, statement in policy_statements():
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*", f"{lid}: Resource *"
+            assert references_own_resource(resource), f"{lid}: {resource} is not one of the stack's resources"
+
+
+def test_iot_policy_binds_each_device_to_its_own_thing_name() -> None:
+    (policy,) = of_type("AWS::IoT::Policy").values()
+    statements = {s["Action"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert set(statements) == {"iot:Connect", "iot:Publish"}
+    connect = statements["iot:Connect"]["Resource"]["Fn::Sub"]
+    publish = statements["iot:Publish"]["Resource"]["Fn::Sub"]
+    assert connect.endswith(":client/${!iot:Connection.Thing.ThingName}")
+    assert publish.endswith(":topic/wearables/${!iot:Connection.Thing.ThingName}/telemetry")
+    assert statements["iot:Connect"]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"] == "true"
+
+
+def test_topic_rule_partitions_by_device_and_has_an_error_action() -> None:
+    (rule,) = of_type("AWS::IoT::TopicRule").values()
+    payload = rule["TopicRulePayload"]
+    assert payload["Sql"] == "SELECT *, topic(2) AS topicDeviceId FROM 'wearables/+/telemetry'"
+    (action,) = payload["Actions"]
+    assert action["Kinesis"]["PartitionKey"] == "${topic(2)}"
+    assert action["Kinesis"]["StreamName"] == {"Ref": "TelemetryStream"}
+    assert payload["ErrorAction"]
+
+
+def test_event_source_mapping_has_lambda_safety_settings() -> None:
+    (esm,) = of_type("AWS::Lambda::EventSourceMapping").values()
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["BisectBatchOnFunctionError"] is True
+    assert esm["StartingPosition"] == "TRIM_HORIZON"
+    for key in ("MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "ParallelizationFactor", "BatchSize"):
+        assert esm[key] == {"Ref": key}
+    assert esm["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["BatchFailureQueue", "Arn"]
+    }
+
+
+def test_function_environment_uses_the_settings_names() -> None:
+    from service.config import Settings  # noqa: PLC0415
+
+    (function,) = of_type("AWS::Lambda::Function").values()
+    assert function["Handler"] == "lambda_shim.handler.handler"
+    assert function["Runtime"] in {"python3.11", "python3.12"}
+    names = set(function["Environment"]["Variables"])
+    assert all(name.startswith("VITALSTREAM_") for name in names)
+    settings_fields = {f"VITALSTREAM_{field.upper()}" for field in Settings.model_fields}
+    assert names <= settings_fields
+    assert settings_fields - names <= {"VITALSTREAM_ENDPOINT_URL", "VITALSTREAM_DETECTION"}
+
+
+@pytest.mark.parametrize("table", ["DeviceStateTable", "AlertHistoryTable", "LeaseTable"])
+def test_tables_are_on_demand_with_pitr_and_encryption(table: str) -> None:
+    props = RESOURCES[table]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_table_keys_match_the_adapters() -> None:
+    keys = {
+        lid: RESOURCES[lid]["Properties"]["KeySchema"][0]["AttributeName"]
+        for lid in ("DeviceStateTable", "AlertHistoryTable", "LeaseTable")
+    }
+    assert keys == {"DeviceStateTable": "deviceId", "AlertHistoryTable": "alertId", "LeaseTable": "leaseKey"}
+
+
+def test_archive_bucket_blocks_public_access_encrypts_and_ages_out() -> None:
+    props = RESOURCES["ArchiveBucket"]["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert [t["StorageClass"] for t in rule["Transitions"]] == ["STANDARD_IA", "GLACIER"]
+    assert rule["ExpirationInDays"] > 0
+
+
+def test_stream_topic_and_queues_are_encrypted() -> None:
+    stream = RESOURCES["TelemetryStream"]["Properties"]
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert RESOURCES["AlertTopic"]["Properties"]["KmsMasterKeyId"]
+    for queue in of_type("AWS::SQS::Queue").values():
+        assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_optional_parts_are_conditional() -> None:
+    assert RESOURCES["RawDeliveryStream"]["Condition"] == "WithFirehose"
+    assert RESOURCES["ProcessorFunction"]["Condition"] == "WithFunction"
+    assert RESOURCES["ProcessorEventSourceMapping"]["Condition"] == "WithFunction"
+    assert TEMPLATE["Conditions"]["IsOnDemand"] == {"Fn::Equals": [{"Ref": "StreamMode"}, "ON_DEMAND"]}
