@@ -4,7 +4,7 @@
     python3 scripts/dev.py demo            # set up .venv, then run the main job
     python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through); with no
                                            # ARGS, also the Kinesis suite on kinesis-mock (see below)
-    python3 scripts/dev.py lint            # set up .venv, then ruff check, ruff format --check, mypy
+    python3 scripts/dev.py lint            # set up .venv, then ruff, mypy --strict and cfn-lint
 
 Set-up contract: ``.venv`` is created when missing, and ``pip install -e '.[dev]'`` runs again
 whenever ``pyproject.toml`` differs from the one last installed (its SHA-256 is kept in
@@ -108,6 +108,7 @@ def lint(extra: list[str]) -> int:
         (BIN / "ruff", "check", ".", *extra),
         (BIN / "ruff", "format", "--check", "."),
         (BIN / "mypy",),
+        (BIN / "cfn-lint", "infra/template.yaml"),
     )
     failed = [check for check in checks if run(*check) != 0]
     return 1 if failed else 0

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from service import replay
+from service import bridge, local, provision, replay, score, simulate
 
 
 class Command(Protocol):
@@ -30,7 +30,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (replay,)
+COMMANDS: tuple[Command, ...] = (replay, bridge, provision, local, simulate, score)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,8 +2,8 @@
 in-process with Lambda's event shape and Lambda's retry semantics (see ``policy``).
 
 One thread per shard; a child shard starts only after its parents are finished. A shard is finished
-when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and every
-record up to its ending sequence number has been handed on. Checkpoints live in memory: this runner
+when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and a
+read at its tip returns nothing more. Checkpoints live in memory: this runner
 stands in for the managed service, which keeps its own.
 """
 
@@ -127,11 +127,9 @@ class ShardPoller:
     def _read_done(self) -> bool:
         if self._iterator == "":
             return True  # the stream ended the shard (no NextShardIterator)
-        if self._ending is None:
-            return False
-        if self._last_read is not None and int(self._last_read) >= int(self._ending):
-            return True
-        return self._drained  # closed, and a read at its tip found nothing more
+        # moto never ends a closed shard's iterator: closed, and a read at its tip found nothing more.
+        # (Its ending sequence number is no help: kinesis-mock, for one, reports Long.MAX_VALUE.)
+        return self._ending is not None and self._drained
 
     def _read_batch(self) -> list[KinesisRecord]:
         batch: list[KinesisRecord] = []

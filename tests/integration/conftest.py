@@ -4,7 +4,6 @@ per test, freshly named resources so tests never see each other's data."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,27 +17,50 @@ from mypy_boto3_sns.client import SNSClient
 from mypy_boto3_sqs.client import SQSClient
 
 from service.config import DeadLetterTarget, Settings
+from service.emulator import EmbeddedAws
+from tests.integration.kinesis_mock import kinesis_mock
+from tests.integration.kinesis_mock import unavailable_reason as kinesis_mock_unavailable
+from tests.integration.localstack import localstack_endpoint
 
 REGION = "us-east-1"
 DUMMY_KEY = "testing"  # moto accepts any credentials; these never leave the test process
 
 
 @pytest.fixture(scope="session")
-def aws_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The AWS API endpoint URL for the chosen ``--aws-backend``."""
-    backend = request.config.getoption("--aws-backend")
-    if backend != "moto":
-        pytest.skip(f"backend {backend} is provided by the stack issue")
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only when the moto backend is chosen
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--aws-backend"))
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per API call
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+
+@pytest.fixture(scope="session")
+def aws_endpoint(backend: str) -> Iterator[str]:
+    """The AWS API endpoint for every service but (with ``kinesis-mock``) Kinesis: the embedded
+    emulator (moto server on 127.0.0.1, its Kinesis write race closed) or LocalStack."""
+    if backend in ("moto", "kinesis-mock"):
+        with EmbeddedAws() as endpoint:
+            yield endpoint
+    elif backend == "localstack":
+        with localstack_endpoint() as endpoint:
+            yield endpoint
+    else:
+        pytest.skip(
+            "--aws-backend=aws: these tests create and delete uniquely named resources in the account "
+            "of your default credentials; not wired to run from this machine (no route to AWS)"
+        )
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint(
+    backend: str, aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The Kinesis endpoint: kinesis-mock for ``--aws-backend=kinesis-mock``, else ``aws_endpoint``."""
+    if backend != "kinesis-mock":
+        yield aws_endpoint
+        return
+    reason = kinesis_mock_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with kinesis_mock(tmp_path_factory.mktemp("kinesis-mock") / "kinesis-mock.log") as endpoint:
+        yield endpoint
 
 
 @dataclass(frozen=True)
@@ -125,3 +147,22 @@ def aws(aws_endpoint: str) -> AwsStack:
         dead_letter_prefix="dead-letter/",
     )
     return AwsStack(settings, session, dynamodb, s3, sns, sqs, alert_queue_url)
+
+
+@pytest.fixture
+def kinesis_stream(kinesis_endpoint: str) -> Iterator[tuple[Any, str]]:
+    """A fresh 2-shard Kinesis stream: ``(client, stream_name)``, deleted afterwards."""
+    client = boto3.client(
+        "kinesis",
+        region_name=REGION,
+        endpoint_url=kinesis_endpoint,
+        aws_access_key_id=DUMMY_KEY,
+        aws_secret_access_key=DUMMY_KEY,
+    )
+    name = f"telemetry-{uuid.uuid4().hex[:10]}"
+    client.create_stream(StreamName=name, ShardCount=2)
+    client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50})
+    try:
+        yield client, name
+    finally:
+        client.delete_stream(StreamName=name, EnforceConsumerDeletion=True)

@@ -27,8 +27,8 @@ DEVICES = ("watch-a", "watch-b", "watch-c", "watch-d")
 
 
 class Stream:
-    def __init__(self, aws: AwsStack, shards: int = 2) -> None:
-        self.kinesis = aws.session.client("kinesis", endpoint_url=aws.settings.endpoint_url)
+    def __init__(self, aws: AwsStack, endpoint: str, shards: int = 2) -> None:
+        self.kinesis = aws.session.client("kinesis", endpoint_url=endpoint)
         self.name = f"telemetry-{uuid.uuid4().hex[:8]}"
         self.kinesis.create_stream(StreamName=self.name, ShardCount=shards)
         self.kinesis.get_waiter("stream_exists").wait(StreamName=self.name, WaiterConfig={"Delay": 0.2})
@@ -48,8 +48,8 @@ class Stream:
 
 
 @pytest.fixture
-def stream(aws: AwsStack) -> Stream:
-    return Stream(aws)
+def stream(aws: AwsStack, kinesis_endpoint: str) -> Stream:
+    return Stream(aws, kinesis_endpoint)
 
 
 @pytest.fixture
@@ -230,3 +230,49 @@ def test_a_full_redelivery_changes_no_sink(
     assert aws.objects(aws.settings.archive_bucket) == objects
     assert sorted(repr(sorted(i.items())) for i in aws.scan(aws.settings.device_state_table)) == states
     assert aws.drain(aws.alert_queue_url) == []
+
+
+def test_after_a_split_children_start_only_when_their_parent_is_finished(
+    aws: AwsStack, stream: Stream, failure_queue: str, pipeline: None
+) -> None:
+    before = stream.put([pair for device in DEVICES for pair in telemetry(device, 6)])
+    parent = stream.kinesis.list_shards(StreamName=stream.name)["Shards"][0]
+    low, high = int(parent["HashKeyRange"]["StartingHashKey"]), int(parent["HashKeyRange"]["EndingHashKey"])
+    stream.kinesis.split_shard(
+        StreamName=stream.name, ShardToSplit=parent["ShardId"], NewStartingHashKey=str((low + high) // 2)
+    )
+    stream.kinesis.get_waiter("stream_exists").wait(StreamName=stream.name, WaiterConfig={"Delay": 0.2})
+    later = [
+        (device, json.dumps(sample(device, 30 + 5 * i, 71, seq=6 + i)).encode())
+        for device in DEVICES
+        for i in range(6)
+    ]
+    after = stream.put(later)
+    order: list[tuple[str, str]] = []  # (shard, device) in invocation order
+
+    def noting(event: dict[str, Any], context: Any) -> Any:
+        order.extend((r["eventID"].partition(":")[0], r["kinesis"]["partitionKey"]) for r in event["Records"])
+        return shim.handler(event, context)
+
+    run_until(mapping_for(stream, noting, failure_queue, aws), lambda: len(archived(aws)) >= 48)
+
+    lines = archived(aws)
+    assert len(lines) == 48
+    assert Counter((line["deviceId"], line["sequenceNumber"]) for line in lines).most_common(1)[0][1] == 1
+    parent_id = parent["ShardId"]
+    last_parent = max(i for i, (shard, _) in enumerate(order) if shard == parent_id)
+    children = {
+        s["ShardId"]
+        for s in stream.kinesis.list_shards(StreamName=stream.name)["Shards"]
+        if s.get("ParentShardId") == parent_id
+    }
+    assert children
+    assert all(i > last_parent for i, (shard, _) in enumerate(order) if shard in children)
+    for device in DEVICES:
+        state = aws.dynamodb.get_item(
+            TableName=aws.settings.device_state_table, Key={"deviceId": {"S": device}}, ConsistentRead=True
+        )["Item"]
+        assert state["lastSeq"]["S"] == after[device][-1].zfill(40), (
+            f"{device} did not end on its last record"
+        )
+    assert all(before[d] for d in DEVICES)
