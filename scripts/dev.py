@@ -68,7 +68,7 @@ def ensure_venv() -> None:
 
 
 def demo(extra: list[str]) -> int:
-    return run(BIN / "vitalstream", "replay", "examples/telemetry.jsonl", "--out", "out/replay", *extra)
+    return run(BIN / "vitalstream", "demo", "--report", "out/demo-report.json", *extra)
 
 
 def pytest(*args: str) -> int:

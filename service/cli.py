@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from service import bridge, local, provision, replay, score, simulate
+from service.demo import command as demo
 
 
 class Command(Protocol):
@@ -30,7 +31,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (replay, bridge, provision, local, simulate, score)
+COMMANDS: tuple[Command, ...] = (demo, replay, simulate, score, provision, local, bridge)
 
 
 def build_parser() -> argparse.ArgumentParser:

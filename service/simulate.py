@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
 from service.core.telemetry import parse_rfc3339_ms
-from simulator.fleet import Fleet, Sends
-from simulator.messages import Publisher, PublishReport
+from simulator.fleet import Fleet
+from simulator.messages import Message, Publisher, PublishReport
+from simulator.pacing import paced
 from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates, parse_duration_ms
 from simulator.truth import encode_truth
 
@@ -32,7 +32,6 @@ NAME = "simulate"
 HELP = "simulate a wearable fleet (labelled anomalies, stream faults) into a file or a publisher"
 TARGETS = ("kinesis", "mqtt", "iot-data")
 DEFAULT_START = "2026-11-28T00:00:00Z"
-_PACING_SLICE_MS = 100  # --realtime: messages due within this much of each other are sent together
 
 
 def _positive_int(text: str) -> int:
@@ -185,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(fleet: Fleet, args: argparse.Namespace, publisher: Publisher | None) -> PublishReport:
     report = PublishReport()
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
-    wall_start = time.monotonic()
     with ExitStack() as stack:
         if publisher is not None:
             stack.callback(publisher.close)
@@ -193,19 +191,19 @@ def _run(fleet: Fleet, args: argparse.Namespace, publisher: Publisher | None) ->
         truth = stack.enter_context(args.truth.open("wb")) if args.truth is not None else None
         if progress is not None:
             stack.callback(progress.done)
-        for sends in fleet.ticks():
-            messages = sends.messages() if publisher is not None else []
-            for low, high in _slices(sends) if args.realtime else [(0, len(sends))]:
-                if args.realtime:
-                    _sleep_until(wall_start + (sends.send_ms[low] - fleet.start_ms) / 1000)
-                if out is not None:
-                    out.write(b"\n".join(sends.payloads[low:high]) + b"\n")
-                    report.sent += high - low
-                if publisher is not None:
-                    report.add(publisher.publish(messages[low:high]))
-            _write_truth(fleet, truth)
-            if progress is not None:
-                progress.update(fleet.counts.generated)
+        messages: list[Message] = []
+        for sends, low, high in paced(fleet, args.realtime):
+            if publisher is not None and low == 0:
+                messages = sends.messages()
+            if out is not None:
+                out.write(b"\n".join(sends.payloads[low:high]) + b"\n")
+                report.sent += high - low
+            if publisher is not None:
+                report.add(publisher.publish(messages[low:high]))
+            if high == len(sends):
+                _write_truth(fleet, truth)
+                if progress is not None:
+                    progress.update(fleet.counts.generated)
         _write_truth(fleet, truth)
     return report
 
@@ -214,24 +212,6 @@ def _write_truth(fleet: Fleet, truth: IO[bytes] | None) -> None:
     entries = fleet.drain_truth()
     if truth is not None and entries:
         truth.write(encode_truth(entries))
-
-
-def _slices(sends: Sends) -> list[tuple[int, int]]:
-    """Index ranges of messages due within ``_PACING_SLICE_MS`` of their range's first."""
-    slices: list[tuple[int, int]] = []
-    low = 0
-    send_ms = sends.send_ms
-    for index in range(1, len(send_ms) + 1):
-        if index == len(send_ms) or send_ms[index] - send_ms[low] >= _PACING_SLICE_MS:
-            slices.append((low, index))
-            low = index
-    return slices
-
-
-def _sleep_until(deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
-    delay = deadline - clock()
-    if delay > 0:
-        time.sleep(delay)
 
 
 class _Progress:

@@ -94,6 +94,8 @@ class EventEngine:
         else:
             if t - fleet.rested_since[i] < fleet.scenario.min_rest_ms:
                 return 0
+            if seg == Segment.HR_SPIKE and t - fleet.start_ms < fleet.scenario.baseline_warmup_ms:
+                return 0  # the detector needs a warm resting baseline to see a departure from it
             if t + duration + 2 * fleet.interval_ms > fleet.end_ms:
                 return 0
             level = self._anomaly_level(seg, base_now)

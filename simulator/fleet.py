@@ -114,7 +114,8 @@ class Fleet:
         self.level = [0.0] * n  # the current anomaly's heart rate, SpO2 or spike jump
         self.first_ms = [0] * n  # event time of the current segment's first sample
         self.last_ms = [0] * n  # event time of the current segment's latest sample
-        self.rested_since = [self.start_ms] * n
+        rested = self.scenario.min_rest_ms if self.scenario.rested_at_start else 0
+        self.rested_since = [self.start_ms - rested] * n
 
     def drain_truth(self) -> list[TruthEntry]:
         entries, self.truth = self.truth, []

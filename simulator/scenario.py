@@ -98,6 +98,10 @@ class Scenario:
     malformed_prob: float = 0.0005
     min_rest_ms: int = 10 * MS_PER_MINUTE
     recovery_ms: int = 10 * MS_PER_MINUTE
+    # Devices have rested ``min_rest_ms`` before the simulation starts (so a short run can have
+    # episodes from its first minute); HR_SPIKE still waits until a device's baseline is warm.
+    rested_at_start: bool = False
+    baseline_warmup_ms: int = 3 * MS_PER_MINUTE
 
     def __post_init__(self) -> None:
         for segment, rate in self.rates.items():

@@ -1,0 +1,82 @@
+"""``vitalstream demo``: embedded emulator → provisioned stack → simulated fleet → processing → report.
+
+Processing runs in serverless mode: the local event source mapping (``service.esm``) polls every
+shard and invokes the Lambda shim in-process with Lambda's semantics. The fleet runs in real time,
+so latencies are from the devices' own timestamps to the moment every sink had acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from simulator.scenario import parse_duration_ms
+
+NAME = "demo"
+HELP = "run the whole pipeline on the embedded AWS emulator with a simulated fleet, then report"
+EMULATOR_KEY = "testing"  # the embedded emulator accepts any credentials; these never leave the process
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=_positive, default=200, help="simulated wearables (default 200)")
+    parser.add_argument("--duration", type=_duration, default="60s", help="fleet run time, e.g. 60s, 5m")
+    parser.add_argument("--shards", type=_positive, default=2, help="Kinesis shards (default 2)")
+    parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
+    parser.add_argument("--mode", choices=("lambda",), default="lambda", help="processing mode")
+    parser.add_argument("--share", type=float, default=0.04, help="share of devices per anomaly type (0.04)")
+    parser.add_argument("--batch-size", type=_positive, default=500, help="event source mapping batch size")
+    parser.add_argument("--report", type=Path, help="also write the final report as JSON to this file")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _duration(text: str) -> int:
+    try:
+        value = parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if value < 10_000:
+        raise argparse.ArgumentTypeError("must be at least 10s")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.report is not None and args.report.is_dir():
+        print(f"vitalstream demo: --report {args.report} is a directory", file=sys.stderr)
+        return 2
+    if not 0 < args.share <= 0.5:
+        print(f"vitalstream demo: --share must be within (0, 0.5], got {args.share}", file=sys.stderr)
+        return 2
+    # This process talks only to the embedded emulator: never send real AWS credentials there.
+    os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_KEY)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    from service.demo.session import DemoSession  # noqa: PLC0415 - heavy imports only when running
+
+    with DemoSession(args.shards, log=_say) as session:
+        report = session.run(
+            devices=args.devices,
+            duration_ms=args.duration,
+            seed=args.seed,
+            share=args.share,
+            batch_size=args.batch_size,
+            mode=args.mode,
+        )
+    from service.demo.report import render  # noqa: PLC0415
+
+    print(render(report), flush=True)
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_bytes(report.to_json())
+        print(f"report written to {args.report}")
+    return 0 if report.lost == 0 and report.duplicate_effects == 0 else 1
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,96 @@
+"""What the demo counts while it runs: each record's first acknowledgement and its latency.
+
+A record is acknowledged when an invocation that carried it returned and its sequence number is
+below the lowest ``batchItemFailures`` entry (Lambda checkpoints there; the rest comes again). Its
+latency is from the device's own timestamp to that moment: every sink has written by then.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from service.core.telemetry import parse_rfc3339_ms
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+def percentile(sorted_values: Sequence[int], quantile: float) -> float | None:
+    """Nearest-rank percentile of an ascending sequence (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(quantile * len(sorted_values) + 0.5)))
+    return float(sorted_values[rank - 1])
+
+
+class AckLedger:
+    """Thread-safe: the event-source-mapping threads write, the live view reads."""
+
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        self._clock_ms = clock_ms
+        self._lock = threading.Lock()
+        self._acked: set[tuple[str, str]] = set()
+        self._latencies: list[int] = []
+
+    @property
+    def acknowledged(self) -> int:
+        with self._lock:
+            return len(self._acked)
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler``, noting what each invocation acknowledged."""
+
+        def noting(event: dict[str, Any], context: Any) -> Any:
+            response = handler(event, context)
+            self.note(event, response, self._clock_ms())
+            return response
+
+        return noting
+
+    def note(self, event: dict[str, Any], response: Any, ack_ms: int) -> None:
+        failures = [f.get("itemIdentifier", "") for f in (response or {}).get("batchItemFailures", [])]
+        lowest = min((int(f) for f in failures if str(f).isdigit()), default=None)
+        fresh: list[int] = []
+        with self._lock:
+            for record in event["Records"]:
+                kinesis = record["kinesis"]
+                sequence = kinesis["sequenceNumber"]
+                if lowest is not None and int(sequence) >= lowest:
+                    continue
+                key = (record["eventID"].partition(":")[0], sequence)
+                if key in self._acked:
+                    continue
+                self._acked.add(key)
+                event_ms = _device_time(kinesis["data"])
+                if event_ms is not None:
+                    fresh.append(ack_ms - event_ms)
+            self._latencies.extend(fresh)
+
+    def latency(self) -> LatencySummary:
+        with self._lock:
+            values = sorted(self._latencies)
+        return LatencySummary(
+            len(values), percentile(values, 0.50), percentile(values, 0.95), percentile(values, 0.99)
+        )
+
+
+def _device_time(data: str) -> int | None:
+    try:
+        body = msgspec.json.decode(base64.b64decode(data))
+    except (ValueError, msgspec.DecodeError):
+        return None
+    timestamp = body.get("timestamp") if isinstance(body, dict) else None
+    return parse_rfc3339_ms(timestamp) if isinstance(timestamp, str) else None

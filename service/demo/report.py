@@ -1,0 +1,184 @@
+"""The demo's final report, read back from the sinks themselves.
+
+- ``lost``: valid samples that were sent but are not in the archive, plus poison records that were
+  sent but are not in the dead-letter queue. Must be 0.
+- ``duplicate_effects``: archive lines beyond the first for one (deviceId, seq), alert messages
+  beyond the first per alertId, dead-letter messages beyond the first per record. Must be 0.
+- Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+
+from service.core import KinesisRecord, decode_records
+from service.core.telemetry import parse_rfc3339_ms
+from service.demo.ledger import LatencySummary
+from service.score import Scorecard, ScoredAlert, score
+from simulator.truth import TruthEntry
+
+GRACE_MS = 120_000
+
+
+@dataclass(slots=True)
+class Expected:
+    """What the fleet published, classified as the core will classify it."""
+
+    valid: set[tuple[str, int]] = field(default_factory=set)
+    rejects: int = 0
+    device_duplicates: int = 0
+
+    def add(self, payloads: Iterable[bytes]) -> None:
+        batch = decode_records(KinesisRecord(p, "expected", str(i + 1), 0) for i, p in enumerate(payloads))
+        self.rejects += len(batch.rejects)
+        for sample in batch.samples:
+            key = (
+                sample.telemetry.deviceId,
+                sample.telemetry.seq if sample.telemetry.seq is not None else -1,
+            )
+            if key in self.valid:
+                self.device_duplicates += 1
+            self.valid.add(key)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContents:
+    archive_lines: list[dict[str, Any]]
+    archive_objects: int
+    dead_letters: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    device_state_items: int
+
+
+@dataclass(slots=True)
+class DemoReport:
+    devices: int
+    duration_s: float
+    shards: int
+    mode: str
+    sent: int
+    publish_failed: int
+    processed: int
+    rejected: int
+    device_duplicates: int
+    lost: int
+    duplicate_effects: int
+    latency: LatencySummary
+    records_per_s: float
+    s3_objects: int
+    dynamodb_items: int
+    alert_messages: int
+    alerts: dict[str, dict[str, float | int | None]]
+    alerts_during_runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return msgspec.json.format(msgspec.json.encode(self.to_dict()), indent=2) + b"\n"
+
+
+def build_report(
+    *,
+    expected: Expected,
+    sinks: SinkContents,
+    truth: Sequence[TruthEntry],
+    latency: LatencySummary,
+    sent: int,
+    publish_failed: int,
+    devices: int,
+    duration_s: float,
+    shards: int,
+    mode: str,
+) -> DemoReport:
+    archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
+    alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
+    dead_keys = Counter(
+        (d.get("shardId"), d.get("sequenceNumber"), d.get("subSequenceNumber")) for d in sinks.dead_letters
+    )
+    lost = len(expected.valid - set(archived)) + max(0, expected.rejects - len(dead_keys))
+    duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
+    card = score(truth, _scored(sinks.alerts), GRACE_MS)
+    return DemoReport(
+        devices=devices,
+        duration_s=round(duration_s, 1),
+        shards=shards,
+        mode=mode,
+        sent=sent,
+        publish_failed=publish_failed,
+        processed=len(archived),
+        rejected=len(sinks.dead_letters),
+        device_duplicates=expected.device_duplicates,
+        lost=lost,
+        duplicate_effects=duplicates,
+        latency=latency,
+        records_per_s=round(len(archived) / duration_s, 1) if duration_s else 0.0,
+        s3_objects=sinks.archive_objects,
+        dynamodb_items=sinks.device_state_items,
+        alert_messages=len(sinks.alerts),
+        alerts=_by_type(card),
+        alerts_during_runs=len(card.alerts_in_runs),
+    )
+
+
+def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
+    scored = []
+    for index, alert in enumerate(alerts):
+        detected = parse_rfc3339_ms(alert.get("detectedAt", ""))
+        if detected is not None:
+            scored.append(ScoredAlert(alert["deviceId"], alert["type"], detected, index))
+    return scored
+
+
+def _by_type(card: Scorecard) -> dict[str, dict[str, float | int | None]]:
+    return {
+        kind: {
+            "alerts": tally.alerts,
+            "episodes": tally.episodes,
+            "precision": tally.precision,
+            "recall": tally.recall,
+        }
+        for kind, tally in sorted(card.by_type.items())
+    }
+
+
+def read_archive(bodies: Iterable[bytes]) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(line) for body in bodies for line in gzip.decompress(body).splitlines()]
+
+
+def render(report: DemoReport) -> str:
+    lat = report.latency
+    lines = [
+        f"devices {report.devices:,} for {report.duration_s:.0f} s, {report.shards} shards, "
+        f"mode {report.mode}",
+        f"sent {report.sent:,} (failed {report.publish_failed:,}), processed {report.processed:,} "
+        f"({report.records_per_s:,.0f}/s), rejected {report.rejected:,}, device duplicates dropped "
+        f"{report.device_duplicates:,}",
+        f"lost {report.lost}, duplicate effects {report.duplicate_effects}",
+        f"latency device → sinks acknowledged: p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, "
+        f"p99 {_ms(lat.p99_ms)} over {lat.count:,} records",
+        f"S3 objects {report.s3_objects:,}, DynamoDB device items {report.dynamodb_items:,}, "
+        f"alert messages {report.alert_messages:,} (read back through an SQS subscription)",
+        "alerts by type           alerts  episodes  precision  recall",
+    ]
+    for kind, row in report.alerts.items():
+        lines.append(
+            f"  {kind:<22}{row['alerts']:>6}{row['episodes']:>10}  {_ratio(row['precision']):>9}"
+            f"  {_ratio(row['recall']):>6}"
+        )
+    lines.append(f"alerts during runs (must be 0): {report.alerts_during_runs}")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def _ratio(value: float | int | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

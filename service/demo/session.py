@@ -1,0 +1,206 @@
+"""One demo run on the embedded emulator: the stack, the fleet, the processing and the read-back."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from lambda_shim import handler as shim
+from service.demo.ledger import AckLedger
+from service.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
+from service.demo.scenario import demo_scenario
+from service.demo.view import LiveView
+from service.emulator import EmbeddedAws
+from service.esm import EsmConfig, EventSourceMapping, Invocation
+from simulator.fleet import Fleet
+from simulator.messages import Message, PublishReport
+from simulator.pacing import paced
+from simulator.publishers.kinesis import KinesisPublisher
+from simulator.truth import TruthEntry
+
+REGION = "us-east-1"
+DRAIN_TIMEOUT_S = 60.0
+
+
+class DemoSession:
+    """Starts the emulator and provisions the stack on enter; stops the emulator on exit."""
+
+    def __init__(self, shards: int, log: Callable[[str], None]) -> None:
+        self._shards, self._log = shards, log
+        self._emulator = EmbeddedAws()
+        self._env: dict[str, str] = {}
+
+    def __enter__(self) -> DemoSession:
+        from service.provisioning import provision_stack  # noqa: PLC0415 - reads the template
+
+        endpoint = self._emulator.start()
+        self._log(f"embedded AWS emulator on {endpoint}")
+        started = time.monotonic()
+        result = provision_stack(
+            "vitalstream-demo",
+            endpoint_url=endpoint,
+            region=REGION,
+            parameters={"ShardCount": str(self._shards)},
+        )
+        self._log(
+            f"stack provisioned in {time.monotonic() - started:.1f} s ({len(result.changes)} emulator gaps)"
+        )
+        self._env = dict(result.environment) | {"VITALSTREAM_ENDPOINT_URL": endpoint}
+        self._outputs = result.outputs
+        os.environ.update(self._env)
+        shim._runtime.cache_clear()  # the shim reads its settings from this environment
+        self._session = boto3.Session(region_name=REGION)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        shim._runtime.cache_clear()
+        self._emulator.stop()
+
+    def _client(self, name: str) -> Any:
+        make: Callable[..., Any] = self._session.client
+        return make(name, endpoint_url=self._env["VITALSTREAM_ENDPOINT_URL"])
+
+    def run(
+        self, *, devices: int, duration_ms: int, seed: int, share: float, batch_size: int, mode: str
+    ) -> DemoReport:
+        sqs, kinesis = self._client("sqs"), self._client("kinesis")
+        alert_queue = self._subscribe_alert_queue(sqs)
+        start_ms = int(time.time() * 1000)
+        fleet = Fleet(
+            devices, seed, start_ms, start_ms + duration_ms, scenario=demo_scenario(duration_ms, share)
+        )
+        ledger = AckLedger(lambda: int(time.time() * 1000))
+        failures_url = (
+            self._outputs.get("BatchFailureQueueUrl")
+            or sqs.create_queue(QueueName="demo-failures")["QueueUrl"]
+        )
+        invocation = Invocation(
+            ledger.wrap(shim.handler),
+            lambda body: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(body)),
+            region=REGION,
+        )
+        config = EsmConfig(batch_size=batch_size, batching_window_s=0.5, bisect_on_error=True)
+        stream = self._env["VITALSTREAM_STREAM_NAME"]
+        mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
+        publisher = KinesisPublisher(kinesis, stream)
+        feed = _Feed(fleet, publisher)
+        view = LiveView(sys.stderr)
+        alerts: list[dict[str, Any]] = []
+        self._log(f"{devices:,} devices for {duration_ms / 1000:.0f} s, {self._shards} shards, {mode} mode")
+        started = time.monotonic()
+        with mapping:
+            feed.start()
+            deadline: float | None = None
+            while True:
+                alerts.extend(_drain(sqs, alert_queue))
+                counts = Counter(a["type"] for a in alerts)
+                view.update(feed.report.sent, ledger.acknowledged, ledger.latency(), counts)
+                if not feed.running:
+                    deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
+                    if ledger.acknowledged >= feed.report.sent or time.monotonic() > deadline:
+                        break
+                time.sleep(1.0)
+            view.update(feed.report.sent, ledger.acknowledged, ledger.latency(), counts, force=True)
+            view.close()
+        elapsed = time.monotonic() - started
+        alerts.extend(_drain(sqs, alert_queue))
+        return build_report(
+            expected=feed.expected,
+            sinks=self._read_sinks(sqs, alerts),
+            truth=feed.truth,
+            latency=ledger.latency(),
+            sent=feed.report.sent,
+            publish_failed=feed.report.failed,
+            devices=devices,
+            duration_s=elapsed,
+            shards=self._shards,
+            mode=mode,
+        )
+
+    def _subscribe_alert_queue(self, sqs: Any) -> str:
+        url = str(sqs.create_queue(QueueName=f"demo-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._client("sns").subscribe(
+            TopicArn=self._env["VITALSTREAM_ALERT_TOPIC_ARN"],
+            Protocol="sqs",
+            Endpoint=arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        return url
+
+    def _read_sinks(self, sqs: Any, alerts: list[dict[str, Any]]) -> SinkContents:
+        s3, dynamodb = self._client("s3"), self._client("dynamodb")
+        bucket, prefix = self._env["VITALSTREAM_ARCHIVE_BUCKET"], self._env["VITALSTREAM_ARCHIVE_PREFIX"]
+        keys = [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+        bodies = (s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys)
+        items = dynamodb.scan(TableName=self._env["VITALSTREAM_DEVICE_STATE_TABLE"], Select="COUNT")["Count"]
+        return SinkContents(
+            archive_lines=read_archive(bodies),
+            archive_objects=len(keys),
+            dead_letters=_drain(sqs, self._env["VITALSTREAM_DEAD_LETTER_QUEUE_URL"]),
+            alerts=alerts,
+            device_state_items=int(items),
+        )
+
+
+class _Feed:
+    """The fleet, publishing in real time from its own thread; keeps what it sent for the report."""
+
+    def __init__(self, fleet: Fleet, publisher: KinesisPublisher) -> None:
+        self.fleet, self.publisher = fleet, publisher
+        self.report = PublishReport()
+        self.expected = Expected()
+        self.truth: list[TruthEntry] = []
+        self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
+        self._stop = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            tick: list[Message] = []
+            for sends, low, high in paced(self.fleet, realtime=True, stop=self._stop):
+                if low == 0:
+                    tick = sends.messages()
+                    self.truth.extend(self.fleet.drain_truth())
+                self.report.add(self.publisher.publish(tick[low:high]))
+                self.expected.add(m.payload for m in tick[low:high])
+            self.truth.extend(self.fleet.drain_truth())
+        finally:
+            self.publisher.close()
+
+
+def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = []
+    while True:
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = received.get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )

@@ -1,0 +1,42 @@
+"""``vitalstream demo`` end to end: emulator, stack, fleet, local serverless processing, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_demo_loses_nothing_and_duplicates_no_effect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+
+    # 60 s is the shortest run with room for a sustained episode (30 s to raise, 40-50 s long).
+    code = main(
+        ["demo", "--devices", "40", "--duration", "60s", "--share", "0.1", "--report", str(report_path)]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(report_path.read_text())
+    assert (report["lost"], report["duplicate_effects"]) == (0, 0)
+    assert report["processed"] == report["sent"] - report["rejected"] - report["device_duplicates"]
+    assert report["dynamodb_items"] == 40
+    assert report["s3_objects"] > 0
+    assert report["latency"]["count"] == report["sent"]
+    alerts = sum(row["alerts"] for row in report["alerts"].values())
+    assert report["alert_messages"] == alerts > 0
+    assert all(row["precision"] == 1.0 and row["recall"] == 1.0 for row in report["alerts"].values())
+    assert report["alerts_during_runs"] == 0
+    assert "lost 0, duplicate effects 0" in out
+
+
+def test_a_bad_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--duration", "5s"]) == 2
+    assert "--duration" in capsys.readouterr().err
