@@ -36,7 +36,7 @@ import msgspec
 
 from service.core import Reject, RejectReason
 from service.core.telemetry import DEVICE_ID_PATTERN
-from simulator.messages import Message
+from service.publishing import Message
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -159,8 +159,8 @@ class Bridge:
         linger_ms: int = DEFAULT_LINGER_MS,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        from simulator.publishers.kinesis import KinesisPublisher  # noqa: PLC0415 - boto3 on demand
-        from simulator.publishers.pacing import Backoff  # noqa: PLC0415 - as above
+        from service.adapters.kinesis_writer import KinesisPublisher  # noqa: PLC0415 - boto3 on demand
+        from service.adapters.pacing import Backoff  # noqa: PLC0415 - as above
 
         self._broker = broker
         self._forwarder = KinesisPublisher(kinesis, stream_name, max_attempts=None, sleep=self._pump)
@@ -341,8 +341,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.adapters.kinesis_writer import PublishError  # noqa: PLC0415 - as above
     from service.config import Settings  # noqa: PLC0415 - keep `vitalstream --help` fast
-    from simulator.publishers.kinesis import PublishError  # noqa: PLC0415 - as above
 
     if not 1 <= args.batch_size <= 500:
         print("vitalstream bridge: --batch-size must be 1-500", file=sys.stderr)
@@ -385,22 +385,9 @@ def build_sinks(settings: Settings) -> tuple[KinesisClient, DeadLetterStore]:
     import boto3  # noqa: PLC0415 - boto3 on demand
     from botocore.config import Config  # noqa: PLC0415 - as above
 
-    from service.adapters import S3DeadLetterStore, SqsDeadLetterStore  # noqa: PLC0415 - as above
-    from service.config import DeadLetterTarget  # noqa: PLC0415 - as above
+    from service.composition import build_dead_letter_store, client  # noqa: PLC0415 - as above
 
-    region, endpoint = settings.region, settings.endpoint_url
+    session = boto3.Session()
     single = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=single)
-    s3_config = Config(s3={"addressing_style": "path"}) if endpoint else None
-    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint, config=s3_config)
-    overflow = (
-        S3DeadLetterStore(s3, settings.dead_letter_bucket, settings.dead_letter_prefix)
-        if settings.dead_letter_bucket
-        else None
-    )
-    if settings.dead_letter_target is DeadLetterTarget.S3:
-        if overflow is None:
-            raise ValueError("dead_letter_target=s3 needs dead_letter_bucket")
-        return kinesis, overflow
-    sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
-    return kinesis, SqsDeadLetterStore(sqs, settings.dead_letter_queue_url, overflow=overflow)
+    kinesis: KinesisClient = client(session, "kinesis", settings, single)
+    return kinesis, build_dead_letter_store(settings, session)

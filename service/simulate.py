@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from service.core.telemetry import parse_rfc3339_ms
+from service.publishing import Message, Publisher, PublishReport
 from simulator.fleet import Fleet
-from simulator.messages import Message, Publisher, PublishReport
 from simulator.pacing import paced
 from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates, parse_duration_ms
 from simulator.truth import encode_truth

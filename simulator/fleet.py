@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from random import Random
 
+from service.publishing import Message
 from simulator import physiology as phys
-from simulator.messages import Message
 from simulator.scenario import MS_PER_HOUR, Scenario, Segment
 from simulator.truth import TruthEntry
 

@@ -16,16 +16,16 @@ from typing import Any
 import boto3
 
 from lambda_shim import handler as shim
+from service.adapters.kinesis_writer import KinesisPublisher
 from service.demo.ledger import AckLedger
 from service.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.demo.scenario import demo_scenario
 from service.demo.view import LiveView
 from service.emulator import EmbeddedAws
 from service.esm import EsmConfig, EventSourceMapping, Invocation
+from service.publishing import Message, PublishReport
 from simulator.fleet import Fleet
-from simulator.messages import Message, PublishReport
 from simulator.pacing import paced
-from simulator.publishers.kinesis import KinesisPublisher
 from simulator.truth import TruthEntry
 
 REGION = "us-east-1"

@@ -12,7 +12,7 @@ import argparse
 from enum import StrEnum
 from pathlib import Path
 
-from simulator.messages import Publisher
+from service.publishing import Publisher
 
 
 class Target(StrEnum):
@@ -62,7 +62,7 @@ def build_publisher(args: argparse.Namespace) -> Publisher:
     # One attempt per call: the publishers retry (only the failed entries) and count what they retry.
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
     if target is Target.KINESIS:
-        from simulator.publishers.kinesis import KinesisPublisher  # noqa: PLC0415
+        from service.adapters.kinesis_writer import KinesisPublisher  # noqa: PLC0415
 
         client = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
         return KinesisPublisher(client, args.stream_name or settings.stream_name, rate=args.rate)

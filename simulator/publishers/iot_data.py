@@ -18,10 +18,10 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as EndpointConnectionError
 
-from simulator.messages import Message, PublishReport
-from simulator.publishers.kinesis import PublishError
+from service.adapters.kinesis_writer import PublishError
+from service.adapters.pacing import Backoff, TokenBucket
+from service.publishing import Message, PublishReport
 from simulator.publishers.mqtt import telemetry_topic
-from simulator.publishers.pacing import Backoff, TokenBucket
 
 RETRYABLE_ERRORS = frozenset(
     {"ThrottlingException", "InternalFailureException", "ServiceUnavailableException"}

@@ -33,8 +33,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.messages import Message, PublishReport
-from simulator.publishers.pacing import TokenBucket
+from service.adapters.pacing import TokenBucket
+from service.publishing import Message, PublishReport
 
 TOPIC_TEMPLATE = "wearables/{device_id}/telemetry"
 

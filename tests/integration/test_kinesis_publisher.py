@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from simulator.messages import Message
+from service.adapters.kinesis_writer import KinesisPublisher
+from service.publishing import Message
 from simulator.publishers.iot_data import IotDataPublisher
-from simulator.publishers.kinesis import KinesisPublisher
 from tests.integration.conftest import DUMMY_KEY, REGION
 from tests.integration.kinesis_helpers import read_stream, seqs_by_device
 

@@ -19,7 +19,7 @@ import pytest
 
 from service.adapters import SqsDeadLetterStore
 from service.bridge import Bridge, BrokerOptions
-from simulator.messages import Message, PublishReport
+from service.publishing import Message, PublishReport
 from simulator.publishers.mqtt import MqttOptions, MqttPublisher
 from tests.integration.conftest import AwsStack
 from tests.integration.kinesis_helpers import read_stream, seqs_by_device

@@ -8,7 +8,7 @@ import pytest
 
 from service.bridge import flush_due, route, topic_device_id
 from service.core import Reject, RejectReason
-from simulator.messages import Message
+from service.publishing import Message
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
+from service.adapters.kinesis_writer import KinesisPublisher
 from simulator.publishers import add_publisher_arguments, build_publisher
-from simulator.publishers.kinesis import KinesisPublisher
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as EndpointConnectionError
 
-from simulator.messages import Message, PublishReport
-from simulator.publishers.pacing import Backoff, TokenBucket
+from service.adapters.pacing import Backoff, TokenBucket
+from service.publishing import Message, PublishReport
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient

@@ -1,4 +1,4 @@
-"""What the fleet hands to a publisher, and what a publisher reports back."""
+"""What a device (or the bridge) hands to a publisher, and what a publisher reports back."""
 
 from __future__ import annotations
 
