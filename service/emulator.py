@@ -4,8 +4,7 @@ moto's ``Shard.put_record`` reads the shard's highest sequence number and then s
 under the next one, without a lock (its own comment says "not safe for concurrency"): two concurrent
 PutRecords to one shard can take the same number and the second overwrites the first, so records are
 lost. ``EmbeddedAws`` serialises every shard write — and the reads that iterate the same dict — with
-one process-wide lock. The patch is installed once per process and also covers any other moto server
-running in the same process.
+one process-wide lock, installed in the emulator's own process.
 
     with EmbeddedAws() as endpoint_url:
         ...  # boto3 clients with endpoint_url=endpoint_url
@@ -15,6 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -48,12 +50,14 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class EmbeddedAws:
-    """moto server on ``127.0.0.1:port`` (0 = any free port). ``start`` returns the endpoint URL;
-    ``stop`` shuts it down and may be called more than once. Usable as a context manager."""
+    """moto server on ``127.0.0.1:port`` (0 = any free port), in a child process of its own: moto is
+    pure Python, and sharing one GIL with the caller would halve a demo's throughput; each emulator
+    also starts empty (moto's backends are process-wide). ``start`` returns the endpoint URL;
+    ``stop`` ends the child and may be called more than once. Usable as a context manager."""
 
-    def __init__(self, port: int = 0) -> None:
-        self._port = port
-        self._server: Any = None
+    def __init__(self, port: int = 0, startup_timeout_s: float = 60.0) -> None:
+        self._port, self._startup_timeout_s = port, startup_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
         self._endpoint_url: str | None = None
 
     @property
@@ -65,20 +69,31 @@ class EmbeddedAws:
     def start(self) -> str:
         if self._endpoint_url is not None:
             return self._endpoint_url
-        serialise_kinesis_shard_access()
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when started
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per API call
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        self._server, self._endpoint_url = server, f"http://{host}:{port}"
-        return self._endpoint_url
+        command = [sys.executable, "-m", "service.emulator", "--port", str(self._port)]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._process = process
+        assert process.stdout is not None
+        ready = select.select([process.stdout], [], [], self._startup_timeout_s)[0]
+        line = process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise RuntimeError(f"the embedded AWS emulator did not start (said {line!r})")
+        self._endpoint_url = line
+        return line
 
     def stop(self) -> None:
-        server, self._server, self._endpoint_url = self._server, None, None
-        if server is not None:
-            server.stop()
+        process, self._process, self._endpoint_url = self._process, None, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the child serves until its stdin closes
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     def __enter__(self) -> str:
         return self.start()
@@ -87,3 +102,25 @@ class EmbeddedAws:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def serve(port: int) -> None:
+    """The child's side: start moto with the write lock, print the endpoint, serve until stdin closes."""
+    serialise_kinesis_shard_access()
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only in the child
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per API call
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    print(f"http://{host}:{bound}", flush=True)
+    try:
+        sys.stdin.read()  # returns when the parent closes our stdin (or exits)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 0)

@@ -76,6 +76,7 @@ class DemoReport:
     alert_messages: int
     alerts: dict[str, dict[str, float | int | None]]
     alerts_during_runs: int
+    unacknowledged: int  # records still in flight when the report was taken (drain timed out)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,7 @@ def build_report(
     duration_s: float,
     shards: int,
     mode: str,
+    unacknowledged: int = 0,
 ) -> DemoReport:
     archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
     alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
@@ -124,6 +126,7 @@ def build_report(
         alert_messages=len(sinks.alerts),
         alerts=_by_type(card),
         alerts_during_runs=len(card.alerts_in_runs),
+        unacknowledged=unacknowledged,
     )
 
 
@@ -160,7 +163,12 @@ def render(report: DemoReport) -> str:
         f"sent {report.sent:,} (failed {report.publish_failed:,}), processed {report.processed:,} "
         f"({report.records_per_s:,.0f}/s), rejected {report.rejected:,}, device duplicates dropped "
         f"{report.device_duplicates:,}",
-        f"lost {report.lost}, duplicate effects {report.duplicate_effects}",
+        f"lost {report.lost}, duplicate effects {report.duplicate_effects}"
+        + (
+            f" ({report.unacknowledged:,} records still in flight at report time)"
+            if report.unacknowledged
+            else ""
+        ),
         f"latency device → sinks acknowledged: p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, "
         f"p99 {_ms(lat.p99_ms)} over {lat.count:,} records",
         f"S3 objects {report.s3_objects:,}, DynamoDB device items {report.dynamodb_items:,}, "

@@ -29,7 +29,7 @@ from simulator.pacing import paced
 from simulator.truth import TruthEntry
 
 REGION = "us-east-1"
-DRAIN_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 180.0
 
 
 class DemoSession:
@@ -127,6 +127,7 @@ class DemoSession:
             duration_s=elapsed,
             shards=self._shards,
             mode=mode,
+            unacknowledged=max(feed.report.sent - ledger.acknowledged, 0),
         )
 
     def _subscribe_alert_queue(self, sqs: Any) -> str:

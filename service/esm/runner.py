@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
 
 log = logging.getLogger(__name__)
+RETRY_BACKOFF_CAP_S = 5.0
 Handler = Callable[[dict[str, Any], Any], Any]
 Destination = Callable[[dict[str, Any]], None]
 _THROTTLED = frozenset(
@@ -217,6 +218,9 @@ class ShardPoller:
     def _apply(self, decision: Decision[KinesisRecord], item: WorkItem[KinesisRecord]) -> None:
         for retry in reversed(decision.retry):
             self._queue.appendleft(retry)
+        spent = [r.attempts for r in decision.retry if r.attempts > item.attempts]
+        if spent:  # a retry that used an attempt waits, so a struggling sink is not hammered
+            self._stop.wait(min(RETRY_BACKOFF_CAP_S, 0.1 * 2 ** min(spent[0], 8)) * random.uniform(0.5, 1.0))
         if decision.given_up and decision.reason is not None:
             self._give_up(decision.given_up, decision.reason, item.attempts + 1)
         finished = decision.done + decision.given_up

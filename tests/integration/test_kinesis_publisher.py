@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -45,13 +46,28 @@ def test_every_message_arrives_once_with_its_device_as_partition_key(kinesis_str
     assert len(shards) == 2
 
 
-def test_iot_data_publish_sends_each_payload_to_the_device_topic(aws_endpoint: str) -> None:
-    from moto.backends import get_backend  # noqa: PLC0415 - moto's server shares this process's backends
+@pytest.fixture
+def in_process_moto() -> Iterator[str]:
+    """A moto server in this process (the embedded emulator runs in its own): the test reads what
+    IoT Data received from moto's backend, which no API returns."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only this test needs it in-process
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_iot_data_publish_sends_each_payload_to_the_device_topic(in_process_moto: str) -> None:
+    from moto.backends import get_backend  # noqa: PLC0415 - moto's in-process backends
 
     client = boto3.client(
         "iot-data",
         region_name=REGION,
-        endpoint_url=aws_endpoint,
+        endpoint_url=in_process_moto,
         aws_access_key_id=DUMMY_KEY,
         aws_secret_access_key=DUMMY_KEY,
     )
