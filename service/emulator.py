@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import select
 import subprocess
 import sys
@@ -21,6 +22,8 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+
+EMULATOR_KEY = "testing"  # an emulator accepts any credentials; this one is not a secret
 
 _KINESIS_LOCK = threading.RLock()
 _installed = False
@@ -47,6 +50,12 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(*args, **kwargs)
 
     return locked
+
+
+def use_emulator_credentials() -> None:
+    """For a process that talks only to an emulator: never send the caller's real AWS credentials."""
+    os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_KEY)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
 class EmbeddedAws:

@@ -8,7 +8,6 @@ and exits 0. Exit 1 when provisioning fails (the emulator is stopped first).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -17,8 +16,6 @@ from types import FrameType
 
 NAME = "local"
 HELP = "Run AWS locally: `local up` starts the embedded emulator and provisions the stack."
-
-EMULATOR_KEY = "testing"  # the emulator accepts any credentials; these are not secrets
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.emulator import EmbeddedAws  # noqa: PLC0415 - keeps --help fast
+    from service.emulator import EMULATOR_KEY, EmbeddedAws, use_emulator_credentials  # noqa: PLC0415
     from service.provision import parse_params  # noqa: PLC0415
     from service.provisioning import ProvisionError, provision_stack  # noqa: PLC0415
 
@@ -43,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stop = threading.Event()
     restore = _on_signals(stop)
-    # This process talks only to the emulator: never send the caller's real AWS credentials there.
-    os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_KEY)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
+    use_emulator_credentials()
     emulator = EmbeddedAws(port=args.port)
     try:
         endpoint = emulator.start()

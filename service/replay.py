@@ -27,6 +27,7 @@ from typing import IO
 
 import msgspec
 
+from service.cli_args import positive_int
 from service.core import BatchResult, Detector, DeviceState, KinesisRecord, decode_records, process_batch
 
 NAME = "replay"
@@ -179,22 +180,12 @@ class _Session:
 # --- command line -------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="telemetry, one JSON object per line")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         help=f"records per core batch (default {DEFAULT_BATCH_SIZE})",
     )

@@ -21,44 +21,18 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
+from service.cli_args import duration_ms, positive_int
 from service.core.telemetry import parse_rfc3339_ms
 from service.publishing import Message, Publisher, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
-from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates, parse_duration_ms
+from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates
 from simulator.truth import encode_truth
 
 NAME = "simulate"
 HELP = "simulate a wearable fleet (labelled anomalies, stream faults) into a file or a publisher"
 TARGETS = ("kinesis", "mqtt", "iot-data")
 DEFAULT_START = "2026-11-28T00:00:00Z"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
-def _duration(text: str) -> int:
-    try:
-        value = parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _interval(text: str) -> int:
-    value = _duration(text)
-    if value < 1_000:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1 s, got {text!r}")
-    return value
 
 
 def _start(text: str) -> int:
@@ -93,14 +67,14 @@ def _probability(text: str) -> float:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     fleet = parser.add_argument_group("fleet")
-    fleet.add_argument("--devices", type=_positive_int, required=True, metavar="N")
+    fleet.add_argument("--devices", type=positive_int, required=True, metavar="N")
     fleet.add_argument(
-        "--duration", type=_duration, default=3_600_000, help="event time covered (default 1h)"
+        "--duration", type=duration_ms(), default=3_600_000, help="event time covered (default 1h)"
     )
     fleet.add_argument("--seed", type=int, default=0, help="same seed, same fleet (default 0)")
     fleet.add_argument("--start", type=_start, default=_start(DEFAULT_START), help=f"default {DEFAULT_START}")
     fleet.add_argument(
-        "--interval", type=_interval, default=5_000, help="per device sample period (default 5s)"
+        "--interval", type=duration_ms(1_000), default=5_000, help="per device sample period (default 5s)"
     )
     fleet.add_argument("--realtime", action="store_true", help="pace sends to the wall clock")
     parser.add_argument("--out", type=Path, metavar="FILE.jsonl", help="write payloads, one per line")

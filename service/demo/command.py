@@ -8,43 +8,28 @@ so latencies are from the devices' own timestamps to the moment every sink had a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from simulator.scenario import parse_duration_ms
+from service.cli_args import duration_ms, positive_int
 
 NAME = "demo"
 HELP = "run the whole pipeline on the embedded AWS emulator with a simulated fleet, then report"
-EMULATOR_KEY = "testing"  # the embedded emulator accepts any credentials; these never leave the process
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", type=_positive, default=200, help="simulated wearables (default 200)")
-    parser.add_argument("--duration", type=_duration, default="60s", help="fleet run time, e.g. 60s, 5m")
-    parser.add_argument("--shards", type=_positive, default=2, help="Kinesis shards (default 2)")
+    parser.add_argument("--devices", type=positive_int, default=200, help="simulated wearables (default 200)")
+    parser.add_argument(
+        "--duration", type=duration_ms(10_000), default="60s", help="fleet run time, e.g. 60s, 5m"
+    )
+    parser.add_argument("--shards", type=positive_int, default=2, help="Kinesis shards (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
     parser.add_argument("--mode", choices=("lambda",), default="lambda", help="processing mode")
     parser.add_argument("--share", type=float, default=0.04, help="share of devices per anomaly type (0.04)")
-    parser.add_argument("--batch-size", type=_positive, default=500, help="event source mapping batch size")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=500, help="event source mapping batch size"
+    )
     parser.add_argument("--report", type=Path, help="also write the final report as JSON to this file")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
-def _duration(text: str) -> int:
-    try:
-        value = parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if value < 10_000:
-        raise argparse.ArgumentTypeError("must be at least 10s")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.share <= 0.5:
         print(f"vitalstream demo: --share must be within (0, 0.5], got {args.share}", file=sys.stderr)
         return 2
-    # This process talks only to the embedded emulator: never send real AWS credentials there.
-    os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_KEY)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
+    from service.emulator import use_emulator_credentials  # noqa: PLC0415 - heavy imports when running
+
+    use_emulator_credentials()
     from service.demo.session import DemoSession  # noqa: PLC0415 - heavy imports only when running
 
     with DemoSession(args.shards, log=_say) as session:

@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from service.emulator import EMULATOR_KEY
 from service.provisioning.resources import Reconciler, VerificationError
 from service.provisioning.stack import StackError, deploy_stack, stack_outputs, stack_resources
 from service.provisioning.template import (
@@ -22,8 +23,6 @@ from service.provisioning.template import (
     effective_parameters,
     load_template,
 )
-
-EMULATOR_CREDENTIALS = "testing"  # any key works against an emulator; never used for real AWS endpoints
 
 _ENV_FROM_OUTPUTS = (
     ("VITALSTREAM_REGION", "StackRegion"),
@@ -122,8 +121,8 @@ def _session(region: str, endpoint_url: str | None) -> boto3.Session:
     session = boto3.Session(region_name=region)
     if endpoint_url and session.get_credentials() is None:
         return boto3.Session(
-            aws_access_key_id=EMULATOR_CREDENTIALS,
-            aws_secret_access_key=EMULATOR_CREDENTIALS,
+            aws_access_key_id=EMULATOR_KEY,
+            aws_secret_access_key=EMULATOR_KEY,
             region_name=region,
         )
     return session
