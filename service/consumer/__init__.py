@@ -1,0 +1,1 @@
+"""The long-lived Kubernetes shard consumer: leases, checkpoints, resharding (issue 5)."""

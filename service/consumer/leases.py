@@ -1,0 +1,193 @@
+"""Pure lease planning for the shard consumer: which leases to renew, take, steal or release this round.
+
+Semantics follow KCL's lease lifecycle, with no I/O, no clock and no asyncio: time comes in as an argument
+(the observing worker's own monotonic milliseconds) and the lease table comes in as a list of values.
+
+Clocks are never compared across machines. A worker judges another worker's lease expired only when that
+lease's ``counter`` has not changed for more than ``failover_ms`` of its *own* time (``LeaseObserver``).
+
+A plan is advice, not ownership. Every write the shell makes from it is a DynamoDB conditional write on the
+lease's ``counter`` as it was in the snapshot the plan returns; two workers may plan the same take or steal
+from the same table, and the conditional write decides which one wins. The loser learns it from the failed
+condition, and the previous owner of a taken or stolen lease learns it when its next renewal fails
+(``lease_lost``): it must stop processing that shard, and records after its last checkpoint are read again
+by the new owner (at-least-once; sinks stay idempotent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Sentinel(StrEnum):
+    """Checkpoints that are not sequence numbers."""
+
+    TRIM_HORIZON = "TRIM_HORIZON"
+    SHARD_END = "SHARD_END"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One row of the lease table: one lease per shard.
+
+    ``counter`` is bumped by every renew, take, steal and release; it is the condition of every write.
+    ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease whose
+    checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken again.
+    """
+
+    shard_id: str
+    owner: str | None
+    counter: int
+    checkpoint: str = Sentinel.TRIM_HORIZON
+    parents: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.checkpoint == Sentinel.SHARD_END
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    """Bounds of one planning round.
+
+    ``failover_ms``: how long, in the observer's own time, a lease's counter may stand still before the
+    lease counts as expired. Its owner must renew well within it (KCL renews about every third of it).
+    ``max_leases_per_worker``: a worker never holds (renews + takes + steals) more than this.
+    ``max_takes_per_round``: a worker never takes more than this many leases in one round.
+    """
+
+    failover_ms: int = 10_000
+    max_leases_per_worker: int = 256
+    max_takes_per_round: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("failover_ms", "max_leases_per_worker", "max_takes_per_round"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+class LeaseObserver:
+    """Remembers, per shard, the last counter seen and the local time at which it last changed.
+
+    Feed it every lease-table read with ``observe`` before planning. A lease seen for the first time
+    counts as changed at that moment, so a worker that has just started waits a full ``failover_ms``
+    before it considers any owned lease expired. Shards missing from a read are forgotten.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def observe(self, leases: Iterable[Lease], now_ms: int) -> None:
+        seen: dict[str, tuple[int, int]] = {}
+        for lease in leases:
+            previous = self._seen.get(lease.shard_id)
+            if previous is None or previous[0] != lease.counter:
+                previous = (lease.counter, now_ms)
+            seen[lease.shard_id] = previous
+        self._seen = seen
+
+    def is_expired(self, lease: Lease, now_ms: int, failover_ms: int) -> bool:
+        """True when the lease is owned and its counter has stood still for more than ``failover_ms``.
+
+        Unowned leases are not "expired" (they are free); a lease never observed, or observed with another
+        counter than the one given, is not expired.
+        """
+        if lease.owner is None:
+            return False
+        seen = self._seen.get(lease.shard_id)
+        if seen is None or seen[0] != lease.counter:
+            return False
+        return now_ms - seen[1] > failover_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one worker should write this round. Each lease is the snapshot its write is conditioned on.
+
+    ``renew``: active leases it holds. ``take``: free or expired leases, at most ``max_takes_per_round``.
+    ``steal``: at most one lease of another live worker, only when nothing is free to take.
+    ``release``: leases it holds that are finished or beyond ``max_leases_per_worker``.
+    ``target``: the fair share, ``ceil(active shards / live workers)`` capped by the bound.
+    """
+
+    renew: tuple[Lease, ...] = ()
+    take: tuple[Lease, ...] = ()
+    steal: Lease | None = None
+    release: tuple[Lease, ...] = ()
+    target: int = 0
+
+
+def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int, config: LeaseConfig) -> Plan:
+    """Plan one round for worker ``me`` from one read of the lease table (already given to ``observer``).
+
+    Guarantees, for any table:
+    - a finished lease is never taken or stolen, and neither is a lease with a parent whose lease exists
+      and is not finished (children start only after their parents reached ``SHARD_END``);
+    - ``renew`` + ``take`` + ``steal`` never exceed ``max_leases_per_worker``;
+    - at most one lease is stolen per round, only when nothing is free to take, and only from the live
+      worker holding the most active leases, when ``me`` holds fewer than ``target`` and that worker holds
+      at least two more than ``me`` (as KCL, it may then be at ``target``): with loads within one of each
+      other nothing is stolen, and a steal never reverses the order of the two loads, so no churn;
+    - live workers are ``me`` and the owners of at least one active, non-expired lease;
+    - the result depends only on the arguments: candidates in shard-id order, ties between workers broken
+      by worker id. Every thief picks the same lease of a victim, so a victim loses at most one
+      lease per round even when several workers steal at once.
+    """
+    by_id = {lease.shard_id: lease for lease in leases}
+    ordered = sorted(leases, key=_shard_key)
+    active = [lease for lease in ordered if not lease.finished]
+
+    def expired(lease: Lease) -> bool:
+        return observer.is_expired(lease, now_ms, config.failover_ms)
+
+    def startable(lease: Lease) -> bool:
+        return all(parent not in by_id or by_id[parent].finished for parent in lease.parents)
+
+    mine = [lease for lease in active if lease.owner == me]
+    renew = mine[: config.max_leases_per_worker]
+    finished_mine = [lease for lease in ordered if lease.finished and lease.owner == me]
+    release = (*finished_mine, *mine[config.max_leases_per_worker :])
+
+    loads = Counter(
+        lease.owner
+        for lease in active
+        if lease.owner is not None and lease.owner != me and not expired(lease)
+    )
+    workers = len(loads) + 1
+    target = min(math.ceil(len(active) / workers), config.max_leases_per_worker)
+    wanted = target - len(renew)
+    if wanted <= 0:
+        return Plan(renew=tuple(renew), release=release, target=target)
+
+    free = [
+        lease
+        for lease in active
+        if lease.owner != me and (lease.owner is None or expired(lease)) and startable(lease)
+    ]
+    if free:
+        take = free[: min(wanted, config.max_takes_per_round)]
+        return Plan(renew=tuple(renew), take=tuple(take), release=release, target=target)
+
+    steal = _steal(active, loads, len(renew), startable)
+    return Plan(renew=tuple(renew), steal=steal, release=release, target=target)
+
+
+def _steal(
+    active: list[Lease], loads: Counter[str], held: int, startable: Callable[[Lease], bool]
+) -> Lease | None:
+    if not loads:
+        return None
+    victim, load = min(loads.items(), key=lambda item: (-item[1], item[0]))
+    if load < held + 2:
+        return None
+    return next((lease for lease in active if lease.owner == victim and startable(lease)), None)
+
+
+def _shard_key(lease: Lease) -> str:
+    return lease.shard_id
