@@ -4,7 +4,8 @@ moto's ``Shard.put_record`` reads the shard's highest sequence number and then s
 under the next one, without a lock (its own comment says "not safe for concurrency"): two concurrent
 PutRecords to one shard can take the same number and the second overwrites the first, so records are
 lost. ``EmbeddedAws`` serialises every shard write — and the reads that iterate the same dict — with
-one process-wide lock, installed in the emulator's own process.
+one process-wide lock, installed in the emulator's own process; DynamoDB item writes get one too, so a
+conditional write is atomic as in DynamoDB.
 
     with EmbeddedAws() as endpoint_url:
         ...  # boto3 clients with endpoint_url=endpoint_url
@@ -26,27 +27,34 @@ from typing import Any
 EMULATOR_KEY = "testing"  # an emulator accepts any credentials; this one is not a secret
 
 _KINESIS_LOCK = threading.RLock()
+_DYNAMODB_LOCK = threading.RLock()
 _installed = False
 _install_guard = threading.Lock()
 
 
-def serialise_kinesis_shard_access() -> None:
-    """Wrap moto's ``Shard.put_record`` and ``Shard.get_records`` in one lock (idempotent)."""
-    global _installed  # noqa: PLW0603 - a once-per-process patch of moto's class
+def serialise_racy_writes() -> None:
+    """Wrap moto's Kinesis shard reads/writes in one lock and its DynamoDB item writes in another
+    (idempotent). moto checks a DynamoDB condition and applies the write without a lock, and its
+    server answers on several threads: two conditional takes of one lease could both succeed, which
+    real DynamoDB never allows."""
+    global _installed  # noqa: PLW0603 - a once-per-process patch of moto's classes
     with _install_guard:
         if _installed:
             return
-        from moto.kinesis.models import Shard  # noqa: PLC0415 - moto is only needed when embedding
+        from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 - only when embedding
+        from moto.kinesis.models import Shard  # noqa: PLC0415 - as above
 
         for name in ("put_record", "get_records"):
-            setattr(Shard, name, _locked(getattr(Shard, name)))
+            setattr(Shard, name, _locked(getattr(Shard, name), _KINESIS_LOCK))
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+            setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), _DYNAMODB_LOCK))
         _installed = True
 
 
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+def _locked(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
     @functools.wraps(method)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with _KINESIS_LOCK:
+        with lock:
             return method(*args, **kwargs)
 
     return locked
@@ -115,7 +123,7 @@ class EmbeddedAws:
 
 def serve(port: int) -> None:
     """The child's side: start moto with the write lock, print the endpoint, serve until stdin closes."""
-    serialise_kinesis_shard_access()
+    serialise_racy_writes()
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only in the child
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per API call
