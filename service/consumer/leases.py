@@ -34,7 +34,7 @@ class Sentinel(StrEnum):
 class Lease:
     """One row of the lease table: one lease per shard.
 
-    ``counter`` is bumped by every renew, take, steal and release; it is the condition of every write.
+    ``counter`` is bumped by every renew, take, steal, checkpoint and release; it conditions every write.
     ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease whose
     checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken again.
     """
