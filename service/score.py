@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from service.core.telemetry import parse_rfc3339_ms
+from service.jsonl import read_objects
 from simulator.scenario import parse_duration_ms
 from simulator.truth import TruthEntry, TruthFormatError, read_truth
 
@@ -155,23 +156,14 @@ class AlertFormatError(ValueError):
 
 def read_alerts(path: Path) -> Iterator[ScoredAlert]:
     """Alerts of a JSON Lines file (``replay``'s alerts.jsonl, the demo's alert history)."""
-    with path.open("rb") as source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            try:
-                body = msgspec.json.decode(line)
-            except msgspec.DecodeError as exc:
-                raise AlertFormatError(f"line {number}: not JSON ({exc})") from None
-            if not isinstance(body, dict):
-                raise AlertFormatError(f"line {number}: not a JSON object")
-            device_id, anomaly, detected = body.get("deviceId"), body.get("type"), body.get("detectedAt")
-            if not (isinstance(device_id, str) and isinstance(anomaly, str) and isinstance(detected, str)):
-                raise AlertFormatError(f"line {number}: deviceId, type and detectedAt must be strings")
-            detected_ms = parse_rfc3339_ms(detected)
-            if detected_ms is None:
-                raise AlertFormatError(f"line {number}: detectedAt is not an RFC 3339 time: {detected!r}")
-            yield ScoredAlert(device_id, anomaly, detected_ms, number)
+    for number, body in read_objects(path, AlertFormatError):
+        device_id, anomaly, detected = body.get("deviceId"), body.get("type"), body.get("detectedAt")
+        if not (isinstance(device_id, str) and isinstance(anomaly, str) and isinstance(detected, str)):
+            raise AlertFormatError(f"line {number}: deviceId, type and detectedAt must be strings")
+        detected_ms = parse_rfc3339_ms(detected)
+        if detected_ms is None:
+            raise AlertFormatError(f"line {number}: detectedAt is not an RFC 3339 time: {detected!r}")
+        yield ScoredAlert(device_id, anomaly, detected_ms, number)
 
 
 def render(card: Scorecard, *, listed: int = 10) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from service.core.records import iso_ms
 from service.core.telemetry import parse_rfc3339_ms
+from service.jsonl import read_objects
 
 KINDS = ("episode", "fault", "activity")
 
@@ -58,20 +60,11 @@ def encode_truth(entries: Iterable[TruthEntry]) -> bytes:
 
 def read_truth(path: Path) -> Iterator[TruthEntry]:
     """Entries of a ground-truth file. Raises ``OSError`` or ``TruthFormatError`` (with line number)."""
-    with path.open("rb") as source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            yield _entry(line, number)
+    for number, body in read_objects(path, TruthFormatError):
+        yield _entry(body, number)
 
 
-def _entry(line: bytes, number: int) -> TruthEntry:
-    try:
-        body = msgspec.json.decode(line)
-    except msgspec.DecodeError as exc:
-        raise TruthFormatError(f"line {number}: not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise TruthFormatError(f"line {number}: not a JSON object")
+def _entry(body: dict[str, Any], number: int) -> TruthEntry:
     fields = [body.get(name) for name in ("kind", "deviceId", "type", "start", "end")]
     if not all(isinstance(value, str) for value in fields):
         raise TruthFormatError(f"line {number}: kind, deviceId, type, start and end must be strings")
