@@ -38,3 +38,18 @@ class Settings(BaseSettings):
     dead_letter_bucket: str = ""
     dead_letter_prefix: str = "dead-letter/"
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+
+    # Kubernetes mode (``vitalstream consume``); KCL's defaults where KCL has one.
+    lease_table: str = Field(default="vitalstream-leases", description="DynamoDB lease table (one per app)")
+    worker_id: str = Field(default="", description="this replica's lease owner name (default: host-pid)")
+    failover_ms: int = Field(default=10_000, ge=1_000, description="a lease unrenewed this long is taken")
+    shard_sync_ms: int = Field(default=60_000, ge=100, description="ListShards re-sync period")
+    max_records: int = Field(default=10_000, ge=1, le=10_000, description="GetRecords Limit")
+    idle_read_ms: int = Field(default=200, ge=200, description="wait between reads at the shard's tip")
+    checkpoint_interval_ms: int = Field(default=1_000, ge=0, description="0 checkpoints every batch")
+    max_leases_per_worker: int = Field(default=256, ge=1)
+    enhanced_fan_out: bool = Field(default=False, description="SubscribeToShard instead of GetRecords")
+    consumer_name: str = Field(default="vitalstream", description="EFO consumer name; lease owner prefix")
+    metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
+    metrics_port: int = Field(default=9400, ge=0, le=65_535, description="0 picks a free port")
+    log_level: str = Field(default="INFO")

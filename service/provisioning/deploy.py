@@ -35,6 +35,7 @@ _ENV_FROM_OUTPUTS = (
     ("VITALSTREAM_DEAD_LETTER_QUEUE_URL", "DeadLetterQueueUrl"),
     ("VITALSTREAM_DEAD_LETTER_BUCKET", "ArchiveBucketName"),
     ("VITALSTREAM_DEAD_LETTER_PREFIX", "DeadLetterPrefix"),
+    ("VITALSTREAM_LEASE_TABLE", "LeaseTableName"),
 )
 
 

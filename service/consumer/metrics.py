@@ -1,0 +1,92 @@
+"""The consumer's Prometheus metrics, on a registry of its own (served at ``/metrics``).
+
+Names and labels are a public contract: the Grafana dashboard and the PrometheusRule in the Helm chart
+query them. Latency is from the device's own timestamp to the moment every sink acknowledged.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.025,
+    0.05,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class ConsumerMetrics:
+    """Every metric the consumer exports. ``outcome`` of a record is one of ``OUTCOMES``."""
+
+    OUTCOMES = ("processed", "rejected", "duplicate", "retried")
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "vitalstream_records", "Records read from Kinesis, by outcome", ["outcome"], registry=r
+        )
+        self.latency = Histogram(
+            "vitalstream_event_to_sink_seconds",
+            "Device timestamp to every sink acknowledged, per processed record",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "vitalstream_batch_seconds", "Time to run one batch through the core and every sink", registry=r
+        )
+        self.millis_behind = Gauge(
+            "vitalstream_millis_behind_latest",
+            "MillisBehindLatest of the last read, per shard this replica holds",
+            ["shard_id"],
+            registry=r,
+        )
+        self.leases_held = Gauge("vitalstream_leases_held", "Shard leases this replica holds", registry=r)
+        self.lease_events = Counter(
+            "vitalstream_lease_events",
+            "Lease transitions: taken, stolen, lost, released, handed_over, ended",
+            ["event"],
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            "vitalstream_checkpoints", "Checkpoints written to the lease table", registry=r
+        )
+        self.sink_errors = Counter(
+            "vitalstream_sink_errors",
+            "Batches in which a sink failed (its records are retried)",
+            ["sink"],
+            registry=r,
+        )
+        self.throttles = Counter(
+            "vitalstream_throttles", "Throttled or failed AWS calls that were backed off", ["api"], registry=r
+        )
+        self.alerts = Counter("vitalstream_alerts", "Alerts raised, by anomaly type", ["type"], registry=r)
+        self.dead_letters = Counter(
+            "vitalstream_dead_letters",
+            "Poison records written to the dead-letter store",
+            ["reason"],
+            registry=r,
+        )
+        self.ready = Gauge("vitalstream_ready", "1 once the replica is initialised and consuming", registry=r)
+        for outcome in self.OUTCOMES:
+            self.records.labels(outcome)
+        for event in ("taken", "stolen", "lost", "released", "handed_over", "ended"):
+            self.lease_events.labels(event)
+        for sink in ("alerts", "archive", "dead_letter", "state"):
+            self.sink_errors.labels(sink)
+        for api in ("GetRecords", "DynamoDB"):
+            self.throttles.labels(api)
