@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from service import bridge, local, provision, replay, score, simulate
+from service.consumer import command as consume
 from service.demo import command as demo
 
 
@@ -31,7 +32,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (demo, replay, simulate, score, provision, local, bridge)
+COMMANDS: tuple[Command, ...] = (demo, consume, replay, simulate, score, provision, local, bridge)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,23 @@
-"""Shared pieces of the composition roots (Lambda shim, bridge): clients and stores from settings."""
+"""Shared pieces of the composition roots (Lambda shim, consumer, bridge): clients, stores, the pipeline.
+
+boto3 and botocore are imported inside the functions, so importing the Lambda handler stays cheap and
+the clients are built once per process, on first use.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from service.adapters import S3DeadLetterStore, SqsDeadLetterStore
+from service.adapters import (
+    DynamoDeviceStateStore,
+    S3Archive,
+    S3DeadLetterStore,
+    SnsAlertPublisher,
+    SqsDeadLetterStore,
+)
 from service.config import DeadLetterTarget, Settings
+from service.core import Detector
+from service.pipeline import Pipeline
 
 if TYPE_CHECKING:
     import boto3
@@ -43,3 +55,37 @@ def build_dead_letter_store(
         return overflow
     queue = client(session, "sqs", settings, config)
     return SqsDeadLetterStore(queue, settings.dead_letter_queue_url, overflow=overflow)
+
+
+def build_pipeline(
+    settings: Settings, session: boto3.Session | None = None, connections: int = 10
+) -> Pipeline:
+    """The core and every sink, with clients from ``session`` (a new default session when None).
+
+    ``connections`` sizes each client's HTTP pool: the consumer runs batches of several shards at once.
+    """
+    import boto3  # noqa: PLC0415 - deferred: the handler's cold import must not pay for boto3
+    from botocore.config import Config  # noqa: PLC0415 - as above
+
+    session = session or boto3.Session()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=5,
+        read_timeout=20,
+        max_pool_connections=connections,
+    )
+    dynamodb = client(session, "dynamodb", settings, config)
+    return Pipeline(
+        detector=Detector(settings.detection),
+        states=DynamoDeviceStateStore(dynamodb, settings.device_state_table),
+        archive=S3Archive(
+            client(session, "s3", settings, config), settings.archive_bucket, settings.archive_prefix
+        ),
+        alerts=SnsAlertPublisher(
+            dynamodb,
+            settings.alert_history_table,
+            client(session, "sns", settings, config),
+            settings.alert_topic_arn,
+        ),
+        dead_letters=build_dead_letter_store(settings, session, config),
+    )

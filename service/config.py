@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     dead_letter_prefix: str = "dead-letter/"
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
 
-    # Kubernetes mode (``vitalstream consume``); KCL's defaults where KCL has one.
+
+class ConsumerSettings(Settings):
+    """Kubernetes mode (``vitalstream consume``): the shared settings plus the shard consumer's own.
+
+    KCL's defaults where KCL has one (failover 10 s, shard sync 60 s, 10,000 records per read).
+    """
+
     lease_table: str = Field(default="vitalstream-leases", description="DynamoDB lease table (one per app)")
     worker_id: str = Field(default="", description="this replica's lease owner name (default: host-pid)")
     failover_ms: int = Field(default=10_000, ge=1_000, description="a lease unrenewed this long is taken")

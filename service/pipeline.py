@@ -38,6 +38,7 @@ class BatchOutcome:
     failures: list[str]
     failed_devices: frozenset[str]
     archive_key: str | None
+    failed_sinks: frozenset[str] = frozenset()  # "state", "alerts", "archive", "dead_letter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,33 +53,46 @@ class Pipeline:
         self, shard_id: str, records: Iterable[KinesisRecord], now_ms: int, rejects: Iterable[Reject] = ()
     ) -> BatchOutcome:
         decoded = decode_records(records, rejects)
+        sinks: set[str] = set()
         try:
             loaded = self.states.load(decoded.device_ids)
         except SinkError:
             loaded = LoadedStates(unavailable=frozenset(decoded.device_ids))
+        if loaded.unavailable:
+            sinks.add("state")
         result = process_batch(decoded, loaded.states, self.detector, now_ms, loaded.unavailable)
 
         try:
-            failed = set(loaded.unavailable) | self.alerts.publish(result.alerts)
+            failed_alerts = self.alerts.publish(result.alerts)
         except SinkError:
-            failed = set(loaded.unavailable) | {alert.deviceId for alert in result.alerts}
+            failed_alerts = {alert.deviceId for alert in result.alerts}
+        if failed_alerts:
+            sinks.add("alerts")
+        failed = set(loaded.unavailable) | failed_alerts
         kept = [p for p in result.processed if p.device_id not in failed]
         try:
             key = self.archive.write(shard_id, kept)
         except SinkError:
             key = None
             failed.update(result.states)
+            sinks.add("archive")
         try:
             failed_rejects = self.dead_letters.put(result.rejects)
         except SinkError:
             failed_rejects = list(result.rejects)
+        if failed_rejects:
+            sinks.add("dead_letter")
         commit = {d: s for d, s in result.states.items() if d not in failed}
         if commit:
             try:
-                failed |= self.states.save(commit, _latest(kept, commit))
+                failed_states = self.states.save(commit, _latest(kept, commit))
             except SinkError:
-                failed.update(commit)
-        return BatchOutcome(result, result.item_failures(failed, failed_rejects), frozenset(failed), key)
+                failed_states = set(commit)
+            if failed_states:
+                sinks.add("state")
+            failed |= failed_states
+        failures = result.item_failures(failed, failed_rejects)
+        return BatchOutcome(result, failures, frozenset(failed), key, frozenset(sinks))
 
 
 def _latest(records: list[ProcessedRecord], devices: Collection[str]) -> dict[str, ProcessedRecord]:

@@ -1,0 +1,100 @@
+"""The composition root of Kubernetes mode: settings → aioboto3 clients, sinks, lease table → scheduler.
+
+Kinesis and the lease table are used from the event loop through aioboto3; the sinks are the very
+boto3 adapters of the Lambda shim (``composition.build_pipeline``), run in worker threads, one batch
+per shard at a time. SIGTERM and SIGINT start a graceful shutdown; the process exits 0 when every
+lease is checkpointed and released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client import disable_created_metrics
+
+from service.config import ConsumerSettings
+from service.consumer import logs
+from service.consumer.http import HealthServer
+from service.consumer.lease_table import LeaseTable
+from service.consumer.leases import Lease
+from service.consumer.metrics import ConsumerMetrics
+from service.consumer.reader import KinesisClient, PollingReader, ShardReader
+from service.consumer.scheduler import ReaderFactory, Scheduler, SchedulerConfig
+from service.consumer.worker import Pacing
+
+log = logging.getLogger(__name__)
+SINK_THREADS = 16
+
+
+def worker_id(settings: ConsumerSettings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def consume(settings: ConsumerSettings, stop_after_s: float | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop_after_s``); return the exit code."""
+    import aioboto3  # noqa: PLC0415 - heavy: only when consuming
+    from botocore.config import Config  # noqa: PLC0415
+
+    from service.composition import build_pipeline  # noqa: PLC0415
+
+    me = worker_id(settings)
+    logs.configure(settings.log_level, me)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(SINK_THREADS, thread_name_prefix="sink"))
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if stop_after_s is not None:
+        loop.call_later(stop_after_s, stop.set)
+
+    disable_created_metrics()  # no *_created series: dashboards do not use them
+    metrics = ConsumerMetrics()
+    pipeline = build_pipeline(settings, connections=SINK_THREADS)
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+    session = aioboto3.Session()
+    where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
+    async with session.client("kinesis", **where) as kinesis, session.client("dynamodb", **where) as ddb:
+        table = LeaseTable(ddb, settings.lease_table)
+        scheduler = Scheduler(
+            SchedulerConfig(
+                worker_id=me,
+                stream_name=settings.stream_name,
+                failover_ms=settings.failover_ms,
+                shard_sync_ms=settings.shard_sync_ms,
+                max_leases_per_worker=settings.max_leases_per_worker,
+                pacing=Pacing(
+                    idle_s=settings.idle_read_ms / 1000, checkpoint_s=settings.checkpoint_interval_ms / 1000
+                ),
+            ),
+            table,
+            kinesis,
+            _readers(kinesis, settings),
+            pipeline,
+            metrics,
+        )
+        server = HealthServer(metrics.registry, scheduler.live, scheduler.ready)
+        port = await server.start(settings.metrics_host, settings.metrics_port)
+        log.info(
+            "serving /metrics, /healthz, /readyz",
+            extra={"url": f"http://{settings.metrics_host}:{port}", "port": port},
+        )
+        try:
+            await scheduler.run(stop)
+        finally:
+            await server.stop()
+    log.info("exit")
+    return 0
+
+
+def _readers(kinesis: KinesisClient, settings: ConsumerSettings) -> ReaderFactory:
+    def make(lease: Lease) -> ShardReader:
+        return PollingReader(
+            kinesis, settings.stream_name, lease.shard_id, str(lease.checkpoint), settings.max_records
+        )
+
+    return make

@@ -1,0 +1,234 @@
+"""The replica's control loop: shard discovery, lease rounds, and one ``ShardConsumer`` per held lease.
+
+Every ``failover_ms / 3`` (KCL renews about as often), a lease round: read the lease table, renew the
+leases held, then follow ``leases.plan`` — take free or expired leases, steal at most one to balance,
+release finished ones. A lease stolen from a live replica starts only after ``failover_ms``: by then
+that replica has either renewed, found the lease gone and stopped, or fenced itself (``ownership``),
+so the shard is never processed by two replicas at once. A lease taken after its owner expired starts
+at once (the owner fenced itself a third of the failover time before).
+
+Every ``shard_sync_ms``, and at once when a shard ends, ``ListShards`` (all pages) creates a lease for
+each new shard with its parents, so children wait for their parents' SHARD_END.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from service.adapters._errors import error_code
+from service.consumer.lease_table import LeaseTable
+from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, plan
+from service.consumer.metrics import ConsumerMetrics
+from service.consumer.ownership import HeldLease
+from service.consumer.reader import KinesisClient, ShardReader
+from service.consumer.worker import Pacing, ShardConsumer
+from service.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+ReaderFactory = Callable[[Lease], ShardReader]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    worker_id: str
+    stream_name: str
+    failover_ms: int = 10_000
+    shard_sync_ms: int = 60_000
+    max_leases_per_worker: int = 256
+    pacing: Pacing = field(default_factory=Pacing)
+
+    @property
+    def round_s(self) -> float:
+        return self.failover_ms / 3 / 1000
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        table: LeaseTable,
+        kinesis: KinesisClient,
+        readers: ReaderFactory,
+        pipeline: Pipeline,
+        metrics: ConsumerMetrics,
+    ) -> None:
+        self._config, self._table, self._kinesis = config, table, kinesis
+        self._readers, self._pipeline, self._metrics = readers, pipeline, metrics
+        self._lease_config = LeaseConfig(
+            failover_ms=config.failover_ms, max_leases_per_worker=config.max_leases_per_worker
+        )
+        self._observer = LeaseObserver()
+        self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[Any]]] = {}
+        self._closed: set[str] = set()
+        self._known: set[str] = set()
+        self._readers_by_shard: dict[str, ShardReader] = {}
+        self._sync_now = asyncio.Event()
+        self._ready = False
+        self._last_round = time.monotonic()
+
+    # --- health ------------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def live(self) -> bool:
+        """The lease loop completed a round recently (a round that fails still counts as completed)."""
+        return time.monotonic() - self._last_round < max(3 * self._config.round_s, 30.0)
+
+    @property
+    def held(self) -> list[str]:
+        return sorted(self._consumers)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._table.ensure_table()
+        await self._sync_shards()
+        self._ready = True
+        self._metrics.ready.set(1)
+        log.info("consuming", extra={"stream": self._config.stream_name})
+        loops = [asyncio.create_task(self._lease_loop(stop)), asyncio.create_task(self._sync_loop(stop))]
+        try:
+            await stop.wait()
+        finally:
+            self._ready = False
+            self._metrics.ready.set(0)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """shutdown_requested for every shard: finish, checkpoint, release; then return."""
+        for consumer, _ in self._consumers.values():
+            consumer.request_shutdown()
+        tasks = [task for _, task in self._consumers.values()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("shut down", extra={"released": len(tasks)})
+
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.lease_round()
+            except (ClientError, BotoCoreError, OSError) as exc:
+                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                self._metrics.throttles.labels("DynamoDB").inc()
+                log.warning("lease round failed (%s); the next one retries", code)
+            self._last_round = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._config.round_s - (time.monotonic() - started))
+
+    async def _sync_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_now.wait(), self._config.shard_sync_ms / 1000)
+            self._sync_now.clear()
+            try:
+                await self._sync_shards()
+            except (ClientError, BotoCoreError, OSError) as exc:
+                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                log.warning("shard sync failed (%s); the next one retries", code)
+
+    # --- one lease round ---------------------------------------------------------------------------
+
+    async def lease_round(self) -> None:
+        leases = await self._table.list_leases()
+        now_ms = int(time.monotonic() * 1000)
+        self._observer.observe(leases, now_ms)
+        await self._renew_all()
+        me = self._config.worker_id
+        advice = plan(leases, self._observer, me, now_ms, self._lease_config)
+        for lease in advice.renew:  # ours in the table, not running here (a restart under the same id)
+            if lease.shard_id not in self._consumers:
+                self._start(lease, delay_s=0.0)
+        for lease in advice.take:
+            await self._take(lease, stolen=False)
+        if advice.steal is not None:
+            await self._take(advice.steal, stolen=True)
+        for lease in advice.release:
+            if lease.shard_id not in self._consumers:
+                with contextlib.suppress(ClientError):
+                    await self._table.release(lease, me)
+        self._metrics.leases_held.set(len(self._consumers))
+
+    async def _renew_all(self) -> None:
+        held = [consumer.held for consumer, _ in self._consumers.values()]
+        results = await asyncio.gather(*(h.renew() for h in held), return_exceptions=True)
+        for lease, result in zip(held, results, strict=True):
+            if isinstance(result, BaseException):
+                self._metrics.throttles.labels("DynamoDB").inc()
+                log.warning("renewing %s failed (%r)", lease.shard_id, result)
+            elif result is False:
+                log.warning("lease_lost", extra={"shard_id": lease.shard_id})
+
+    async def _take(self, lease: Lease, *, stolen: bool) -> None:
+        taken = await self._table.take(lease, self._config.worker_id)
+        if taken is None:
+            return  # another replica won the conditional write
+        event = "stolen" if stolen else "taken"
+        self._metrics.lease_events.labels(event).inc()
+        log.info("lease %s", event, extra={"shard_id": lease.shard_id, "from": lease.owner})
+        self._start(taken, delay_s=self._config.failover_ms / 1000 if stolen else 0.0)
+
+    def _start(self, lease: Lease, delay_s: float) -> None:
+        held = HeldLease(lease, self._table, self._config.worker_id, self._config.failover_ms)
+        reader = self._readers(lease)
+        reader.closed = lease.shard_id in self._closed
+        consumer = ShardConsumer(
+            held,
+            reader,
+            self._pipeline,
+            self._metrics,
+            self._config.pacing,
+            on_children=lambda children: self._sync_now.set(),
+            start_delay_s=delay_s,
+        )
+        task = asyncio.create_task(consumer.run(), name=f"shard-{lease.shard_id}")
+        self._consumers[lease.shard_id] = (consumer, task)
+        self._readers_by_shard[lease.shard_id] = reader
+        task.add_done_callback(lambda _: self._ended(lease.shard_id, consumer))
+
+    def _ended(self, shard_id: str, consumer: ShardConsumer) -> None:
+        current = self._consumers.get(shard_id)
+        if current is not None and current[0] is consumer:
+            del self._consumers[shard_id]
+            self._readers_by_shard.pop(shard_id, None)
+            self._sync_now.set()  # a shard may have ended: its children need leases
+        self._metrics.leases_held.set(len(self._consumers))
+
+    # --- shard discovery ---------------------------------------------------------------------------
+
+    async def _sync_shards(self) -> None:
+        shards = await self._list_shards()
+        for shard in shards:
+            parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
+            if shard["ShardId"] not in self._known:
+                await self._table.create(shard["ShardId"], parents)
+                self._known.add(shard["ShardId"])
+            if "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
+                self._closed.add(shard["ShardId"])
+        for shard_id in self._closed:
+            reader = self._readers_by_shard.get(shard_id)
+            if reader is not None:
+                reader.closed = True
+
+    async def _list_shards(self) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamName": self._config.stream_name}
+        while True:
+            page = await self._kinesis.list_shards(**kwargs)
+            shards.extend(page.get("Shards", []))
+            token = page.get("NextToken")
+            if not token:
+                return shards
+            kwargs = {"NextToken": token}

@@ -1,0 +1,258 @@
+"""One shard, one task: read, run the batch through the core and every sink, checkpoint; KCL's lifecycle.
+
+``initialize`` (start from the lease's checkpoint) → ``process_records`` (per batch) → one ending:
+
+- ``shard_ended``: the reader reached the shard's end and every record is done: checkpoint SHARD_END,
+  release the lease (children may start now) and report the child shards.
+- ``lease_lost``: a renewal or checkpoint found the lease taken: stop at once, write nothing more.
+- ``shutdown_requested`` (SIGTERM, or the lease is handed on): stop reading, finish the batch in hand,
+  checkpoint what is done, release the lease.
+
+Per-device order and the failure rule: when a batch comes back with failures (a sink refused some
+devices' records), everything from the lowest failed sequence number on is kept and run again after a
+jittered back-off, before anything new is read; the checkpoint never passes the first failure. Records
+already applied on the way are skipped by the core, so retries have no duplicate effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from service.adapters._errors import error_code
+from service.consumer.backoff import Backoff
+from service.consumer.leases import Sentinel
+from service.consumer.logs import bind
+from service.consumer.metrics import ConsumerMetrics
+from service.consumer.ownership import HeldLease
+from service.consumer.reader import ReadResult, ShardReader
+from service.core import KinesisRecord
+from service.pipeline import BatchOutcome, Pipeline
+
+log = logging.getLogger(__name__)
+THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
+)
+
+
+class Ending(StrEnum):
+    SHARD_ENDED = "shard_ended"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN_REQUESTED = "shutdown_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """``idle_s`` between reads at the tip; ``min_interval_s`` between any two reads of one shard
+    (0.2 s keeps a shard within its 5 GetRecords/s); ``checkpoint_s`` between checkpoints."""
+
+    idle_s: float = 0.2
+    min_interval_s: float = 0.2
+    checkpoint_s: float = 1.0
+    backoff_cap_s: float = 5.0
+
+
+class ShardConsumer:
+    def __init__(
+        self,
+        held: HeldLease,
+        reader: ShardReader,
+        pipeline: Pipeline,
+        metrics: ConsumerMetrics,
+        pacing: Pacing,
+        on_children: Callable[[tuple[dict[str, Any], ...]], None] = lambda children: None,
+        start_delay_s: float = 0.0,
+    ) -> None:
+        self.held, self._reader, self._pipeline = held, reader, pipeline
+        self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
+        self._start_delay_s = start_delay_s
+        self._shutdown = asyncio.Event()
+        self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
+        self._pending: list[KinesisRecord] = []
+        self._acked: str | None = None
+        self._checkpointed = str(held.lease.checkpoint)
+        self._checkpointed_at = time.monotonic()
+        self._ended = False
+
+    @property
+    def shard_id(self) -> str:
+        return self.held.shard_id
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def run(self) -> Ending:
+        bind(shard_id=self.shard_id)
+        log.info("initialize", extra={"checkpoint": self._checkpointed, "delay_s": self._start_delay_s})
+        try:
+            if self._start_delay_s and await self._pause(self._start_delay_s):
+                return await self._finish(self._stopped())
+            return await self._finish(await self._loop())
+        finally:
+            await self._reader.close()
+            with contextlib.suppress(KeyError):
+                self._metrics.millis_behind.remove(self.shard_id)
+
+    async def _loop(self) -> Ending:
+        read_now = True
+        last_read = 0.0
+        while True:
+            if self.held.lost.is_set() or self._shutdown.is_set():
+                return self._stopped()
+            if not self._pending:
+                if self._ended:
+                    return Ending.SHARD_ENDED
+                wait = (self._pacing.min_interval_s if read_now else self._pacing.idle_s) - (
+                    time.monotonic() - last_read
+                )
+                if wait > 0 and await self._pause(wait):
+                    continue
+                last_read = time.monotonic()
+                result = await self._read()
+                if result is None:
+                    continue
+                read_now = bool(result.records) and (result.millis_behind or 0) > 0
+                self._pending = result.records
+                if not self._pending:
+                    continue
+            if not await self.held.wait_unfenced():
+                return Ending.LEASE_LOST
+            await self._process_records()
+            await self._maybe_checkpoint()
+
+    def _stopped(self) -> Ending:
+        return Ending.LEASE_LOST if self.held.lost.is_set() else Ending.SHUTDOWN_REQUESTED
+
+    async def _read(self) -> ReadResult | None:
+        try:
+            result = await self._reader.read()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            self._metrics.throttles.labels("GetRecords").inc()
+            delay = self._backoff.next()
+            log.warning("read failed (%s); backing off %.2f s", code, delay, extra={"error": code})
+            await self._pause(delay)
+            return None
+        self._backoff.reset()
+        if result.millis_behind is not None:
+            self._metrics.millis_behind.labels(self.shard_id).set(result.millis_behind)
+        if result.child_shards:
+            self._on_children(result.child_shards)
+        self._ended = result.ended
+        return result
+
+    async def _process_records(self) -> None:
+        records = self._pending
+        bind(first_sequence=records[0].sequence_number, last_sequence=records[-1].sequence_number)
+        started = time.monotonic()
+        try:
+            outcome = await asyncio.to_thread(self._pipeline.run, self.shard_id, records, _now_ms())
+        except Exception:  # a bug or an unexpected SDK error: the batch is retried, the shard lives on
+            log.exception("process_records failed; retrying the batch")
+            self._metrics.records.labels("retried").inc(len(records))
+            await self._pause(self._backoff.next())
+            return
+        self._metrics.batch_seconds.observe(time.monotonic() - started)
+        done = self._account(outcome, records)
+        if outcome.failures:
+            lowest = min(int(sequence) for sequence in outcome.failures)
+            self._pending = [r for r in records if r.seq_int >= lowest]
+            delay = self._backoff.next()
+            log.warning(
+                "sinks failed for %d devices; retrying from %s in %.2f s",
+                len(outcome.failed_devices),
+                lowest,
+                delay,
+                extra={"sinks": sorted(outcome.failed_sinks)},
+            )
+            await self._pause(delay)
+        else:
+            self._pending = []
+            self._backoff.reset()
+        if done:
+            self._acked = done[-1].sequence_number
+
+    def _account(self, outcome: BatchOutcome, records: list[KinesisRecord]) -> list[KinesisRecord]:
+        """Update the metrics; return the records before the first failure (done, checkpointable)."""
+        m, result, failed = self._metrics, outcome.result, outcome.failed_devices
+        lowest = min((int(s) for s in outcome.failures), default=None)
+        done = records if lowest is None else [r for r in records if r.seq_int < lowest]
+        now_ms = _now_ms()
+        processed = 0
+        for record in result.processed:
+            if record.device_id not in failed:
+                processed += 1
+                m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
+        m.records.labels("processed").inc(processed)
+        m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
+        m.records.labels("retried").inc(len(records) - len(done))
+        if "dead_letter" not in outcome.failed_sinks:
+            m.records.labels("rejected").inc(len(result.rejects))
+            for reject in result.rejects:
+                m.dead_letters.labels(str(reject.reason)).inc()
+        for alert in result.alerts:
+            if alert.deviceId not in failed:
+                m.alerts.labels(str(alert.type)).inc()
+        for sink in outcome.failed_sinks:
+            m.sink_errors.labels(sink).inc()
+        return done
+
+    async def _maybe_checkpoint(self) -> None:
+        due = time.monotonic() - self._checkpointed_at >= self._pacing.checkpoint_s
+        if self._acked is not None and self._acked != self._checkpointed and due:
+            await self._checkpoint(self._acked)
+
+    async def _checkpoint(self, sequence: str) -> bool:
+        try:
+            if not await self.held.checkpoint(sequence):
+                log.warning("lease_lost at checkpoint", extra={"checkpoint": sequence})
+                return False
+        except (ClientError, BotoCoreError, OSError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            self._metrics.throttles.labels("DynamoDB").inc()
+            log.warning("checkpoint failed (%s); kept for the next one", code)
+            return False
+        self._metrics.checkpoints.inc()
+        self._checkpointed, self._checkpointed_at = sequence, time.monotonic()
+        return True
+
+    async def _finish(self, ending: Ending) -> Ending:
+        if ending is Ending.SHARD_ENDED:
+            while not await self._checkpoint(Sentinel.SHARD_END):
+                if self.held.lost.is_set():
+                    return Ending.LEASE_LOST
+                await asyncio.sleep(self._backoff.next())
+            self._metrics.lease_events.labels("ended").inc()
+        elif ending is Ending.SHUTDOWN_REQUESTED and self._acked not in (None, self._checkpointed):
+            await self._checkpoint(str(self._acked))
+        if ending is not Ending.LEASE_LOST:
+            with contextlib.suppress(ClientError, BotoCoreError, OSError):
+                if await self.held.release():
+                    self._metrics.lease_events.labels("released").inc()
+        else:
+            self._metrics.lease_events.labels("lost").inc()
+        log.info(ending.value, extra={"checkpoint": self._checkpointed})
+        return ending
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when shutdown was requested or the lease was lost meanwhile."""
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        lost = asyncio.ensure_future(self.held.lost.wait())
+        try:
+            done, _ = await asyncio.wait({stop, lost}, timeout=max(seconds, 0.0))
+        finally:
+            stop.cancel()
+            lost.cancel()
+        return bool(done)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
