@@ -2,12 +2,15 @@
 
 Items use KCL's attribute names: ``leaseKey`` (the shard id, hash key), ``leaseOwner`` (absent when the
 lease is free), ``leaseCounter``, ``checkpoint`` and ``parentShardIds`` (a string set, absent when the
-shard has no parents). A lease read from the table is a snapshot; every write is conditioned on it, and a
-failed condition (``ConditionalCheckFailedException``) is a domain outcome, returned as ``None`` or
-``False``: someone else changed the lease since it was read. Any other error propagates unchanged.
+shard has no parents), plus ``pendingOwner`` while a graceful handoff is under way. A lease read from
+the table is a snapshot; every write is conditioned on it, and a failed condition
+(``ConditionalCheckFailedException``) is a domain outcome, returned as ``None`` or ``False``: someone
+else changed the lease since it was read. Any other error propagates unchanged.
 
 Every write that succeeds bumps ``leaseCounter`` by one and returns the lease as the table now holds it,
 so callers keep conditioning their next write on the returned value, never on the one they passed in.
+The one exception is ``request_handoff``: it must not fence the owner it asks, so it leaves the counter
+alone; the owner learns of it from the lease its next renewal returns.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ OWNER = "leaseOwner"
 COUNTER = "leaseCounter"
 CHECKPOINT = "checkpoint"
 PARENTS = "parentShardIds"
+PENDING = "pendingOwner"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _NOT_FOUND = "ResourceNotFoundException"
@@ -62,6 +66,8 @@ def lease_to_item(lease: Lease) -> dict[str, dict[str, Any]]:
         item[OWNER] = {"S": lease.owner}
     if lease.parents:
         item[PARENTS] = {"SS": list(lease.parents)}
+    if lease.pending_owner is not None:
+        item[PENDING] = {"S": lease.pending_owner}
     return item
 
 
@@ -70,12 +76,14 @@ def item_to_lease(item: Item) -> Lease:
     owner = item.get(OWNER)
     parents = item.get(PARENTS)
     checkpoint = item.get(CHECKPOINT)
+    pending = item.get(PENDING)
     return Lease(
         shard_id=item[KEY]["S"],
         owner=None if owner is None else owner["S"],
         counter=int(item[COUNTER]["N"]),
         checkpoint=Sentinel.TRIM_HORIZON if checkpoint is None else _checkpoint(checkpoint["S"]),
         parents=() if parents is None else tuple(sorted(parents["SS"])),
+        pending_owner=None if pending is None else pending["S"],
     )
 
 
@@ -193,7 +201,39 @@ class LeaseTable:
             condition = "#owner = :previous AND #counter = :counter"
             values[":previous"] = {"S": lease.owner}
         return await self._update(
-            lease, update="SET #owner = :me, #counter = #counter + :one", condition=condition, values=values
+            lease,
+            update="SET #owner = :me, #counter = #counter + :one REMOVE #pending",
+            condition=condition,
+            values=values,
+        )
+
+    async def request_handoff(self, lease: Lease, thief: str) -> Lease | None:
+        """Ask the owner of ``lease`` (as read) to hand it to ``thief`` after its current batch.
+
+        Conditional on owner and counter and on no other request under way; the counter is left alone so
+        the owner is not fenced. None: the lease changed since it was read, or another worker asked first.
+        """
+        if lease.owner is None or lease.finished:
+            raise ValueError(f"lease {lease.shard_id} has no owner to hand it over")
+        return await self._update(
+            lease,
+            update="SET #pending = :thief",
+            condition="#owner = :owner AND #counter = :counter AND attribute_not_exists(#pending)",
+            values={":thief": {"S": thief}, ":owner": {"S": lease.owner}},
+        )
+
+    async def hand_over(self, lease: Lease, me: str) -> Lease | None:
+        """Make the requesting worker the owner of a lease ``me`` holds at ``lease.counter``.
+
+        The caller has finished its batch and checkpointed. None: the lease was lost meanwhile.
+        """
+        if lease.pending_owner is None:
+            raise ValueError(f"lease {lease.shard_id} has no handoff under way")
+        return await self._update(
+            lease,
+            update="SET #owner = :next, #counter = #counter + :one REMOVE #pending",
+            condition="#owner = :me AND #counter = :counter AND #pending = :next",
+            values={":me": {"S": me}, ":next": {"S": lease.pending_owner}},
         )
 
     async def checkpoint(self, lease: Lease, me: str, sequence: str) -> Lease | None:
@@ -218,7 +258,7 @@ class LeaseTable:
         """
         result = await self._update(
             lease,
-            update="REMOVE #owner SET #counter = #counter + :one",
+            update="REMOVE #owner, #pending SET #counter = #counter + :one",
             condition="#owner = :me",
             values={":me": {"S": me}},
         )
@@ -228,9 +268,12 @@ class LeaseTable:
         self, lease: Lease, *, update: str, condition: str, values: dict[str, dict[str, Any]]
     ) -> Lease | None:
         names = {"#owner": OWNER, "#counter": COUNTER}
+        if "#pending" in update or "#pending" in condition:
+            names["#pending"] = PENDING
         if "#checkpoint" in update:
             names["#checkpoint"] = CHECKPOINT
-        values = {**values, ":one": {"N": "1"}}
+        if ":one" in update:
+            values = {**values, ":one": {"N": "1"}}
         if ":counter" in condition:
             values[":counter"] = {"N": str(lease.counter)}
         try:

@@ -6,6 +6,10 @@ Semantics follow KCL's lease lifecycle, with no I/O, no clock and no asyncio: ti
 Clocks are never compared across machines. A worker judges another worker's lease expired only when that
 lease's ``counter`` has not changed for more than ``failover_ms`` of its *own* time (``LeaseObserver``).
 
+A steal is a graceful handoff, as in KCL 3: the thief asks (``pending_owner``), the owner finishes its
+batch, checkpoints and hands the lease over at its next renewal, and only then does the thief start.
+If the owner dies meanwhile, the lease expires and is taken as any other.
+
 A plan is advice, not ownership. Every write the shell makes from it is a DynamoDB conditional write on the
 lease's ``counter`` as it was in the snapshot the plan returns; two workers may plan the same take or steal
 from the same table, and the conditional write decides which one wins. The loser learns it from the failed
@@ -34,9 +38,10 @@ class Sentinel(StrEnum):
 class Lease:
     """One row of the lease table: one lease per shard.
 
-    ``counter`` is bumped by every renew, take, steal, checkpoint and release; it conditions every write.
-    ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease whose
-    checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken again.
+    ``counter`` is bumped by every renew, take, checkpoint, handoff and release; it conditions every
+    write. ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease
+    whose checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken
+    again. ``pending_owner`` is a worker that asked for the lease (a steal); the owner hands it over.
     """
 
     shard_id: str
@@ -44,6 +49,7 @@ class Lease:
     counter: int
     checkpoint: str = Sentinel.TRIM_HORIZON
     parents: tuple[str, ...] = ()
+    pending_owner: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -111,7 +117,8 @@ class Plan:
     """What one worker should write this round. Each lease is the snapshot its write is conditioned on.
 
     ``renew``: active leases it holds. ``take``: free or expired leases, at most ``max_takes_per_round``.
-    ``steal``: at most one lease of another live worker, only when nothing is free to take.
+    ``steal``: at most one lease of another live worker to ask for, only when nothing is free to take
+    and no handoff to this worker is under way.
     ``release``: leases it holds that are finished or beyond ``max_leases_per_worker``.
     ``target``: the fair share, ``ceil(active shards / live workers)`` capped by the bound.
     """
@@ -130,6 +137,7 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
     - a finished lease is never taken or stolen, and neither is a lease with a parent whose lease exists
       and is not finished (children start only after their parents reached ``SHARD_END``);
     - ``renew`` + ``take`` + ``steal`` never exceed ``max_leases_per_worker``;
+    - a lease with a handoff under way counts for the worker it goes to, and is never asked for again;
     - at most one lease is stolen per round, only when nothing is free to take, and only from the live
       worker holding the most active leases, when ``me`` holds fewer than ``target`` and that worker holds
       at least two more than ``me`` (as KCL, it may then be at ``target``): with loads within one of each
@@ -153,15 +161,17 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
     renew = mine[: config.max_leases_per_worker]
     finished_mine = [lease for lease in ordered if lease.finished and lease.owner == me]
     release = (*finished_mine, *mine[config.max_leases_per_worker :])
+    incoming = [lease for lease in active if lease.pending_owner == me and lease.owner != me]
 
     loads = Counter(
-        lease.owner
+        lease.pending_owner or lease.owner
         for lease in active
         if lease.owner is not None and lease.owner != me and not expired(lease)
     )
+    loads.pop(me, None)
     workers = len(loads) + 1
     target = min(math.ceil(len(active) / workers), config.max_leases_per_worker)
-    wanted = target - len(renew)
+    wanted = target - len(renew) - len(incoming)
     if wanted <= 0:
         return Plan(renew=tuple(renew), release=release, target=target)
 
@@ -174,7 +184,7 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
         take = free[: min(wanted, config.max_takes_per_round)]
         return Plan(renew=tuple(renew), take=tuple(take), release=release, target=target)
 
-    steal = _steal(active, loads, len(renew), startable)
+    steal = None if incoming else _steal(active, loads, len(renew), startable)
     return Plan(renew=tuple(renew), steal=steal, release=release, target=target)
 
 
@@ -186,7 +196,14 @@ def _steal(
     victim, load = min(loads.items(), key=lambda item: (-item[1], item[0]))
     if load < held + 2:
         return None
-    return next((lease for lease in active if lease.owner == victim and startable(lease)), None)
+    return next(
+        (
+            lease
+            for lease in active
+            if lease.owner == victim and lease.pending_owner is None and startable(lease)
+        ),
+        None,
+    )
 
 
 def _shard_key(lease: Lease) -> str:

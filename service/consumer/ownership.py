@@ -72,6 +72,20 @@ class HeldLease:
             written = await self._table.checkpoint(self.lease, self._me, sequence)
             return self._update(written, started)
 
+    @property
+    def handoff_requested(self) -> bool:
+        """Another replica asked for this lease (a steal): finish the batch, checkpoint, ``hand_over``."""
+        return self.lease.pending_owner is not None
+
+    async def hand_over(self) -> bool:
+        """Give the lease to the replica that asked for it. Nothing more may be written for the shard."""
+        async with self._lock:
+            if self.lost.is_set():
+                return False
+            handed = await self._table.hand_over(self.lease, self._me)
+            self.lost.set()
+            return handed is not None
+
     async def release(self) -> bool:
         async with self._lock:
             if self.lost.is_set():

@@ -2,10 +2,11 @@
 
 Every ``failover_ms / 3`` (KCL renews about as often), a lease round: read the lease table, renew the
 leases held, then follow ``leases.plan`` — take free or expired leases, steal at most one to balance,
-release finished ones. A lease stolen from a live replica starts only after ``failover_ms``: by then
-that replica has either renewed, found the lease gone and stopped, or fenced itself (``ownership``),
-so the shard is never processed by two replicas at once. A lease taken after its owner expired starts
-at once (the owner fenced itself a third of the failover time before).
+release finished ones. A steal is a request (``request_handoff``): the owner finishes its batch,
+checkpoints and hands the lease over at its next renewal; this replica starts the shard in the round
+after, when the table shows it as the owner. A lease taken after its owner expired starts at once:
+the owner fenced itself a third of the failover time before (``ownership``). So a shard is never
+processed by two replicas at once.
 
 Every ``shard_sync_ms``, and at once when a shard ends, ``ListShards`` (all pages) creates a lease for
 each new shard with its parents, so children wait for their parents' SHARD_END.
@@ -150,11 +151,11 @@ class Scheduler:
         advice = plan(leases, self._observer, me, now_ms, self._lease_config)
         for lease in advice.renew:  # ours in the table, not running here (a restart under the same id)
             if lease.shard_id not in self._consumers:
-                self._start(lease, delay_s=0.0)
+                self._start(lease)
         for lease in advice.take:
-            await self._take(lease, stolen=False)
+            await self._take(lease)
         if advice.steal is not None:
-            await self._take(advice.steal, stolen=True)
+            await self._request(advice.steal)
         for lease in advice.release:
             if lease.shard_id not in self._consumers:
                 with contextlib.suppress(ClientError):
@@ -171,16 +172,20 @@ class Scheduler:
             elif result is False:
                 log.warning("lease_lost", extra={"shard_id": lease.shard_id})
 
-    async def _take(self, lease: Lease, *, stolen: bool) -> None:
+    async def _take(self, lease: Lease) -> None:
         taken = await self._table.take(lease, self._config.worker_id)
         if taken is None:
             return  # another replica won the conditional write
-        event = "stolen" if stolen else "taken"
-        self._metrics.lease_events.labels(event).inc()
-        log.info("lease %s", event, extra={"shard_id": lease.shard_id, "from": lease.owner})
-        self._start(taken, delay_s=self._config.failover_ms / 1000 if stolen else 0.0)
+        self._metrics.lease_events.labels("taken").inc()
+        log.info("lease taken", extra={"shard_id": lease.shard_id, "from": lease.owner})
+        self._start(taken)
 
-    def _start(self, lease: Lease, delay_s: float) -> None:
+    async def _request(self, lease: Lease) -> None:
+        if await self._table.request_handoff(lease, self._config.worker_id) is not None:
+            self._metrics.lease_events.labels("stolen").inc()
+            log.info("handoff requested", extra={"shard_id": lease.shard_id, "from": lease.owner})
+
+    def _start(self, lease: Lease) -> None:
         held = HeldLease(lease, self._table, self._config.worker_id, self._config.failover_ms)
         reader = self._readers(lease)
         reader.closed = lease.shard_id in self._closed
@@ -191,7 +196,6 @@ class Scheduler:
             self._metrics,
             self._config.pacing,
             on_children=lambda children: self._sync_now.set(),
-            start_delay_s=delay_s,
         )
         task = asyncio.create_task(consumer.run(), name=f"shard-{lease.shard_id}")
         self._consumers[lease.shard_id] = (consumer, task)

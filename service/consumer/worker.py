@@ -5,8 +5,8 @@
 - ``shard_ended``: the reader reached the shard's end and every record is done: checkpoint SHARD_END,
   release the lease (children may start now) and report the child shards.
 - ``lease_lost``: a renewal or checkpoint found the lease taken: stop at once, write nothing more.
-- ``shutdown_requested`` (SIGTERM, or the lease is handed on): stop reading, finish the batch in hand,
-  checkpoint what is done, release the lease.
+- ``shutdown_requested`` (SIGTERM, or another replica asked for the lease): stop reading, finish the
+  batch in hand, checkpoint what is done, then release the lease or hand it to the replica that asked.
 
 Per-device order and the failure rule: when a batch comes back with failures (a sink refused some
 devices' records), everything from the lowest failed sequence number on is kept and run again after a
@@ -69,11 +69,9 @@ class ShardConsumer:
         metrics: ConsumerMetrics,
         pacing: Pacing,
         on_children: Callable[[tuple[dict[str, Any], ...]], None] = lambda children: None,
-        start_delay_s: float = 0.0,
     ) -> None:
         self.held, self._reader, self._pipeline = held, reader, pipeline
         self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
-        self._start_delay_s = start_delay_s
         self._shutdown = asyncio.Event()
         self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
@@ -91,10 +89,8 @@ class ShardConsumer:
 
     async def run(self) -> Ending:
         bind(shard_id=self.shard_id)
-        log.info("initialize", extra={"checkpoint": self._checkpointed, "delay_s": self._start_delay_s})
+        log.info("initialize", extra={"checkpoint": self._checkpointed})
         try:
-            if self._start_delay_s and await self._pause(self._start_delay_s):
-                return await self._finish(self._stopped())
             return await self._finish(await self._loop())
         finally:
             await self._reader.close()
@@ -105,7 +101,7 @@ class ShardConsumer:
         read_now = True
         last_read = 0.0
         while True:
-            if self.held.lost.is_set() or self._shutdown.is_set():
+            if self.held.lost.is_set() or self._shutdown.is_set() or self.held.handoff_requested:
                 return self._stopped()
             if not self._pending:
                 if self._ended:
@@ -235,12 +231,21 @@ class ShardConsumer:
             await self._checkpoint(str(self._acked))
         if ending is not Ending.LEASE_LOST:
             with contextlib.suppress(ClientError, BotoCoreError, OSError):
-                if await self.held.release():
-                    self._metrics.lease_events.labels("released").inc()
+                await self._let_go(
+                    handoff=ending is Ending.SHUTDOWN_REQUESTED and self.held.handoff_requested
+                )
         else:
             self._metrics.lease_events.labels("lost").inc()
         log.info(ending.value, extra={"checkpoint": self._checkpointed})
         return ending
+
+    async def _let_go(self, *, handoff: bool) -> None:
+        if handoff:
+            if await self.held.hand_over():
+                self._metrics.lease_events.labels("handed_over").inc()
+                log.info("handed over", extra={"to": self.held.lease.pending_owner})
+        elif await self.held.release():
+            self._metrics.lease_events.labels("released").inc()
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True when shutdown was requested or the lease was lost meanwhile."""

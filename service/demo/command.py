@@ -1,8 +1,10 @@
 """``vitalstream demo``: embedded emulator → provisioned stack → simulated fleet → processing → report.
 
-Processing runs in serverless mode: the local event source mapping (``service.esm``) polls every
-shard and invokes the Lambda shim in-process with Lambda's semantics. The fleet runs in real time,
-so latencies are from the devices' own timestamps to the moment every sink had acknowledged.
+Processing runs in Kubernetes mode by default: ``--replicas`` ``vitalstream consume`` processes share
+the shards through the DynamoDB lease table. ``--mode lambda`` runs serverless mode instead: the local
+event source mapping (``service.esm``) polls every shard and invokes the Lambda shim in-process with
+Lambda's semantics. The fleet runs in real time, so latencies are from the devices' own timestamps to
+the moment every sink had acknowledged.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shards", type=positive_int, default=2, help="Kinesis shards (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
-    parser.add_argument("--mode", choices=("lambda",), default="lambda", help="processing mode")
+    parser.add_argument(
+        "--mode",
+        choices=("consumer", "lambda"),
+        default="consumer",
+        help="consumer: shard consumer processes with leases (default); lambda: the shim behind a local ESM",
+    )
+    parser.add_argument(
+        "--replicas", type=positive_int, default=2, help="consumer processes in consumer mode (default 2)"
+    )
     parser.add_argument("--share", type=float, default=0.04, help="share of devices per anomaly type (0.04)")
     parser.add_argument(
         "--batch-size", type=positive_int, default=500, help="event source mapping batch size"
@@ -52,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             share=args.share,
             batch_size=args.batch_size,
             mode=args.mode,
+            replicas=args.replicas,
         )
     from service.demo.report import render  # noqa: PLC0415
 

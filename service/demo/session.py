@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -17,7 +20,8 @@ import boto3
 
 from lambda_shim import handler as shim
 from service.adapters.kinesis_writer import KinesisPublisher
-from service.demo.ledger import AckLedger
+from service.demo.ledger import AckLedger, LatencySummary
+from service.demo.replicas import ReplicaSet
 from service.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.demo.scenario import demo_scenario
 from service.demo.view import LiveView
@@ -73,7 +77,15 @@ class DemoSession:
         return make(name, endpoint_url=self._env["VITALSTREAM_ENDPOINT_URL"])
 
     def run(
-        self, *, devices: int, duration_ms: int, seed: int, share: float, batch_size: int, mode: str
+        self,
+        *,
+        devices: int,
+        duration_ms: int,
+        seed: int,
+        share: float,
+        batch_size: int,
+        mode: str,
+        replicas: int = 2,
     ) -> DemoReport:
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
@@ -81,6 +93,51 @@ class DemoSession:
         fleet = Fleet(
             devices, seed, start_ms, start_ms + duration_ms, scenario=demo_scenario(duration_ms, share)
         )
+        stream = self._env["VITALSTREAM_STREAM_NAME"]
+        processing = (
+            self._consumers(replicas)
+            if mode == "consumer"
+            else self._lambda(sqs, kinesis, stream, batch_size)
+        )
+        publisher = KinesisPublisher(kinesis, stream)
+        feed = _Feed(fleet, publisher)
+        view = LiveView(sys.stderr)
+        alerts: list[dict[str, Any]] = []
+        self._log(f"{devices:,} devices for {duration_ms / 1000:.0f} s, {self._shards} shards, {mode} mode")
+        started = time.monotonic()
+        with processing:
+            feed.start()
+            deadline: float | None = None
+            while True:
+                alerts.extend(_drain(sqs, alert_queue))
+                counts = Counter(a["type"] for a in alerts)
+                acknowledged, latency = processing.acknowledged(), processing.latency()
+                view.update(feed.report.sent, acknowledged, latency, counts)
+                if not feed.running:
+                    deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
+                    if acknowledged >= feed.report.sent or time.monotonic() > deadline:
+                        break
+                time.sleep(1.0)
+            view.update(feed.report.sent, acknowledged, latency, counts, force=True)
+            view.close()
+        elapsed = time.monotonic() - started
+        alerts.extend(_drain(sqs, alert_queue))
+        return build_report(
+            expected=feed.expected,
+            sinks=self._read_sinks(sqs, alerts),
+            truth=feed.truth,
+            latency=latency,
+            sent=feed.report.sent,
+            publish_failed=feed.report.failed,
+            devices=devices,
+            duration_s=elapsed,
+            shards=self._shards,
+            mode=mode,
+            unacknowledged=max(feed.report.sent - acknowledged, 0),
+        )
+
+    def _lambda(self, sqs: Any, kinesis: Any, stream: str, batch_size: int) -> _Processing:
+        """Serverless mode: the local event source mapping invokes the shim in-process."""
         ledger = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
             self._outputs.get("BatchFailureQueueUrl")
@@ -92,43 +149,20 @@ class DemoSession:
             region=REGION,
         )
         config = EsmConfig(batch_size=batch_size, batching_window_s=0.5, bisect_on_error=True)
-        stream = self._env["VITALSTREAM_STREAM_NAME"]
         mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
-        publisher = KinesisPublisher(kinesis, stream)
-        feed = _Feed(fleet, publisher)
-        view = LiveView(sys.stderr)
-        alerts: list[dict[str, Any]] = []
-        self._log(f"{devices:,} devices for {duration_ms / 1000:.0f} s, {self._shards} shards, {mode} mode")
-        started = time.monotonic()
-        with mapping:
-            feed.start()
-            deadline: float | None = None
-            while True:
-                alerts.extend(_drain(sqs, alert_queue))
-                counts = Counter(a["type"] for a in alerts)
-                view.update(feed.report.sent, ledger.acknowledged, ledger.latency(), counts)
-                if not feed.running:
-                    deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
-                    if ledger.acknowledged >= feed.report.sent or time.monotonic() > deadline:
-                        break
-                time.sleep(1.0)
-            view.update(feed.report.sent, ledger.acknowledged, ledger.latency(), counts, force=True)
-            view.close()
-        elapsed = time.monotonic() - started
-        alerts.extend(_drain(sqs, alert_queue))
-        return build_report(
-            expected=feed.expected,
-            sinks=self._read_sinks(sqs, alerts),
-            truth=feed.truth,
-            latency=ledger.latency(),
-            sent=feed.report.sent,
-            publish_failed=feed.report.failed,
-            devices=devices,
-            duration_s=elapsed,
-            shards=self._shards,
-            mode=mode,
-            unacknowledged=max(feed.report.sent - ledger.acknowledged, 0),
-        )
+        return _Processing(mapping, lambda: ledger.acknowledged, ledger.latency)
+
+    def _consumers(self, count: int) -> _Processing:
+        """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
+        log_dir = Path(tempfile.mkdtemp(prefix="vitalstream-demo-"))
+        replica_set = ReplicaSet(self._env | {"VITALSTREAM_SHARD_SYNC_MS": "5000"}, log_dir)
+        self._log(f"{count} consumer replicas; their JSON logs in {log_dir}")
+
+        def acknowledged() -> int:
+            done = sum(replica_set.total("vitalstream_records_total", outcome=o) for o in _SETTLED)
+            return int(done)
+
+        return _Processing(_Replicas(replica_set, count), acknowledged, replica_set.latency)
 
     def _subscribe_alert_queue(self, sqs: Any) -> str:
         url = str(sqs.create_queue(QueueName=f"demo-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"])
@@ -158,6 +192,44 @@ class DemoSession:
             alerts=alerts,
             device_state_items=int(items),
         )
+
+
+_SETTLED = ("processed", "rejected", "duplicate")
+
+
+class _Processing:
+    """Whatever processes the stream in this demo, with how many records it has settled and how fast."""
+
+    def __init__(
+        self,
+        runner: contextlib.AbstractContextManager[Any],
+        acknowledged: Callable[[], int],
+        latency: Callable[[], LatencySummary],
+    ) -> None:
+        self._runner, self.acknowledged, self.latency = runner, acknowledged, latency
+
+    def __enter__(self) -> _Processing:
+        self._runner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._runner.__exit__(*exc)
+
+
+class _Replicas(contextlib.AbstractContextManager["_Replicas"]):
+    def __init__(self, replica_set: ReplicaSet, count: int) -> None:
+        self._set, self._count = replica_set, count
+
+    def __enter__(self) -> _Replicas:
+        self._set.start(self._count)
+        self._set.wait_ready()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        codes = self._set.stop()
+        failed = {worker: code for worker, code in codes.items() if code != 0}
+        if failed:
+            raise RuntimeError(f"consumer replicas did not exit cleanly: {failed}")
 
 
 class _Feed:

@@ -187,3 +187,25 @@ def test_list_leases_returns_every_lease_with_its_parents(aws_endpoint: str) -> 
         assert all(lease.owner is None and lease.counter == 0 for lease in leases)
 
     run(aws_endpoint, scenario)
+
+
+def test_a_handoff_request_leaves_the_owner_unfenced_and_hands_over_once(aws_endpoint: str) -> None:
+    async def scenario(table: LeaseTable) -> None:
+        await table.create("shard-0")
+        owned = await table.take(await only(table, "shard-0"), "w1")
+        assert owned is not None
+        asked = await table.request_handoff(owned, "w2")
+        assert asked is not None
+        assert (asked.pending_owner, asked.counter) == ("w2", owned.counter)
+        assert await table.request_handoff(owned, "w3") is None  # one request at a time
+        renewed = await table.renew(owned, "w1")  # the owner keeps renewing and learns of it
+        assert renewed is not None
+        assert renewed.pending_owner == "w2"
+        checkpointed = await table.checkpoint(renewed, "w1", "42")
+        assert checkpointed is not None
+        handed = await table.hand_over(checkpointed, "w1")
+        assert handed is not None
+        assert (handed.owner, handed.pending_owner, handed.checkpoint) == ("w2", None, "42")
+        assert await table.renew(checkpointed, "w1") is None  # w1 has nothing left to renew
+
+    run(aws_endpoint, scenario)

@@ -287,3 +287,15 @@ def test_a_plan_never_breaks_its_contract(
     touched = ids((*p.renew, *acquired, *p.release))
     assert len(touched) == len(set(touched))
     assert all(lease.owner == me for lease in (*p.renew, *p.release))
+
+
+def test_a_handoff_under_way_counts_for_the_thief_and_is_not_asked_for_twice() -> None:
+    leases = [Lease(f"shard-{i}", "w1", 1, pending_owner="w2" if i == 0 else None) for i in range(4)]
+    observer = LeaseObserver()
+    observer.observe(leases, 0)
+    config = LeaseConfig()
+    thief = plan(leases, observer, "w2", 0, config)
+    assert thief.steal is None  # one handoff to w2 is under way: it waits for it
+    third = plan(leases, observer, "w3", 0, config)
+    assert third.steal is not None
+    assert third.steal.shard_id != "shard-0"  # never the lease already promised to w2
