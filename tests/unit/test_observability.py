@@ -29,6 +29,7 @@ from tests.observability import (
 )
 
 ALERTS = {
+    "VitalStreamReplicaNotReady",
     "VitalStreamFallingBehind",
     "VitalStreamNoProgress",
     "VitalStreamSinkErrors",
@@ -232,6 +233,16 @@ ALERT_CASES: dict[str, dict[str, Any]] = {
             alert("VitalStreamLeaseImbalance", "11m", {"severity": "info"}),
         ],
     },
+    "a replica not ready for 10 minutes": {
+        "input_series": [
+            series("vitalstream_ready", 'instance="10.0.0.1:9400"', "1x20"),
+            series("vitalstream_ready", 'instance="10.0.0.2:9400"', "0x20"),
+        ],
+        "alert_rule_test": [
+            alert("VitalStreamReplicaNotReady", "5m"),
+            alert("VitalStreamReplicaNotReady", "11m", {"instance": "10.0.0.2:9400", "severity": "warning"}),
+        ],
+    },
     "leases 2 and 1 are balanced enough": {
         "input_series": [
             series("vitalstream_leases_held", 'instance="10.0.0.1:9400"', "2x20"),
@@ -260,3 +271,13 @@ def test_alert_fires_as_documented(promtool: str, tmp_path: Path, case: str) -> 
     test_file.write_text(yaml.safe_dump(spec))
     result = run_promtool(promtool, "test", "rules", test_file)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_case_where_it_fires() -> None:
+    fired = {
+        check["alertname"]
+        for case in ALERT_CASES.values()
+        for check in case["alert_rule_test"]
+        if check["exp_alerts"]
+    }
+    assert fired == {q.title for q in rule_queries()}
