@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.config import Settings
+from service.config import ConsumerSettings
 from tests.observability import CHART_DIR, DASHBOARD_FILE, RULES_FILE
 
 RELEASE = "vitalstream"
@@ -110,9 +110,9 @@ def consumer_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def settings_env_names() -> set[str]:
-    """Every environment variable service.config.Settings reads."""
-    names = {f"VITALSTREAM_{name.upper()}" for name in Settings.model_fields if name != "detection"}
-    detection = Settings.model_fields["detection"].annotation
+    """Every environment variable service.config.ConsumerSettings reads."""
+    names = {f"VITALSTREAM_{name.upper()}" for name in ConsumerSettings.model_fields if name != "detection"}
+    detection = ConsumerSettings.model_fields["detection"].annotation
     assert dataclasses.is_dataclass(detection)
     names |= {f"VITALSTREAM_DETECTION__{field.name.upper()}" for field in dataclasses.fields(detection)}
     return names
@@ -329,9 +329,11 @@ def test_schema_rejects_typos(values: dict[str, Any], key: str) -> None:
 def test_schema_config_keys_are_the_settings_fields() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     config = schema["properties"]["config"]["properties"]
-    settings = set(Settings.model_fields) - CHART_OWNED
-    assert set(config) == settings, "values.schema.json `config` must list service.config.Settings' fields"
-    detection = Settings.model_fields["detection"].annotation
+    settings = set(ConsumerSettings.model_fields) - CHART_OWNED
+    assert set(config) == settings, (
+        "values.schema.json `config` must list service.config.ConsumerSettings fields"
+    )
+    detection = ConsumerSettings.model_fields["detection"].annotation
     assert dataclasses.is_dataclass(detection)
     assert set(config["detection"]["properties"]) == {f.name for f in dataclasses.fields(detection)}
     with helm.Chart.load(CHART_DIR) as chart:
@@ -354,7 +356,7 @@ def test_rendered_environment_loads_into_settings(monkeypatch: pytest.MonkeyPatc
     for entry in container["env"]:
         if "value" in entry:
             monkeypatch.setenv(entry["name"], entry["value"])
-    settings = Settings()
+    settings = ConsumerSettings()
     assert settings.stream_name == "wearables"
     assert settings.failover_ms == 30000
     assert settings.enhanced_fan_out is True
