@@ -25,6 +25,7 @@ from service.core import (
 from service.ports import (
     AlertPublisher,
     Archive,
+    BatchSpan,
     DeadLetterStore,
     DeviceStateStore,
     LoadedStates,
@@ -52,6 +53,8 @@ class Pipeline:
     def run(
         self, shard_id: str, records: Iterable[KinesisRecord], now_ms: int, rejects: Iterable[Reject] = ()
     ) -> BatchOutcome:
+        records = list(records)
+        span = _span(records, rejects)
         decoded = decode_records(records, rejects)
         sinks: set[str] = set()
         try:
@@ -71,7 +74,7 @@ class Pipeline:
         failed = set(loaded.unavailable) | failed_alerts
         kept = [p for p in result.processed if p.device_id not in failed]
         try:
-            key = self.archive.write(shard_id, kept)
+            key = self.archive.write(shard_id, kept, span)
         except SinkError:
             key = None
             failed.update(result.states)
@@ -93,6 +96,16 @@ class Pipeline:
             failed |= failed_states
         failures = result.item_failures(failed, failed_rejects)
         return BatchOutcome(result, failures, frozenset(failed), key, frozenset(sinks))
+
+
+def _span(records: list[KinesisRecord], rejects: Iterable[Reject]) -> BatchSpan | None:
+    framed = sorted(
+        [(r.seq_int, r.sequence_number, r.arrival_ms) for r in records]
+        + [(int(r.sequence_number), r.sequence_number, r.arrival_ms) for r in rejects]
+    )
+    if not framed:
+        return None
+    return BatchSpan(framed[0][1], framed[-1][1], framed[0][2])
 
 
 def _latest(records: list[ProcessedRecord], devices: Collection[str]) -> dict[str, ProcessedRecord]:

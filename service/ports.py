@@ -25,12 +25,24 @@ class LoadedStates:
     unavailable: frozenset[str] = frozenset()  # devices whose state could not be read this time
 
 
+@dataclass(frozen=True, slots=True)
+class BatchSpan:
+    """The Kinesis records a batch was read as: first and last sequence numbers, first arrival time."""
+
+    first: str
+    last: str
+    arrival_ms: int
+
+
 class Archive(Protocol):
-    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
-        """Store the records as one object whose key is fixed by shard and first/last sequence
-        number; return the key (None when ``records`` is empty). A retry over the same span may
-        carry a different set of records (a device that failed the first time now succeeds), so a
-        taken key must neither be overwritten nor make those records count as archived."""
+    def write(
+        self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+    ) -> str | None:
+        """Store the records as one object whose key is fixed by shard and the batch's span (or, with
+        no span, the records' first/last sequence numbers); return the key (None when ``records`` is
+        empty). A retry over the same span may carry a different set of records (a device that
+        failed the first time now succeeds), so a taken key must neither be overwritten nor make
+        those records count as archived."""
         ...
 
 

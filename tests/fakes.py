@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
-from service.ports import LoadedStates, SinkError
+from service.ports import BatchSpan, LoadedStates, SinkError
 
 
 @dataclass
@@ -14,12 +14,22 @@ class FakeArchive:
     objects: dict[str, list[ProcessedRecord]] = field(default_factory=dict)
     down: bool = False
 
-    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+    def write(
+        self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+    ) -> str | None:
         if self.down:
             raise SinkError("archive down")
         if not records:
             return None
-        key = f"{shard_id}/{records[0].sequence_number}-{records[-1].sequence_number}"
+        first, last = (
+            (records[0].sequence_number, records[-1].sequence_number)
+            if span is None
+            else (
+                span.first,
+                span.last,
+            )
+        )
+        key = f"{shard_id}/{first}-{last}"
         self.objects.setdefault(key, list(records))
         return key
 

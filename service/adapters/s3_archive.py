@@ -1,8 +1,11 @@
 """The S3 archive: one gzip JSON Lines object per batch, written once and never overwritten.
 
-Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz`` where the date is the first
-record's event time (UTC) and ``first``/``last`` are the first and last records' sequence numbers
-(``{seq}.{sub}`` for a KPL user record). The gzip stream is byte-deterministic (mtime 0).
+Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``. With a ``BatchSpan`` (the
+pipeline always gives one) the date is the batch's first Kinesis record's arrival date (UTC) and
+``first``/``last`` are the batch's first and last Kinesis sequence numbers, whatever subset of it is
+archived: a batch read again, in whole, finds its own key, even when some of its devices were
+committed the first time and are skipped now. Without a span they are those of the records archived
+(event date; ``{seq}.{sub}`` for a KPL user record). The gzip stream is byte-deterministic (mtime 0).
 
 Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
 key taken reads the existing object; records it already holds are done. Records it does not hold
@@ -24,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
 from service.core import ProcessedRecord
-from service.ports import SinkError
+from service.ports import BatchSpan, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -55,11 +58,17 @@ def _label(position: Position) -> str:
     return sequence if sub is None else f"{sequence}.{sub}"
 
 
-def archive_stem(prefix: str, shard_id: str, records: Sequence[ProcessedRecord]) -> str:
-    """The key without its suffix, fixed by the shard, the first record's date and the span."""
-    day = datetime.fromtimestamp(records[0].event_ms / 1000, UTC).strftime("%Y-%m-%d")
-    span = f"{_label(record_position(records[0]))}-{_label(record_position(records[-1]))}"
-    return f"{prefix}dt={day}/shard={shard_id}/{span}"
+def archive_stem(
+    prefix: str, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+) -> str:
+    """The key without its suffix, fixed by the shard, a date and the span."""
+    if span is None:
+        day_ms = records[0].event_ms
+        label = f"{_label(record_position(records[0]))}-{_label(record_position(records[-1]))}"
+    else:
+        day_ms, label = span.arrival_ms, f"{span.first}-{span.last}"
+    day = datetime.fromtimestamp(day_ms / 1000, UTC).strftime("%Y-%m-%d")
+    return f"{prefix}dt={day}/shard={shard_id}/{label}"
 
 
 def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
@@ -75,10 +84,12 @@ class S3Archive:
         self._bucket = bucket
         self._prefix = prefix
 
-    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+    def write(
+        self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+    ) -> str | None:
         if not records:
             return None
-        stem = archive_stem(self._prefix, shard_id, records)
+        stem = archive_stem(self._prefix, shard_id, records, span)
         key = stem + SUFFIX
         try:
             if self._put_if_absent(key, encode_lines(records)):

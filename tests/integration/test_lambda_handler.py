@@ -251,7 +251,7 @@ def test_kpl_aggregated_record_is_deaggregated(aws: AwsStack, invoke: Invoke) ->
         ("watch-b", plain_seq, None),
     ]
     (key,) = aws.objects(aws.settings.archive_bucket, aws.settings.archive_prefix)
-    assert key.endswith(f"/{aggregated_seq}.0-{plain_seq}.jsonl.gz")
+    assert key.endswith(f"/{aggregated_seq}-{plain_seq}.jsonl.gz")  # the batch span: Kinesis records
     item = state_item(aws, "watch-a")
     assert item is not None
     assert (item["lastSeq"]["S"], item["lastSubSeq"]["N"], item["heartRate"]["N"]) == (
