@@ -509,6 +509,23 @@ def test_fenced_worker_starts_no_batch_until_a_renewal_succeeds() -> None:
     arun(body())
 
 
+def test_shutdown_while_fenced_ends_without_waiting_for_a_renewal() -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        rig = make_rig([batch(three_devices(1))], clock=clock)
+        clock.advance(FAILOVER_MS / 1000)
+        task = asyncio.create_task(rig.consumer.run())
+        await eventually(lambda: rig.reader.reads >= 1, "the worker read a batch")
+
+        rig.consumer.request_shutdown()  # SIGTERM while the lease table is unreachable
+
+        assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert rig.sinks.archived() == []
+        assert rig.stored().owner is None  # released (the table answers again by now)
+
+    arun(body())
+
+
 def test_a_lease_lost_while_fenced_ends_lease_lost() -> None:
     async def body() -> None:
         clock = FakeClock()
