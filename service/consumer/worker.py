@@ -38,6 +38,7 @@ from service.core import KinesisRecord
 from service.pipeline import BatchOutcome, Pipeline
 
 log = logging.getLogger(__name__)
+FENCE_POLL_S = 0.1
 THROTTLED = frozenset(
     {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
 )
@@ -119,10 +120,18 @@ class ShardConsumer:
                 self._pending = result.records
                 if not self._pending:
                     continue
-            if not await self.held.wait_unfenced():
-                return Ending.LEASE_LOST
+            if not await self._wait_unfenced():
+                return self._stopped()
             await self._process_records()
             await self._maybe_checkpoint()
+
+    async def _wait_unfenced(self) -> bool:
+        """Wait while renewals are failing (fenced); False when the lease was lost or shutdown was
+        requested first. Shutdown must not wait for a renewal: the lease loop has stopped renewing."""
+        while self.held.fenced():
+            if await self._pause(FENCE_POLL_S):
+                return False
+        return not self.held.lost.is_set()
 
     def _stopped(self) -> Ending:
         return Ending.LEASE_LOST if self.held.lost.is_set() else Ending.SHUTDOWN_REQUESTED
