@@ -22,7 +22,7 @@ from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult
 from service.consumer.worker import Ending, Pacing, ShardConsumer
 from service.core import Alert, DeviceState, KinesisRecord, ProcessedRecord
-from service.ports import LoadedStates
+from service.ports import BatchSpan, LoadedStates
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeStateStore
 from tests.unit.builders import SEQ0, SHARD
 from tests.unit.consumer_fakes import (
@@ -64,10 +64,12 @@ class JournalArchive(FakeArchive):
     journal: list[str] = field(default_factory=list)
     down_for: int = 0  # writes refused before the archive is back
 
-    def write(self, shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+    def write(
+        self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+    ) -> str | None:
         self.down = self.down_for > 0
         self.down_for = max(self.down_for - 1, 0)
-        key = super().write(shard_id, records)
+        key = super().write(shard_id, records, span)
         if records:
             self.journal.append(f"archive:{records[-1].sequence_number}")
         return key
@@ -442,9 +444,11 @@ def test_shutdown_mid_batch_finishes_it_checkpoints_and_releases() -> None:
         assert isinstance(archive, JournalArchive)
         original = archive.write
 
-        def write_then_sigterm(shard_id: str, records: Sequence[ProcessedRecord]) -> str | None:
+        def write_then_sigterm(
+            shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+        ) -> str | None:
             loop.call_soon_threadsafe(rig.consumer.request_shutdown)  # SIGTERM while the sinks run
-            return original(shard_id, records)
+            return original(shard_id, records, span)
 
         archive.write = write_then_sigterm  # type: ignore[method-assign]
 
