@@ -17,20 +17,21 @@ class FakeArchive:
     def write(
         self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
     ) -> str | None:
+        """As ``S3Archive``: put-if-absent by span; records a taken key lacks go to a key of their own."""
         if self.down:
             raise SinkError("archive down")
         if not records:
             return None
-        first, last = (
-            (records[0].sequence_number, records[-1].sequence_number)
-            if span is None
-            else (
-                span.first,
-                span.last,
-            )
-        )
-        key = f"{shard_id}/{first}-{last}"
-        self.objects.setdefault(key, list(records))
+        if span is None:
+            span = BatchSpan(records[0].sequence_number, records[-1].sequence_number, 0)
+        key = f"{shard_id}/{span.first}-{span.last}"
+        held = {
+            (r.sequence_number, r.sub_sequence_number) for r in self.objects.setdefault(key, list(records))
+        }
+        missing = [r for r in records if (r.sequence_number, r.sub_sequence_number) not in held]
+        if missing:
+            positions = ",".join(f"{r.sequence_number}.{r.sub_sequence_number}" for r in missing)
+            self.objects.setdefault(f"{key}.{positions}", missing)
         return key
 
     @property

@@ -2,10 +2,10 @@
 
 Items use KCL's attribute names: ``leaseKey`` (the shard id, hash key), ``leaseOwner`` (absent when the
 lease is free), ``leaseCounter``, ``checkpoint`` and ``parentShardIds`` (a string set, absent when the
-shard has no parents), plus ``pendingOwner`` while a graceful handoff is under way. A lease read from
-the table is a snapshot; every write is conditioned on it, and a failed condition
-(``ConditionalCheckFailedException``) is a domain outcome, returned as ``None`` or ``False``: someone
-else changed the lease since it was read. Any other error propagates unchanged.
+shard has no parents), plus ``pendingOwner`` while a graceful handoff is under way and ``batchSpan``,
+the prepared batch. A lease read from the table is a snapshot; every write is conditioned on it, and a
+failed condition (``ConditionalCheckFailedException``) is a domain outcome, returned as ``None`` or
+``False``: someone else changed the lease since it was read. Any other error propagates unchanged.
 
 Every write that succeeds bumps ``leaseCounter`` by one and returns the lease as the table now holds it,
 so callers keep conditioning their next write on the returned value, never on the one they passed in.
@@ -28,6 +28,7 @@ COUNTER = "leaseCounter"
 CHECKPOINT = "checkpoint"
 PARENTS = "parentShardIds"
 PENDING = "pendingOwner"
+BATCH = "batchSpan"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _NOT_FOUND = "ResourceNotFoundException"
@@ -68,6 +69,8 @@ def lease_to_item(lease: Lease) -> dict[str, dict[str, Any]]:
         item[PARENTS] = {"SS": list(lease.parents)}
     if lease.pending_owner is not None:
         item[PENDING] = {"S": lease.pending_owner}
+    if lease.batch is not None:
+        item[BATCH] = {"S": lease.batch}
     return item
 
 
@@ -77,6 +80,7 @@ def item_to_lease(item: Item) -> Lease:
     parents = item.get(PARENTS)
     checkpoint = item.get(CHECKPOINT)
     pending = item.get(PENDING)
+    batch = item.get(BATCH)
     return Lease(
         shard_id=item[KEY]["S"],
         owner=None if owner is None else owner["S"],
@@ -84,6 +88,7 @@ def item_to_lease(item: Item) -> Lease:
         checkpoint=Sentinel.TRIM_HORIZON if checkpoint is None else _checkpoint(checkpoint["S"]),
         parents=() if parents is None else tuple(sorted(parents["SS"])),
         pending_owner=None if pending is None else pending["S"],
+        batch=None if batch is None else batch["S"],
     )
 
 
@@ -251,6 +256,21 @@ class LeaseTable:
             values={":me": {"S": me}, ":checkpoint": {"S": str(sequence)}},
         )
 
+    async def prepare(self, lease: Lease, me: str, first: str, last: str) -> Lease | None:
+        """Record the span of the batch ``me`` is about to write to the sinks (KCL's prepared checkpoint).
+
+        Written before any sink effect of the batch, conditional on ownership, so a replica that lost
+        the lease starts no batch, and a new owner reads an interrupted batch again with the same span.
+        """
+        if not (_is_sequence_number(first) and _is_sequence_number(last)):
+            raise ValueError(f"a batch span is two decimal sequence numbers, not {first!r}-{last!r}")
+        return await self._update(
+            lease,
+            update="SET #batch = :batch, #counter = #counter + :one",
+            condition="#owner = :me AND #counter = :counter",
+            values={":me": {"S": me}, ":batch": {"S": f"{first}-{last}"}},
+        )
+
     async def release(self, lease: Lease, me: str) -> bool:
         """Give up a lease ``me`` owns (whatever its counter): it becomes free for any worker to take.
 
@@ -272,6 +292,8 @@ class LeaseTable:
             names["#pending"] = PENDING
         if "#checkpoint" in update:
             names["#checkpoint"] = CHECKPOINT
+        if "#batch" in update:
+            names["#batch"] = BATCH
         if ":one" in update:
             values = {**values, ":one": {"N": "1"}}
         if ":counter" in condition:

@@ -42,6 +42,8 @@ class Lease:
     write. ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease
     whose checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken
     again. ``pending_owner`` is a worker that asked for the lease (a steal); the owner hands it over.
+    ``batch`` is the span (``first-last`` sequence numbers) of the batch the owner prepared last: a new
+    owner reads that span again as one batch, so its sink writes land on the very same keys.
     """
 
     shard_id: str
@@ -50,6 +52,14 @@ class Lease:
     checkpoint: str = Sentinel.TRIM_HORIZON
     parents: tuple[str, ...] = ()
     pending_owner: str | None = None
+    batch: str | None = None
+
+    @property
+    def batch_span(self) -> tuple[str, str] | None:
+        if self.batch is None:
+            return None
+        first, _, last = self.batch.partition("-")
+        return first, last
 
     @property
     def finished(self) -> bool:

@@ -63,6 +63,15 @@ class HeldLease:
             renewed = await self._table.renew(self.lease, self._me)
             return self._update(renewed, started)
 
+    async def prepare(self, first: str, last: str) -> bool:
+        """Record the span of the next batch before its sink writes; False (and ``lost``) when lost."""
+        async with self._lock:
+            if self.lost.is_set():
+                return False
+            started = self._clock()
+            written = await self._table.prepare(self.lease, self._me, first, last)
+            return self._update(written, started)
+
     async def checkpoint(self, sequence: str) -> bool:
         """Record ``sequence`` (or SHARD_END). False (and ``lost`` set) when the lease is no longer ours."""
         async with self._lock:

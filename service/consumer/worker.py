@@ -8,10 +8,14 @@
 - ``shutdown_requested`` (SIGTERM, or another replica asked for the lease): stop reading, finish the
   batch in hand, checkpoint what is done, then release the lease or hand it to the replica that asked.
 
+Every batch is *prepared* before its sink writes: its span goes into the lease, conditional on owning
+it (a replica that lost the lease starts no batch), and a replica that takes the lease over cuts that
+span again as one batch (``batching``), so an interrupted batch's sink writes land on the same keys.
+
 Per-device order and the failure rule: when a batch comes back with failures (a sink refused some
-devices' records), everything from the lowest failed sequence number on is kept and run again after a
-jittered back-off, before anything new is read; the checkpoint never passes the first failure. Records
-already applied on the way are skipped by the core, so retries have no duplicate effects.
+devices' records), the whole batch is run again after a jittered back-off, before anything new is
+read, and the checkpoint stays before it. Records already applied are skipped by the core and the
+archive finds its own object by the span, so retries have no duplicate effects.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from service.adapters._errors import error_code
 from service.consumer.backoff import Backoff
+from service.consumer.batching import BatchCutter
 from service.consumer.leases import Sentinel
 from service.consumer.logs import bind
 from service.consumer.metrics import ConsumerMetrics
@@ -76,6 +81,7 @@ class ShardConsumer:
         self._shutdown = asyncio.Event()
         self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
+        self._cutter = BatchCutter(str(held.lease.checkpoint), held.lease.batch_span)
         self._acked: str | None = None
         self._checkpointed = str(held.lease.checkpoint)
         self._checkpointed_at = time.monotonic()
@@ -105,6 +111,8 @@ class ShardConsumer:
             if self.held.lost.is_set() or self._shutdown.is_set() or self.held.handoff_requested:
                 return self._stopped()
             if not self._pending:
+                self._pending = self._cutter.next_batch(ended=self._ended)
+            if not self._pending:
                 if self._ended:
                     return Ending.SHARD_ENDED
                 wait = (self._pacing.min_interval_s if read_now else self._pacing.idle_s) - (
@@ -114,16 +122,17 @@ class ShardConsumer:
                     continue
                 last_read = time.monotonic()
                 result = await self._read()
-                if result is None:
-                    continue
-                read_now = bool(result.records) and (result.millis_behind or 0) > 0
-                self._pending = result.records
-                if not self._pending:
-                    continue
+                if result is not None:
+                    read_now = self._cutter.replaying or (
+                        bool(result.records) and (result.millis_behind or 0) > 0
+                    )
+                    self._cutter.add(result.records)
+                continue
             if not await self._wait_unfenced():
                 return self._stopped()
-            await self._process_records()
-            await self._maybe_checkpoint()
+            if await self._prepare():
+                await self._process_records()
+                await self._maybe_checkpoint()
 
     async def _wait_unfenced(self) -> bool:
         """Wait while renewals are failing (fenced); False when the lease was lost or shutdown was
@@ -154,6 +163,20 @@ class ShardConsumer:
         self._ended = result.ended
         return result
 
+    async def _prepare(self) -> bool:
+        first, last = self._pending[0].sequence_number, self._pending[-1].sequence_number
+        try:
+            if await self.held.prepare(first, last):
+                return True
+            log.warning("lease_lost at prepare", extra={"first_sequence": first, "last_sequence": last})
+        except (ClientError, BotoCoreError, OSError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            self._metrics.throttles.labels("DynamoDB").inc()
+            delay = self._backoff.next()
+            log.warning("preparing the batch failed (%s); backing off %.2f s", code, delay)
+            await self._pause(delay)
+        return False
+
     async def _process_records(self) -> None:
         records = self._pending
         bind(first_sequence=records[0].sequence_number, last_sequence=records[-1].sequence_number)
@@ -166,15 +189,12 @@ class ShardConsumer:
             await self._pause(self._backoff.next())
             return
         self._metrics.batch_seconds.observe(time.monotonic() - started)
-        done = self._account(outcome, records)
+        self._account(outcome, records)
         if outcome.failures:
-            lowest = min(int(sequence) for sequence in outcome.failures)
-            self._pending = [r for r in records if r.seq_int >= lowest]
             delay = self._backoff.next()
             log.warning(
-                "sinks failed for %d devices; retrying from %s in %.2f s",
+                "sinks failed for %d devices; the batch runs again in %.2f s",
                 len(outcome.failed_devices),
-                lowest,
                 delay,
                 extra={"sinks": sorted(outcome.failed_sinks)},
             )
@@ -182,14 +202,12 @@ class ShardConsumer:
         else:
             self._pending = []
             self._backoff.reset()
-        if done:
-            self._acked = done[-1].sequence_number
+            self._acked = records[-1].sequence_number
 
-    def _account(self, outcome: BatchOutcome, records: list[KinesisRecord]) -> list[KinesisRecord]:
-        """Update the metrics; return the records before the first failure (done, checkpointable)."""
+    def _account(self, outcome: BatchOutcome, records: list[KinesisRecord]) -> None:
         m, result, failed = self._metrics, outcome.result, outcome.failed_devices
         lowest = min((int(s) for s in outcome.failures), default=None)
-        done = records if lowest is None else [r for r in records if r.seq_int < lowest]
+        retried = 0 if lowest is None else sum(1 for r in records if r.seq_int >= lowest)
         now_ms = _now_ms()
         processed = 0
         for record in result.processed:
@@ -198,7 +216,7 @@ class ShardConsumer:
                 m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
         m.records.labels("processed").inc(processed)
         m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
-        m.records.labels("retried").inc(len(records) - len(done))
+        m.records.labels("retried").inc(retried)
         if "dead_letter" not in outcome.failed_sinks:
             m.records.labels("rejected").inc(len(result.rejects))
             for reject in result.rejects:
@@ -208,7 +226,6 @@ class ShardConsumer:
                 m.alerts.labels(str(alert.type)).inc()
         for sink in outcome.failed_sinks:
             m.sink_errors.labels(sink).inc()
-        return done
 
     async def _maybe_checkpoint(self) -> None:
         due = time.monotonic() - self._checkpointed_at >= self._pacing.checkpoint_s

@@ -209,3 +209,21 @@ def test_a_handoff_request_leaves_the_owner_unfenced_and_hands_over_once(aws_end
         assert await table.renew(checkpointed, "w1") is None  # w1 has nothing left to renew
 
     run(aws_endpoint, scenario)
+
+
+def test_prepare_records_the_batch_span_only_for_the_owner(aws_endpoint: str) -> None:
+    async def scenario(table: LeaseTable) -> None:
+        await table.create("shard-0")
+        owned = await table.take(await only(table, "shard-0"), "w1")
+        assert owned is not None
+        prepared = await table.prepare(owned, "w1", "7", "12")
+        assert prepared is not None
+        assert (prepared.batch_span, prepared.counter) == (("7", "12"), owned.counter + 1)
+        assert await only(table, "shard-0") == prepared
+        assert await table.prepare(owned, "w1", "13", "20") is None  # stale counter: someone moved it
+        stolen = await table.take(prepared, "w2")
+        assert stolen is not None
+        assert stolen.batch_span == ("7", "12")  # the new owner cuts the interrupted batch again
+        assert await table.prepare(prepared, "w1", "13", "20") is None
+
+    run(aws_endpoint, scenario)

@@ -180,12 +180,40 @@ class FakeLeaseTable:
         checkpoint = Sentinel.SHARD_END if sequence == Sentinel.SHARD_END else sequence
         return self._write("checkpoint", replace(current, checkpoint=checkpoint, counter=current.counter + 1))
 
+    async def prepare(self, lease: Lease, me: str, first: str, last: str) -> Lease | None:
+        self._fail("prepare")
+        current = self.leases.get(lease.shard_id)
+        if current is None or current.owner != me or current.counter != lease.counter:
+            return None
+        return self._write("prepare", replace(current, batch=f"{first}-{last}", counter=current.counter + 1))
+
+    async def request_handoff(self, lease: Lease, thief: str) -> Lease | None:
+        self._fail("request_handoff")
+        current = self.leases.get(lease.shard_id)
+        if current is None or current.owner != lease.owner or current.counter != lease.counter:
+            return None
+        if current.pending_owner is not None:
+            return None
+        return self._write("request_handoff", replace(current, pending_owner=thief))
+
+    async def hand_over(self, lease: Lease, me: str) -> Lease | None:
+        self._fail("hand_over")
+        current = self.leases.get(lease.shard_id)
+        if current is None or current.owner != me or current.counter != lease.counter:
+            return None
+        if current.pending_owner is None:
+            return None
+        handed = replace(
+            current, owner=current.pending_owner, pending_owner=None, counter=current.counter + 1
+        )
+        return self._write("hand_over", handed)
+
     async def release(self, lease: Lease, me: str) -> bool:
         self._fail("release")
         current = self.leases.get(lease.shard_id)
         if current is None or current.owner != me:
             return False
-        self._write("release", replace(current, owner=None, counter=current.counter + 1))
+        self._write("release", replace(current, owner=None, pending_owner=None, counter=current.counter + 1))
         return True
 
 

@@ -196,11 +196,14 @@ def test_records_are_archived_in_shard_order_and_checkpointed_after_the_sinks() 
 
         assert ending is Ending.SHUTDOWN_REQUESTED
         assert rig.sinks.archived() == seqs(first + second)
-        # flush, then commit: every checkpoint follows the archive and state writes of its batch
+        # prepare, flush, then commit: each batch's span is recorded before its sink writes, and every
+        # checkpoint follows the archive and state writes of its batch
         assert rig.journal == [
+            "prepare:worker-me",
             f"archive:{first[-1].sequence_number}",
             "state",
             f"checkpoint:{first[-1].sequence_number}",
+            "prepare:worker-me",
             f"archive:{second[-1].sequence_number}",
             "state",
             f"checkpoint:{second[-1].sequence_number}",
@@ -259,31 +262,25 @@ def test_state_table_outage_holds_the_checkpoint_then_every_record_is_archived_o
     arun(body())
 
 
-def test_state_write_refused_for_one_device_never_checkpoints_past_its_first_record() -> None:
+def test_state_write_refused_for_one_device_holds_the_checkpoint_and_archives_each_record_once() -> None:
     async def body() -> None:
         records = three_devices(4)
         rig = make_rig([batch(records)])
         states = rig.sinks.states
         assert isinstance(states, JournalStates)
         states.refuse_writes, states.refuse_for = {"watch-b"}, 2
-        first_failure = int(records[1].sequence_number)
 
         await rig.run_until_drained()
 
         assert rig.journal.count("state-refused") == 2
-        assert checkpoints_before(rig.journal, "state-refused") == [int(records[0].sequence_number)]
-        assert rig.table.checkpoints()[-1] == records[-1].sequence_number
-        assert all(int(c) < first_failure for c in rig.table.checkpoints()[:-1])
-        archived = rig.sinks.archived()
-        assert set(archived) == set(seqs(records))
-        # devices that never failed are archived exactly once; watch-b's records, archived before its
-        # state commit was refused, come again with the retry (at-least-once, by the pipeline's order)
-        others = [s for s in archived if s not in seqs(records[1::3])]
-        assert sorted(others, key=int) == seqs(r for r in records if r not in records[1::3])
+        assert checkpoints_before(rig.journal, "state-refused") == []  # never inside a failing batch
+        assert rig.table.checkpoints() == [records[-1].sequence_number]
+        # the whole batch runs again under its own span: watch-b's records, archived before its state
+        # commit was refused, are found in the batch's object and are not archived a second time
+        assert sorted(rig.sinks.archived(), key=int) == seqs(records)
         assert states.latest["watch-b"].sequence_number == records[-2].sequence_number
         for device, positions in per_device(rig.sinks.archive.records).items():
-            first_seen = list(dict.fromkeys(positions))
-            assert first_seen == sorted(first_seen), device
+            assert positions == sorted(positions), device
 
     arun(body())
 
@@ -423,9 +420,9 @@ def test_lease_lost_at_checkpoint_stops_reading_and_writing() -> None:
         ending = await asyncio.wait_for(rig.consumer.run(), GUARD_S)
 
         assert ending is Ending.LEASE_LOST
-        # the batch in flight when the lease moved is written (at-least-once); nothing after the
-        # refused checkpoint is read or written
-        assert rig.sinks.archived() == seqs(first + second)
+        # the lease moved while the second batch was read: preparing it fails, so nothing of it is
+        # written, and nothing after the steal is read or written
+        assert rig.sinks.archived() == seqs(first)
         assert rig.table.writes[after_steal(rig.table) :] == []
         assert rig.stored().checkpoint == first[-1].sequence_number
         assert rig.reader.reads == 2
