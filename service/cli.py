@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from service import bridge, local, provision, replay, score, simulate
+from service import bridge, local, package_lambda, provision, replay, score, simulate
 from service.demo import command as demo
 
 
@@ -31,7 +31,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (demo, replay, simulate, score, provision, local, bridge)
+COMMANDS: tuple[Command, ...] = (demo, replay, simulate, score, provision, package_lambda, local, bridge)
 
 
 def build_parser() -> argparse.ArgumentParser:
