@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from service import bridge, local, provision, replay, score, simulate
+from service import bridge, local, package_lambda, provision, replay, score, simulate
 from service.consumer import command as consume
 from service.demo import command as demo
 
@@ -32,7 +32,17 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (demo, consume, replay, simulate, score, provision, local, bridge)
+COMMANDS: tuple[Command, ...] = (
+    demo,
+    consume,
+    replay,
+    simulate,
+    score,
+    provision,
+    package_lambda,
+    local,
+    bridge,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--lambda-zip",
         type=Path,
         default=None,
-        help="Lambda deployment package; without it the function and its mapping are not deployed",
+        help=(
+            "Lambda deployment package (build it with vitalstream package-lambda; its architecture "
+            "becomes the Architecture parameter); without it the function and its mapping are not deployed"
+        ),
     )
 
 

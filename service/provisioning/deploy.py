@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.emulator import EMULATOR_KEY
+from service.packaging.manifest import ManifestError, read_manifest
 from service.provisioning.resources import Reconciler, VerificationError
 from service.provisioning.stack import StackError, deploy_stack, stack_outputs, stack_resources
 from service.provisioning.template import (
@@ -87,6 +88,7 @@ def provision_stack(
     try:
         given = dict(parameters or {})
         if lambda_zip is not None:
+            given.update(_package_parameters(template, lambda_zip, given))
             bucket, key = _upload_package(client, stack_name, region, lambda_zip)
             given.update(DeployFunction="true", CodeS3Bucket=bucket, CodeS3Key=key)
         else:
@@ -127,6 +129,36 @@ def _session(region: str, endpoint_url: str | None) -> boto3.Session:
             region_name=region,
         )
     return session
+
+
+def _package_parameters(template: dict[str, Any], package: Path, given: Mapping[str, str]) -> dict[str, str]:
+    """The ``Architecture`` a ``vitalstream package-lambda`` zip was built for (none for a zip
+    without a manifest); refuses a package built for another runtime or handler than the template's."""
+    try:
+        manifest = read_manifest(package)
+    except ManifestError as exc:
+        raise TemplateError(f"Lambda package {exc}") from exc
+    if manifest is None:
+        return {}
+    for spec in template["Resources"].values():
+        if spec.get("Type") != "AWS::Lambda::Function":
+            continue
+        runtime, handler = spec["Properties"].get("Runtime"), spec["Properties"].get("Handler")
+        if runtime != manifest.runtime:
+            raise TemplateError(
+                f"{package} was built for {manifest.runtime} but the function runs {runtime}; rebuild it "
+                f"with vitalstream package-lambda --python-version {str(runtime).removeprefix('python')}"
+            )
+        if handler != manifest.handler:
+            raise TemplateError(f"{package} holds handler {manifest.handler}, the function calls {handler}")
+    if "Architecture" not in template.get("Parameters", {}):
+        return {}
+    chosen = given.get("Architecture")
+    if chosen is not None and chosen != manifest.architecture:
+        raise TemplateError(
+            f"--param Architecture={chosen} but {package} was built for {manifest.architecture}"
+        )
+    return {"Architecture": manifest.architecture}
 
 
 def _upload_package(client: Any, stack_name: str, region: str, package: Path) -> tuple[str, str]:

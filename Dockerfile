@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The Kubernetes-mode image: `vitalstream consume` as PID 1, settings from VITALSTREAM_* variables.
+#
+#     docker build -t vitalstream .
+#     docker run --rm -e VITALSTREAM_STREAM_NAME=... vitalstream                 # consume
+#     docker run --rm vitalstream replay --help                                 # any other command
+#
+# Two stages, after astral-sh/uv-docker-example's multistage.Dockerfile (with pip): the builder fills
+# a virtual environment at /opt/venv, the runtime stage copies only that environment.
+# tests/integration/test_dockerfile_recipe.py checks these properties and replays the RUN steps.
+
+FROM python:3.11-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_INPUT=1
+WORKDIR /build
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
+COPY pyproject.toml ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" > requirements.txt \
+    && pip install --compile --requirement requirements.txt
+
+# Then the code, as a wheel of the project installed without dependencies (they are above).
+COPY README.md ./
+COPY service ./service
+COPY lambda_shim ./lambda_shim
+COPY simulator ./simulator
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --no-deps --wheel-dir wheels . \
+    && pip install --no-deps --compile wheels/vitalstream-*.whl
+
+FROM python:3.11-slim AS runtime
+COPY --from=builder /opt/venv /opt/venv
+# Metrics and probes must answer the kubelet and Prometheus, so bind every interface in the pod.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VITALSTREAM_METRICS_HOST=0.0.0.0
+USER 10001:10001
+EXPOSE 9400
+# Exec form, no shell: SIGTERM reaches the consumer, which finishes its batch and releases its leases.
+ENTRYPOINT ["vitalstream"]
+CMD ["consume"]
