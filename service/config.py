@@ -47,6 +47,9 @@ class ConsumerSettings(Settings):
     """
 
     lease_table: str = Field(default="vitalstream-leases", description="DynamoDB lease table (one per app)")
+    kinesis_endpoint_url: str | None = Field(
+        default=None, description="Kinesis endpoint (default: endpoint_url)"
+    )
     worker_id: str = Field(default="", description="this replica's lease owner name (default: host-pid)")
     failover_ms: int = Field(default=10_000, ge=1_000, description="a lease unrenewed this long is taken")
     shard_sync_ms: int = Field(default=60_000, ge=100, description="ListShards re-sync period")

@@ -58,7 +58,8 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
     session = aioboto3.Session()
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
-    async with session.client("kinesis", **where) as kinesis, session.client("dynamodb", **where) as ddb:
+    stream_at = where | {"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
+    async with session.client("kinesis", **stream_at) as kinesis, session.client("dynamodb", **where) as ddb:
         table = LeaseTable(ddb, settings.lease_table)
         scheduler = Scheduler(
             SchedulerConfig(

@@ -57,6 +57,14 @@ class Replica:
             for sample in family.samples
         ]
 
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of this replica's samples of ``name`` that match ``labels`` (0 when unreachable)."""
+        return sum(
+            value
+            for sample, sample_labels, value in _safe_scrape(self)
+            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
+        )
+
     def logs(self) -> Iterator[dict[str, Any]]:
         """The replica's JSON log lines so far (other lines are skipped)."""
         for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -141,12 +149,7 @@ class ReplicaSet:
 
     def total(self, name: str, **labels: str) -> float:
         """The sum of one metric over every running replica (samples matching ``labels``)."""
-        return sum(
-            value
-            for replica in self.running
-            for sample, sample_labels, value in _safe_scrape(replica)
-            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-        )
+        return sum(replica.value(name, **labels) for replica in self.running)
 
     def latency(self) -> LatencySummary:
         """Event-to-sink latency percentiles from the replicas' merged histogram (bucket-interpolated)."""

@@ -1,0 +1,228 @@
+"""The shard consumer under faults, as processes on real endpoints (loopback only, bounded in time).
+
+Each test runs ``vitalstream consume`` replicas against the emulator, feeds numbered samples, injects a
+fault (start together, ``kill -9``, rolling SIGTERM, resharding, throttling and 5xx, a poison burst),
+then reads every sink back: nothing sent is missing from the archive, nothing is archived twice, and
+each device's samples were processed in their own order.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import AwsStack
+from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for
+from tests.integration.fault_proxy import FaultProxy, dynamodb_error, kinesis_throttle, s3_slow_down
+
+pytestmark = pytest.mark.integration
+FAILOVER_LIMIT_S = 15.0
+RigFactory = Callable[[int], ConsumerRig]
+
+
+@pytest.fixture
+def make_rig(aws: AwsStack, kinesis_endpoint: str, tmp_path: Path) -> Iterator[RigFactory]:
+    """``make_rig(shards)``: a fresh stream and lease table on the test's stack; replicas stopped after."""
+    rigs: list[ConsumerRig] = []
+
+    def make(shards: int) -> ConsumerRig:
+        rig = ConsumerRig(aws, kinesis_endpoint, shards, tmp_path / f"rig-{len(rigs)}")
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def report(name: str, **figures: object) -> None:
+    """Figures for the issue note: printed, and shown by pytest with -s or -rA."""
+    print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def settled(rig: ConsumerRig, feed: Feed, name: str, **figures: object) -> None:
+    back = wait_drained(rig, feed)
+    report(name, sent=len(feed.sent), archived=len(back.archived), duplicated=back.duplicated, **figures)
+    assert back.duplicated == 0
+    assert back.order_breaks == []
+
+
+def test_three_replicas_started_together_balance_within_one(make_rig: RigFactory) -> None:
+    rig = make_rig(6)
+    rig.replicas.start(3)
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=30, rate=20)
+    feed.start()
+
+    def balanced() -> bool:
+        held = rig.held()
+        return sum(held.values()) == 6 and max(held.values()) - min(held.values()) <= 1
+
+    took = wait_for(balanced, 60, "6 leases spread over 3 replicas within one of each other")
+    time.sleep(8)  # two more lease rounds: the balance holds (no churn)
+    held = rig.held()
+    feed.stop()
+    assert sum(held.values()) == 6
+    assert max(held.values()) - min(held.values()) <= 1
+    settled(rig, feed, "balance", balanced_after_s=round(took, 1), held=held)
+
+
+def test_kill_9_of_a_replica_its_shards_are_taken_within_the_failover_time(make_rig: RigFactory) -> None:
+    rig = make_rig(4)
+    victim, survivor = rig.replicas.start(2)
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=40, rate=40)
+    feed.start()
+    wait_for(lambda: rig.held() == {victim.worker_id: 2, survivor.worker_id: 2}, 60, "a 2/2 split")
+    wait_for(lambda: victim.value("vitalstream_records_total", outcome="processed") > 0, 30, "work")
+
+    victim.process.send_signal(signal.SIGKILL)
+    took = wait_for(
+        lambda: survivor.value("vitalstream_leases_held") == 4, 60, "the survivor to hold all 4", 0.2
+    )
+    time.sleep(3)
+    feed.stop()
+    assert victim.process.wait(10) == -signal.SIGKILL
+    settled(rig, feed, "kill -9", takeover_s=round(took, 1))
+    assert took <= FAILOVER_LIMIT_S, f"shards taken over {took:.1f} s after the kill"
+
+
+def test_rolling_sigterm_restart_hands_every_lease_over_and_loses_nothing(make_rig: RigFactory) -> None:
+    rig = make_rig(4)
+    old = rig.replicas.start(2)
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=40, rate=40)
+    feed.start()
+    wait_for(lambda: sum(rig.held().values()) == 4, 60, "all 4 leases held")
+    codes = []
+    for replica in old:  # one pod at a time, as a Deployment's rolling update does
+        rig.replicas.start(1)
+        rig.replicas.wait_ready()
+        rig.replicas.signal(replica, signal.SIGTERM)
+        codes.append(replica.process.wait(60))
+        wait_for(lambda: sum(rig.held().values()) == 4, 60, "all 4 leases held again")
+    feed.stop()
+    assert codes == [0, 0]
+    released = [e for r in old for e in r.logs() if e.get("msg") == "shutdown_requested"]
+    assert len(released) >= 2
+    leases = rig.leases()
+    assert all(item["leaseOwner"]["S"] not in {r.worker_id for r in old} for item in leases)
+    settled(rig, feed, "rolling SIGTERM", exit_codes=codes, leases_let_go=len(released))
+
+
+@pytest.mark.kinesis
+def test_split_and_merge_while_consuming_children_after_parents(make_rig: RigFactory) -> None:
+    rig = make_rig(2)
+    rig.replicas.start(1)
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=40, rate=30)
+    feed.start()
+    time.sleep(3)
+    shards = rig.kinesis.list_shards(StreamName=rig.stream)["Shards"]
+    first = shards[0]
+    low, high = int(first["HashKeyRange"]["StartingHashKey"]), int(first["HashKeyRange"]["EndingHashKey"])
+    rig.kinesis.split_shard(
+        StreamName=rig.stream, ShardToSplit=first["ShardId"], NewStartingHashKey=str((low + high) // 2)
+    )
+    wait_for(lambda: _open_shards(rig) == 3, 30, "the split to finish")
+    time.sleep(3)
+    left, right = sorted(
+        (s for s in rig.kinesis.list_shards(StreamName=rig.stream)["Shards"] if _is_open(s)),
+        key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+    )[:2]
+    rig.kinesis.merge_shards(
+        StreamName=rig.stream, ShardToMerge=left["ShardId"], AdjacentShardToMerge=right["ShardId"]
+    )
+    wait_for(lambda: _open_shards(rig) == 2, 30, "the merge to finish")
+    time.sleep(3)
+    feed.stop()
+    back = wait_drained(rig, feed)
+    closed = {
+        s["ShardId"] for s in rig.kinesis.list_shards(StreamName=rig.stream)["Shards"] if not _is_open(s)
+    }
+    wait_for(lambda: _ended(rig) >= closed, 60, "every closed shard's lease to reach SHARD_END")
+    report(
+        "split+merge",
+        sent=len(feed.sent),
+        archived=len(back.archived),
+        duplicated=back.duplicated,
+        shards_ended=len(closed),
+    )
+    assert back.order_breaks == []  # per device, children were processed after their parents
+    assert back.duplicated == 0
+
+
+def test_throttling_and_5xx_on_reads_and_sinks_back_off_then_recover(
+    make_rig: RigFactory,
+    aws: AwsStack,
+) -> None:
+    proxy = FaultProxy(str(aws.settings.endpoint_url)).start()
+    try:
+        rig = make_rig(2)
+        # sinks and leases through the proxy; Kinesis too, unless it has an endpoint of its own
+        kinesis_via_proxy = rig.env["VITALSTREAM_KINESIS_ENDPOINT_URL"] == aws.settings.endpoint_url
+        via = {"VITALSTREAM_ENDPOINT_URL": proxy.url}
+        if kinesis_via_proxy:
+            via["VITALSTREAM_KINESIS_ENDPOINT_URL"] = proxy.url
+        (replica,) = rig.replicas.start(1, extra_env=via)
+        rig.replicas.wait_ready()
+        feed = rig.feed(devices=20, rate=20)
+        feed.start()
+        time.sleep(3)
+        with proxy.inject(dynamodb_error(aws.settings.device_state_table)):  # state writes fail
+            time.sleep(5)
+        with proxy.inject(s3_slow_down(aws.settings.archive_bucket)):  # then archive writes
+            time.sleep(5)
+        if kinesis_via_proxy:
+            with proxy.inject(kinesis_throttle("GetRecords")):  # then reads
+                time.sleep(5)
+        feed.stop()
+        settled(
+            rig,
+            feed,
+            "throttling+5xx",
+            injected=proxy.injected,
+            throttles=replica.value("vitalstream_throttles_total", api="GetRecords"),
+            state_errors=replica.value("vitalstream_sink_errors_total", sink="state"),
+            archive_errors=replica.value("vitalstream_sink_errors_total", sink="archive"),
+        )
+        assert proxy.injected.get("dynamodb UpdateItem", 0) > 0
+        assert replica.value("vitalstream_sink_errors_total", sink="state") > 0
+        if kinesis_via_proxy:
+            assert replica.value("vitalstream_throttles_total", api="GetRecords") > 0
+    finally:
+        proxy.stop()
+
+
+def test_a_poison_burst_all_goes_to_the_dead_letters_and_the_lag_recovers(make_rig: RigFactory) -> None:
+    rig = make_rig(2)
+    (replica,) = rig.replicas.start(1)
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=20, rate=10)
+    feed.put(50)
+    feed.put(0, poison=500)
+    feed.put(50)
+    wait_drained(rig, feed)
+    wait_for(lambda: len(rig.dead_letters) >= 500, 60, "500 dead letters")
+    behind = [v for name, _, v in replica.scrape() if name == "vitalstream_millis_behind_latest"]
+    report("poison burst", poison=feed.poison_sent, dead_letters=len(rig.dead_letters), behind_ms=behind)
+    assert len(rig.dead_letters) == 500
+    assert {d["reason"] for d in rig.dead_letters} == {"invalid_json"}
+    assert behind
+    assert max(behind) <= 1_000
+
+
+def _is_open(shard: dict[str, object]) -> bool:
+    return "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})  # type: ignore[operator]
+
+
+def _open_shards(rig: ConsumerRig) -> int:
+    return sum(1 for s in rig.kinesis.list_shards(StreamName=rig.stream)["Shards"] if _is_open(s))
+
+
+def _ended(rig: ConsumerRig) -> set[str]:
+    return {item["leaseKey"]["S"] for item in rig.leases() if item["checkpoint"]["S"] == "SHARD_END"}
