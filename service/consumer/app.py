@@ -58,6 +58,8 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     metrics = ConsumerMetrics()
     pipeline = build_pipeline(settings, connections=SINK_THREADS)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+    if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
+        config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
     session = aioboto3.Session()
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
     async with session.client("kinesis", **where) as kinesis, session.client("dynamodb", **where) as ddb:
