@@ -11,6 +11,11 @@ whenever ``pyproject.toml`` differs from the one last installed (its SHA-256 is 
 ``.venv/.vitalstream-installed``, written only after a successful install). Exit codes are the
 tools' own, except that pytest's 5 (no tests collected) becomes 1: an empty run is a failure.
 
+MiniStack (PyPI ``ministack``, pinned), the Kinesis endpoint of the enhanced fan-out tests (it serves
+SubscribeToShard), gets its own venv, ``.ministack``, before ``test`` runs: it pins ``botocore`` exactly
+to a release that conflicts with the one ``aioboto3`` pins, so it cannot go into ``.venv`` with the
+dev extra. It binds 127.0.0.1 (``BIND_HOST``), so it needs no network namespace.
+
 The kinesis-mock pass: kinesis-mock (npm ``kinesis-local``, pinned) binds every interface, so it and
 the tests marked ``kinesis`` run inside a private network namespace (``unshare -n``, loopback only).
 That needs root, ``unshare``, ``ip`` and Node.js; where one is missing the pass is skipped and the
@@ -34,6 +39,8 @@ STAMP = VENV / ".vitalstream-installed"
 PYTEST_NO_TESTS = 5
 KINESIS_MOCK = "kinesis-local@0.6.2"
 KINESIS_MOCK_DIR = ROOT / ".kinesis-mock"
+MINISTACK = "ministack==1.5.33"
+MINISTACK_VENV = ROOT / ".ministack"
 
 
 def run(*command: str | Path) -> int:
@@ -67,6 +74,23 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted + "\n")
 
 
+def ensure_ministack() -> None:
+    """Create ``.ministack`` with MiniStack in it unless the pinned version is already there."""
+    stamp = MINISTACK_VENV / ".vitalstream-installed"
+    if stamp.exists() and stamp.read_text().strip() == MINISTACK:
+        return
+    python = MINISTACK_VENV / BIN.name / PYTHON.name
+    steps = (
+        (sys.executable, "-m", "venv", "--clear", MINISTACK_VENV),
+        (python, "-m", "pip", "install", "--upgrade", "pip"),
+        (python, "-m", "pip", "install", MINISTACK),
+    )
+    for step in steps:
+        if run(*step) != 0:
+            sys.exit(f"dev.py: install step failed: {' '.join(str(part) for part in step)}")
+    stamp.write_text(MINISTACK + "\n")
+
+
 def demo(extra: list[str]) -> int:
     return run(BIN / "vitalstream", "demo", "--report", "out/demo-report.json", *extra)
 
@@ -77,6 +101,7 @@ def pytest(*args: str) -> int:
 
 
 def test(extra: list[str]) -> int:
+    ensure_ministack()
     code = pytest(*extra)
     if extra:  # a focused run: only what was asked for
         return code

@@ -14,16 +14,18 @@ import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from prometheus_client import disable_created_metrics
 
 from service.config import ConsumerSettings
 from service.consumer import logs
+from service.consumer.fanout import FanOutReader, register_consumer
 from service.consumer.http import HealthServer
 from service.consumer.lease_table import LeaseTable
 from service.consumer.leases import Lease
 from service.consumer.metrics import ConsumerMetrics
-from service.consumer.reader import KinesisClient, PollingReader, ShardReader
+from service.consumer.reader import PollingReader, ShardReader
 from service.consumer.scheduler import ReaderFactory, Scheduler, SchedulerConfig
 from service.consumer.worker import Pacing
 
@@ -56,11 +58,14 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     metrics = ConsumerMetrics()
     pipeline = build_pipeline(settings, connections=SINK_THREADS)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+    if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
+        config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
     session = aioboto3.Session()
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
     stream_at = where | {"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
     async with session.client("kinesis", **stream_at) as kinesis, session.client("dynamodb", **where) as ddb:
         table = LeaseTable(ddb, settings.lease_table)
+        readers = await _readers(kinesis, settings)
         scheduler = Scheduler(
             SchedulerConfig(
                 worker_id=me,
@@ -74,7 +79,7 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
             ),
             table,
             kinesis,
-            _readers(kinesis, settings),
+            readers,
             pipeline,
             metrics,
         )
@@ -92,10 +97,28 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     return 0
 
 
-def _readers(kinesis: KinesisClient, settings: ConsumerSettings) -> ReaderFactory:
-    def make(lease: Lease) -> ShardReader:
-        return PollingReader(
-            kinesis, settings.stream_name, lease.shard_id, str(lease.checkpoint), settings.max_records
-        )
+async def _readers(kinesis: Any, settings: ConsumerSettings) -> ReaderFactory:
+    """Shared-throughput polling (GetRecords), or enhanced fan-out (SubscribeToShard) through the stream
+    consumer ``settings.consumer_name``, registered here once for every shard of this replica."""
+    if not settings.enhanced_fan_out:
+        log.info("reading shards with GetRecords (shared throughput)", extra={"mode": "polling"})
 
-    return make
+        def polling(lease: Lease) -> ShardReader:
+            return PollingReader(
+                kinesis, settings.stream_name, lease.shard_id, str(lease.checkpoint), settings.max_records
+            )
+
+        return polling
+
+    summary = await kinesis.describe_stream_summary(StreamName=settings.stream_name)
+    stream_arn = str(summary["StreamDescriptionSummary"]["StreamARN"])
+    consumer_arn = await register_consumer(kinesis, stream_arn, settings.consumer_name)
+    log.info(
+        "reading shards with SubscribeToShard (enhanced fan-out)",
+        extra={"mode": "enhanced_fan_out", "consumer_arn": consumer_arn},
+    )
+
+    def fan_out(lease: Lease) -> ShardReader:
+        return FanOutReader(kinesis, consumer_arn, lease.shard_id, str(lease.checkpoint))
+
+    return fan_out

@@ -44,16 +44,34 @@ class ReadResult:
 
 
 class ShardReader(Protocol):
-    """What the worker reads through: polling here, enhanced fan-out in ``fanout``."""
+    """What the worker reads through: polling here, enhanced fan-out in ``fanout``.
+
+    ``push`` tells the worker how to pace: a polling reader (False) is read at most every
+    ``Pacing.min_interval_s``; a push reader (True) waits for data inside ``read`` itself, bounded
+    by a short wait, so the worker reads again at once."""
 
     closed: bool
+    push: bool
 
     async def read(self) -> ReadResult: ...
 
     async def close(self) -> None: ...
 
 
+def to_record(record: dict[str, Any], shard_id: str) -> KinesisRecord:
+    """A Kinesis ``Record`` (GetRecords or a SubscribeToShardEvent) as the core's record."""
+    return KinesisRecord(
+        record["Data"],
+        shard_id,
+        record["SequenceNumber"],
+        int(record["ApproximateArrivalTimestamp"].timestamp() * 1000),
+        record.get("PartitionKey", ""),
+    )
+
+
 class PollingReader:
+    push = False
+
     def __init__(
         self, kinesis: KinesisClient, stream_name: str, shard_id: str, checkpoint: str, max_records: int
     ) -> None:
@@ -74,16 +92,7 @@ class PollingReader:
             log.info("iterator expired; reading again after %s", self._last_read or self._checkpoint)
             self._iterator = None
             return ReadResult([], None)
-        records = [
-            KinesisRecord(
-                r["Data"],
-                self._shard,
-                r["SequenceNumber"],
-                int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                r.get("PartitionKey", ""),
-            )
-            for r in response.get("Records", [])
-        ]
+        records = [to_record(r, self._shard) for r in response.get("Records", [])]
         if records:
             self._last_read = records[-1].sequence_number
         behind = response.get("MillisBehindLatest")

@@ -58,7 +58,8 @@ class Ending(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Pacing:
     """``idle_s`` between reads at the tip; ``min_interval_s`` between any two reads of one shard
-    (0.2 s keeps a shard within its 5 GetRecords/s); ``checkpoint_s`` between checkpoints."""
+    (0.2 s keeps a shard within its 5 GetRecords/s); ``checkpoint_s`` between checkpoints. Neither
+    wait applies to a push reader (enhanced fan-out): its ``read`` waits for the next event itself."""
 
     idle_s: float = 0.2
     min_interval_s: float = 0.2
@@ -118,7 +119,7 @@ class ShardConsumer:
                 wait = (self._pacing.min_interval_s if read_now else self._pacing.idle_s) - (
                     time.monotonic() - last_read
                 )
-                if wait > 0 and await self._pause(wait):
+                if wait > 0 and not self._reader.push and await self._pause(wait):
                     continue
                 last_read = time.monotonic()
                 result = await self._read()

@@ -21,6 +21,8 @@ from service.emulator import EmbeddedAws
 from tests.integration.kinesis_mock import kinesis_mock
 from tests.integration.kinesis_mock import unavailable_reason as kinesis_mock_unavailable
 from tests.integration.localstack import localstack_endpoint
+from tests.integration.ministack import ministack
+from tests.integration.ministack import unavailable_reason as ministack_unavailable
 
 REGION = "us-east-1"
 DUMMY_KEY = "testing"  # moto accepts any credentials; these never leave the test process
@@ -60,6 +62,25 @@ def kinesis_endpoint(
     if reason is not None:
         pytest.skip(reason)
     with kinesis_mock(tmp_path_factory.mktemp("kinesis-mock") / "kinesis-mock.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def fan_out_endpoint(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Kinesis endpoint that serves SubscribeToShard: LocalStack (the session's own container) for
+    ``--aws-backend=localstack``, else MiniStack on 127.0.0.1 (moto and kinesis-mock have no
+    enhanced fan-out)."""
+    if backend == "localstack":
+        yield str(request.getfixturevalue("aws_endpoint"))
+        return
+    if backend == "aws":
+        pytest.skip("--aws-backend=aws: not wired to run from this machine (no route to AWS)")
+    reason = ministack_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with ministack(tmp_path_factory.mktemp("ministack")) as endpoint:
         yield endpoint
 
 

@@ -77,6 +77,7 @@ class FakeReader:
     def __init__(self, steps: Iterable[Step] = ()) -> None:
         self.steps: deque[Step] = deque(steps)
         self.closed = False
+        self.push = False
         self.reads = 0
         self.close_calls = 0
         self.drained = asyncio.Event()
