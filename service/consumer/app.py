@@ -30,7 +30,8 @@ from service.consumer.scheduler import ReaderFactory, Scheduler, SchedulerConfig
 from service.consumer.worker import Pacing
 
 log = logging.getLogger(__name__)
-SINK_THREADS = 16
+SINK_THREADS = 16  # batches in the sinks at once (one per shard at a time)
+SINK_CONNECTIONS = 64  # each batch's state writes fan out over several connections
 
 
 def worker_id(settings: ConsumerSettings) -> str:
@@ -56,7 +57,7 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     metrics = ConsumerMetrics()
-    pipeline = build_pipeline(settings, connections=SINK_THREADS)
+    pipeline = build_pipeline(settings, connections=SINK_CONNECTIONS)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
     if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
         config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))

@@ -78,7 +78,7 @@ class LeaseConfig:
 
     failover_ms: int = 10_000
     max_leases_per_worker: int = 256
-    max_takes_per_round: int = 8
+    max_takes_per_round: int = 16
 
     def __post_init__(self) -> None:
         for name in ("failover_ms", "max_leases_per_worker", "max_takes_per_round"):

@@ -152,8 +152,7 @@ class Scheduler:
         for lease in advice.renew:  # ours in the table, not running here (a restart under the same id)
             if lease.shard_id not in self._consumers:
                 self._start(lease)
-        for lease in advice.take:
-            await self._take(lease)
+        await asyncio.gather(*(self._take(lease) for lease in advice.take))
         if advice.steal is not None:
             await self._request(advice.steal)
         for lease in advice.release:
