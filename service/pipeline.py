@@ -51,8 +51,15 @@ class Pipeline:
     dead_letters: DeadLetterStore
 
     def run(
-        self, shard_id: str, records: Iterable[KinesisRecord], now_ms: int, rejects: Iterable[Reject] = ()
+        self,
+        shard_id: str,
+        records: Iterable[KinesisRecord],
+        now_ms: int,
+        rejects: Iterable[Reject] = (),
+        dead_lettered: Collection[tuple[str, int | None]] = (),
     ) -> BatchOutcome:
+        """``dead_lettered``: positions (sequence, sub-sequence) of rejects an earlier run of this very
+        batch already stored; they are not stored again."""
         records = list(records)
         span = _span(records, rejects)
         decoded = decode_records(records, rejects)
@@ -80,9 +87,12 @@ class Pipeline:
             failed.update(result.states)
             sinks.add("archive")
         try:
-            failed_rejects = self.dead_letters.put(result.rejects)
+            fresh = [
+                r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered
+            ]
+            failed_rejects = self.dead_letters.put(fresh)
         except SinkError:
-            failed_rejects = list(result.rejects)
+            failed_rejects = fresh
         if failed_rejects:
             sinks.add("dead_letter")
         commit = {d: s for d, s in result.states.items() if d not in failed}

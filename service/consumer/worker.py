@@ -82,6 +82,7 @@ class ShardConsumer:
         self._shutdown = asyncio.Event()
         self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
+        self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending batch's stored rejects
         self._cutter = BatchCutter(str(held.lease.checkpoint), held.lease.batch_span)
         self._acked: str | None = None
         self._checkpointed = str(held.lease.checkpoint)
@@ -183,7 +184,9 @@ class ShardConsumer:
         bind(first_sequence=records[0].sequence_number, last_sequence=records[-1].sequence_number)
         started = time.monotonic()
         try:
-            outcome = await asyncio.to_thread(self._pipeline.run, self.shard_id, records, _now_ms())
+            outcome = await asyncio.to_thread(
+                self._pipeline.run, self.shard_id, records, _now_ms(), (), frozenset(self._dead_lettered)
+            )
         except Exception:  # a bug or an unexpected SDK error: the batch is retried, the shard lives on
             log.exception("process_records failed; retrying the batch")
             self._metrics.records.labels("retried").inc(len(records))
@@ -191,6 +194,10 @@ class ShardConsumer:
             return
         self._metrics.batch_seconds.observe(time.monotonic() - started)
         self._account(outcome, records)
+        if "dead_letter" not in outcome.failed_sinks:
+            self._dead_lettered.update(
+                (r.sequence_number, r.sub_sequence_number) for r in outcome.result.rejects
+            )
         if outcome.failures:
             delay = self._backoff.next()
             log.warning(
@@ -202,6 +209,7 @@ class ShardConsumer:
             await self._pause(delay)
         else:
             self._pending = []
+            self._dead_lettered.clear()
             self._backoff.reset()
             self._acked = records[-1].sequence_number
 

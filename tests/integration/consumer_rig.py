@@ -8,6 +8,7 @@ processing order other than their ``seq`` order, judged by each line's ``process
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import threading
 import time
@@ -83,6 +84,7 @@ class Feed:
     sent: set[tuple[str, int]] = field(default_factory=set)
     poison_sent: int = 0
     _next: dict[str, int] = field(default_factory=dict)
+    _episode_clock: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -103,6 +105,22 @@ class Feed:
                 chunk = [e for e, r in zip(chunk, response["Records"], strict=True) if "ErrorCode" in r]
         self.sent.update(keys)
         self.poison_sent += poison
+
+    def put_episode(self, device: str, count: int, heart_rate: int = 35, step_ms: int = 5_000) -> None:
+        """``count`` samples of ``device`` at ``heart_rate``, ``step_ms`` apart in event time, in one put:
+        a bradycardia episode held for ``count * step_ms`` of the device's own time."""
+        seq0 = self._next.get(device, 0)
+        start = self._episode_clock.get(device, int(time.time() * 1000) - count * step_ms)
+        entries = []
+        for k in range(1, count + 1):
+            body = json.loads(sample(device, seq0 + k, start + k * step_ms))
+            entries.append(
+                {"Data": json.dumps(body | {"heartRate": heart_rate}).encode(), "PartitionKey": device}
+            )
+        self.kinesis.put_records(StreamName=self.stream, Records=entries)
+        self._next[device] = seq0 + count
+        self._episode_clock[device] = start + count * step_ms
+        self.sent.update((device, seq0 + k) for k in range(1, count + 1))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -163,6 +181,26 @@ class ConsumerRig:
         self._dead_letters = getattr(self, "_dead_letters", [])
         self._dead_letters += [m["body"] for m in self.aws.drain(self.aws.settings.dead_letter_queue_url)]
         return self._dead_letters
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alert messages so far (SNS → the test stack's subscribed queue), kept across calls."""
+        self._alerts = getattr(self, "_alerts", [])
+        self._alerts += [m["body"] for m in self.aws.drain(self.aws.alert_queue_url)]
+        return self._alerts
+
+    def device_on(self, shard_ids: set[str], prefix: str = "patient") -> str:
+        """A device id whose partition key hashes into one of ``shard_ids``."""
+        ranges = [
+            (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+            for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]
+            if s["ShardId"] in shard_ids
+        ]
+        for n in range(10_000):
+            device = f"{prefix}-{n}"
+            key = int(hashlib.md5(device.encode()).hexdigest(), 16)  # Kinesis maps partition keys by MD5
+            if any(low <= key <= high for low, high in ranges):
+                return device
+        raise AssertionError(f"no device id hashes into {shard_ids}")
 
     def leases(self) -> list[dict[str, Any]]:
         return self.aws.scan(self.lease_table)

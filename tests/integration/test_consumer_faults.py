@@ -79,15 +79,26 @@ def test_kill_9_of_a_replica_its_shards_are_taken_within_the_failover_time(make_
     feed.start()
     wait_for(lambda: rig.held() == {victim.worker_id: 2, survivor.worker_id: 2}, 60, "a 2/2 split")
     wait_for(lambda: victim.value("vitalstream_records_total", outcome="processed") > 0, 30, "work")
+    # a bradycardia episode in progress on one of the victim's shards: raised before the kill, it
+    # must be neither lost nor raised again by the survivor, which restores the device's state
+    victims = {
+        i["leaseKey"]["S"] for i in rig.leases() if i.get("leaseOwner", {}).get("S") == victim.worker_id
+    }
+    patient = rig.device_on(victims)
+    feed.put_episode(patient, 10)
+    wait_for(lambda: any(a["deviceId"] == patient for a in rig.alerts()), 60, "the episode's alert")
 
     victim.process.send_signal(signal.SIGKILL)
     took = wait_for(
         lambda: survivor.value("vitalstream_leases_held") == 4, 60, "the survivor to hold all 4", 0.2
     )
+    feed.put_episode(patient, 10)  # the episode goes on, now on the survivor
     time.sleep(3)
     feed.stop()
     assert victim.process.wait(10) == -signal.SIGKILL
     settled(rig, feed, "kill -9", takeover_s=round(took, 1))
+    alerts = [a for a in rig.alerts() if a["deviceId"] == patient]
+    assert [a["type"] for a in alerts] == ["BRADYCARDIA"]  # one alert per episode, across the takeover
     assert took <= FAILOVER_LIMIT_S, f"shards taken over {took:.1f} s after the kill"
 
 
