@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
-from service.core import DEFAULT_CONFIG, Detector, KinesisRecord
+from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, Reject
 from service.pipeline import Pipeline
 from tests.events import SHARD_ID, T0_MS, episode, interleave, sample, sequence
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
@@ -101,6 +102,24 @@ def test_dead_letter_outage_reports_the_reject(
     outcome = pipeline.run(SHARD_ID, batch, NOW_MS)
     assert outcome.failures == [batch[1].sequence_number]
     assert states.states["watch-a"].last_sequence == batch[2].sequence_number
+
+
+def test_a_rerun_batch_does_not_store_its_rejects_again(
+    pipeline: Pipeline, dead_letters: FakeDeadLetters, states: FakeStateStore
+) -> None:
+    batch = records([sample("watch-a", 0, 70), b"not json", b"{also not json", sample("watch-b", 5, 71)])
+    done = {(batch[1].sequence_number, None)}  # the first run stored this one, then a state write failed
+    puts: list[list[str]] = []
+    original = dead_letters.put
+
+    def counting(rejects: Sequence[Reject]) -> list[Reject]:
+        puts.append([r.sequence_number for r in rejects])
+        return original(rejects)
+
+    dead_letters.put = counting  # type: ignore[method-assign]
+    outcome = pipeline.run(SHARD_ID, batch, NOW_MS, dead_lettered=done)
+    assert outcome.failures == []
+    assert puts == [[batch[2].sequence_number]]
 
 
 def test_unavailable_state_holds_back_that_device_only(
