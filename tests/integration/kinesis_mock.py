@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from service.demo.replicas import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(os.environ.get("VITALSTREAM_KINESIS_MOCK_DIR", ROOT / ".kinesis-mock" / "node_modules"))
 MAIN = PACKAGE_DIR / "kinesis-local" / "main.js"
@@ -51,16 +53,10 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def kinesis_mock(log_path: Path, startup_timeout_s: float = 60.0) -> Iterator[str]:
     """Start kinesis-mock; yield its plain-HTTP endpoint on 127.0.0.1; stop it on exit."""
-    plain, tls = _free_port(), _free_port()
+    plain, tls = free_port(), free_port()
     env = os.environ | FAST_DURATIONS
     env |= {
         "KINESIS_MOCK_PLAIN_PORT": str(plain),

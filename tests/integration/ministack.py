@@ -14,13 +14,14 @@ listener binds loopback only. Its other listeners stay off: ``SERVICES=kinesis``
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from service.demo.replicas import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTABLE = Path(os.environ.get("VITALSTREAM_MINISTACK", ROOT / ".ministack" / "bin" / "ministack"))
@@ -35,16 +36,10 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def ministack(workdir: Path, startup_timeout_s: float = 60.0) -> Iterator[str]:
     """Start MiniStack on 127.0.0.1; yield its endpoint; stop it on exit. Logs: ``workdir/ministack.log``."""
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "BIND_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
