@@ -126,7 +126,13 @@ def test_rolling_sigterm_restart_hands_every_lease_over_and_loses_nothing(make_r
 
 
 @pytest.mark.kinesis
-def test_split_and_merge_while_consuming_children_after_parents(make_rig: RigFactory) -> None:
+def test_split_and_merge_while_consuming_children_after_parents(make_rig: RigFactory, backend: str) -> None:
+    if backend == "moto":
+        pytest.skip(
+            "moto's SplitShard moves the parent's records into its children and MergeShards copies them "
+            "(not Kinesis's semantics): resharding is tested on kinesis-mock, where scripts/dev.py test "
+            "runs the -m kinesis suite again"
+        )
     rig = make_rig(2)
     rig.replicas.start(1)
     rig.replicas.wait_ready()
