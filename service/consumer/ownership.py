@@ -43,14 +43,6 @@ class HeldLease:
         """True when the last successful renewal is too old to start another batch safely."""
         return self._clock() - self._renewed_at >= self.fence_s
 
-    async def wait_unfenced(self, poll_s: float = 0.1) -> bool:
-        """Wait until a renewal lifts the fence (True) or the lease is lost (False)."""
-        while self.fenced():
-            if self.lost.is_set():
-                return False
-            await asyncio.sleep(poll_s)
-        return not self.lost.is_set()
-
     async def renew(self) -> bool:
         """Renew on the latest snapshot. False (and ``lost`` set) when the lease is no longer ours.
 

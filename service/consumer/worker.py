@@ -44,9 +44,6 @@ from service.pipeline import BatchOutcome, Pipeline
 
 log = logging.getLogger(__name__)
 FENCE_POLL_S = 0.1
-THROTTLED = frozenset(
-    {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
-)
 
 
 class Ending(StrEnum):
