@@ -58,7 +58,7 @@ class ConsumerSettings(Settings):
     checkpoint_interval_ms: int = Field(default=1_000, ge=0, description="0 checkpoints every batch")
     max_leases_per_worker: int = Field(default=256, ge=1)
     enhanced_fan_out: bool = Field(default=False, description="SubscribeToShard instead of GetRecords")
-    consumer_name: str = Field(default="vitalstream", description="EFO consumer name; lease owner prefix")
+    consumer_name: str = Field(default="vitalstream", description="stream consumer for enhanced fan-out")
     metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
     metrics_port: int = Field(default=9400, ge=0, le=65_535, description="0 picks a free port")
     log_level: str = Field(default="INFO")
