@@ -30,6 +30,13 @@ PARENTS = "parentShardIds"
 PENDING = "pendingOwner"
 BATCH = "batchSpan"
 
+_NAMES = {
+    "#owner": OWNER,
+    "#counter": COUNTER,
+    "#checkpoint": CHECKPOINT,
+    "#pending": PENDING,
+    "#batch": BATCH,
+}
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _NOT_FOUND = "ResourceNotFoundException"
 _IN_USE = "ResourceInUseException"
@@ -215,16 +222,18 @@ class LeaseTable:
     async def request_handoff(self, lease: Lease, thief: str) -> Lease | None:
         """Ask the owner of ``lease`` (as read) to hand it to ``thief`` after its current batch.
 
-        Conditional on owner and counter and on no other request under way; the counter is left alone so
-        the owner is not fenced. None: the lease changed since it was read, or another worker asked first.
+        Conditional on the owner read and on no other request under way, not on the counter: a busy
+        owner bumps it with every batch it prepares, so a snapshot is stale within a fraction of a
+        second. The counter is left alone so the owner is not fenced. None: the lease has another owner
+        now, or another worker asked first.
         """
         if lease.owner is None or lease.finished:
             raise ValueError(f"lease {lease.shard_id} has no owner to hand it over")
         return await self._update(
             lease,
             update="SET #pending = :thief",
-            condition="#owner = :owner AND #counter = :counter AND attribute_not_exists(#pending)",
-            values={":thief": {"S": thief}, ":owner": {"S": lease.owner}},
+            condition="#owner = :owner AND attribute_not_exists(#pending) AND #checkpoint <> :end",
+            values={":thief": {"S": thief}, ":owner": {"S": lease.owner}, ":end": {"S": Sentinel.SHARD_END}},
         )
 
     async def hand_over(self, lease: Lease, me: str) -> Lease | None:
@@ -287,13 +296,8 @@ class LeaseTable:
     async def _update(
         self, lease: Lease, *, update: str, condition: str, values: dict[str, dict[str, Any]]
     ) -> Lease | None:
-        names = {"#owner": OWNER, "#counter": COUNTER}
-        if "#pending" in update or "#pending" in condition:
-            names["#pending"] = PENDING
-        if "#checkpoint" in update:
-            names["#checkpoint"] = CHECKPOINT
-        if "#batch" in update:
-            names["#batch"] = BATCH
+        expressions = f"{update} {condition}"
+        names = {placeholder: name for placeholder, name in _NAMES.items() if placeholder in expressions}
         if ":one" in update:
             values = {**values, ":one": {"N": "1"}}
         if ":counter" in condition:

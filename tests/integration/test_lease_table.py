@@ -198,6 +198,10 @@ def test_a_handoff_request_leaves_the_owner_unfenced_and_hands_over_once(aws_end
         assert asked is not None
         assert (asked.pending_owner, asked.counter) == ("w2", owned.counter)
         assert await table.request_handoff(owned, "w3") is None  # one request at a time
+        busy = await table.renew(owned, "w1")  # the owner moves the counter on with every batch...
+        assert busy is not None
+        assert busy.pending_owner == "w2"  # ...and the request holds, though asked on an older counter
+        owned = busy
         renewed = await table.renew(owned, "w1")  # the owner keeps renewing and learns of it
         assert renewed is not None
         assert renewed.pending_owner == "w2"

@@ -191,7 +191,7 @@ class FakeLeaseTable:
     async def request_handoff(self, lease: Lease, thief: str) -> Lease | None:
         self._fail("request_handoff")
         current = self.leases.get(lease.shard_id)
-        if current is None or current.owner != lease.owner or current.counter != lease.counter:
+        if current is None or current.owner != lease.owner or current.finished:
             return None
         if current.pending_owner is not None:
             return None
