@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -23,7 +24,8 @@ from botocore.exceptions import ClientError
 from service.adapters._errors import error_code
 from service.consumer.fanout import FanOutReader, register_consumer
 from service.consumer.leases import Sentinel
-from tests.integration.conftest import DUMMY_KEY, REGION
+from tests.integration.conftest import DUMMY_KEY, REGION, AwsStack
+from tests.integration.consumer_rig import ConsumerRig, wait_drained
 
 pytestmark = pytest.mark.integration
 WAIT_S = 0.5
@@ -190,3 +192,31 @@ def test_a_subscription_that_ends_is_renewed_from_its_continuation_point(fan_out
                 await resumed.close()
 
     arun(scenario())
+
+
+def test_the_consumer_reads_through_enhanced_fan_out_end_to_end(
+    aws: AwsStack, fan_out_endpoint: str, tmp_path: Path
+) -> None:
+    """``vitalstream consume`` with ``VITALSTREAM_ENHANCED_FAN_OUT=true``: Kinesis on the SubscribeToShard
+    endpoint, the lease table and every sink on the test stack; nothing lost, nothing archived twice."""
+    rig = ConsumerRig(aws, fan_out_endpoint, 2, tmp_path / "rig")
+    try:
+        (replica,) = rig.replicas.start(
+            1,
+            extra_env={
+                "VITALSTREAM_ENHANCED_FAN_OUT": "true",
+                "VITALSTREAM_CONSUMER_NAME": f"vitalstream-{uuid.uuid4().hex[:6]}",
+            },
+        )
+        rig.replicas.wait_ready()
+        feed = rig.feed(devices=10, rate=10)
+        feed.put(60)
+        back = wait_drained(rig, feed, timeout_s=90)
+        feed.put(20)  # pushed to the open subscriptions
+        back = wait_drained(rig, feed, timeout_s=90)
+        assert back.duplicated == 0
+        assert back.order_breaks == []
+        modes = {entry.get("mode") for entry in replica.logs() if "mode" in entry}
+        assert modes == {"enhanced_fan_out"}
+    finally:
+        rig.close()
