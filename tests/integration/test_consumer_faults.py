@@ -197,7 +197,7 @@ def test_throttling_and_5xx_on_reads_and_sinks_back_off_then_recover(
             time.sleep(10)
         if kinesis_via_proxy:
             with proxy.inject(kinesis_throttle("GetRecords")):  # then reads
-                time.sleep(5)
+                time.sleep(10)
         feed.stop()
         settled(
             rig,
