@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.demo.replicas import free_port
+from tests.integration.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(os.environ.get("VITALSTREAM_KINESIS_MOCK_DIR", ROOT / ".kinesis-mock" / "node_modules"))
@@ -80,9 +81,4 @@ def kinesis_mock(log_path: Path, startup_timeout_s: float = 60.0) -> Iterator[st
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{plain}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.demo.replicas import free_port
+from tests.integration.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTABLE = Path(os.environ.get("VITALSTREAM_MINISTACK", ROOT / ".ministack" / "bin" / "ministack"))
@@ -67,9 +68,4 @@ def ministack(workdir: Path, startup_timeout_s: float = 60.0) -> Iterator[str]:
                 time.sleep(0.2)
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
