@@ -37,7 +37,8 @@ from botocore.parsers import ResponseParserError
 
 from service.adapters._errors import error_code
 from service.consumer.leases import Sentinel
-from service.consumer.reader import ReadResult, to_record
+from service.consumer.reader import ReadResult
+from service.core import record_from_api
 
 log = logging.getLogger(__name__)
 REGISTER_POLL_S = 1.0
@@ -182,7 +183,7 @@ class FanOutReader:
     async def _result(self, body: dict[str, Any] | None) -> ReadResult:
         if body is None:  # not a SubscribeToShardEvent (none other is defined today)
             return ReadResult([], None)
-        records = [to_record(r, self._shard) for r in body.get("Records", [])]
+        records = [record_from_api(r, self._shard) for r in body.get("Records", [])]
         continuation = body.get("ContinuationSequenceNumber")
         children = tuple(body.get("ChildShards") or ())
         behind = body.get("MillisBehindLatest")

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
 from service.consumer.leases import Sentinel
-from service.core import KinesisRecord
+from service.core import KinesisRecord, record_from_api
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +58,6 @@ class ShardReader(Protocol):
     async def close(self) -> None: ...
 
 
-def to_record(record: dict[str, Any], shard_id: str) -> KinesisRecord:
-    """A Kinesis ``Record`` (GetRecords or a SubscribeToShardEvent) as the core's record."""
-    return KinesisRecord(
-        record["Data"],
-        shard_id,
-        record["SequenceNumber"],
-        int(record["ApproximateArrivalTimestamp"].timestamp() * 1000),
-        record.get("PartitionKey", ""),
-    )
-
-
 class PollingReader:
     push = False
 
@@ -92,7 +81,7 @@ class PollingReader:
             log.info("iterator expired; reading again after %s", self._last_read or self._checkpoint)
             self._iterator = None
             return ReadResult([], None)
-        records = [to_record(r, self._shard) for r in response.get("Records", [])]
+        records = [record_from_api(r, self._shard) for r in response.get("Records", [])]
         if records:
             self._last_read = records[-1].sequence_number
         behind = response.get("MillisBehindLatest")

@@ -10,7 +10,14 @@ from service.core.anomalies import (
     alert_id,
 )
 from service.core.batch import BatchResult, process_batch
-from service.core.decode import DecodedBatch, LambdaBatch, Sample, decode_records, records_from_lambda_event
+from service.core.decode import (
+    DecodedBatch,
+    LambdaBatch,
+    Sample,
+    decode_records,
+    record_from_api,
+    records_from_lambda_event,
+)
 from service.core.detection import Detector
 from service.core.records import KinesisRecord, ProcessedRecord, Reject, RejectReason, iso_ms
 from service.core.state import DeviceState, StateFormatError, decode_state, encode_state
@@ -39,5 +46,6 @@ __all__ = [
     "encode_state",
     "iso_ms",
     "process_batch",
+    "record_from_api",
     "records_from_lambda_event",
 ]

@@ -111,6 +111,17 @@ class LambdaBatch(NamedTuple):
     rejects: list[Reject]
 
 
+def record_from_api(record: Mapping[str, Any], shard_id: str) -> KinesisRecord:
+    """A ``Record`` of the Kinesis API (GetRecords, a SubscribeToShardEvent) as the core's record."""
+    return KinesisRecord(
+        record["Data"],
+        shard_id,
+        record["SequenceNumber"],
+        int(record["ApproximateArrivalTimestamp"].timestamp() * 1000),
+        record.get("PartitionKey", ""),
+    )
+
+
 def records_from_lambda_event(event: Mapping[str, Any]) -> LambdaBatch:
     """The Kinesis records of a Lambda event (``Records[].kinesis``), payloads base64-decoded."""
     records: list[KinesisRecord] = []

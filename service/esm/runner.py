@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.core import KinesisRecord
+from service.core import KinesisRecord, record_from_api
 from service.esm.events import failure_record, lambda_event
 from service.esm.policy import (
     Decision,
@@ -168,16 +168,7 @@ class ShardPoller:
             return []
         self._iterator = response.get("NextShardIterator") or ""
         self._drained = not response["Records"] and response.get("MillisBehindLatest", 1) == 0
-        records = [
-            KinesisRecord(
-                r["Data"],
-                self.shard_id,
-                r["SequenceNumber"],
-                int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                r["PartitionKey"],
-            )
-            for r in response["Records"]
-        ]
+        records = [record_from_api(r, self.shard_id) for r in response["Records"]]
         if records:
             self._last_read = records[-1].sequence_number
         return records
