@@ -32,10 +32,10 @@ from typing import Any, Protocol
 
 import aiohttp
 from botocore.eventstream import ParserError as EventStreamParserError
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, error_code
 from service.consumer.leases import Sentinel
 from service.consumer.reader import ReadResult
 from service.core import record_from_api
@@ -165,7 +165,7 @@ class FanOutReader:
         arrived, self._next = self._next, None
         try:
             event = arrived.result()
-        except (ClientError, BotoCoreError, OSError):
+        except CALL_ERRORS:
             await self._unsubscribe()
             raise
         except STREAM_BREAKS as exc:

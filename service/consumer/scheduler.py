@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, describe
 from service.consumer.lease_table import LeaseTable
 from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, plan
 from service.consumer.metrics import ConsumerMetrics
@@ -124,8 +124,8 @@ class Scheduler:
             started = time.monotonic()
             try:
                 await self.lease_round()
-            except (ClientError, BotoCoreError, OSError) as exc:
-                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            except CALL_ERRORS as exc:
+                code = describe(exc)
                 self._metrics.throttles.labels("DynamoDB").inc()
                 log.warning("lease round failed (%s); the next one retries", code)
             self._last_round = time.monotonic()
@@ -139,8 +139,8 @@ class Scheduler:
             self._sync_now.clear()
             try:
                 await self._sync_shards()
-            except (ClientError, BotoCoreError, OSError) as exc:
-                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            except CALL_ERRORS as exc:
+                code = describe(exc)
                 log.warning("shard sync failed (%s); the next one retries", code)
 
     # --- one lease round ---------------------------------------------------------------------------

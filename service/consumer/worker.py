@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, describe
 from service.consumer.backoff import Backoff
 from service.consumer.batching import BatchCutter
 from service.consumer.leases import Sentinel
@@ -147,8 +145,8 @@ class ShardConsumer:
     async def _read(self) -> ReadResult | None:
         try:
             result = await self._reader.read()
-        except (ClientError, BotoCoreError, OSError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        except CALL_ERRORS as exc:
+            code = describe(exc)
             self._metrics.throttles.labels("GetRecords").inc()
             delay = self._backoff.next()
             log.warning("read failed (%s); backing off %.2f s", code, delay, extra={"error": code})
@@ -168,8 +166,8 @@ class ShardConsumer:
             if await self.held.prepare(first, last):
                 return True
             log.warning("lease_lost at prepare", extra={"first_sequence": first, "last_sequence": last})
-        except (ClientError, BotoCoreError, OSError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        except CALL_ERRORS as exc:
+            code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
             delay = self._backoff.next()
             log.warning("preparing the batch failed (%s); backing off %.2f s", code, delay)
@@ -243,8 +241,8 @@ class ShardConsumer:
             if not await self.held.checkpoint(sequence):
                 log.warning("lease_lost at checkpoint", extra={"checkpoint": sequence})
                 return False
-        except (ClientError, BotoCoreError, OSError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        except CALL_ERRORS as exc:
+            code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
             log.warning("checkpoint failed (%s); kept for the next one", code)
             return False
@@ -262,7 +260,7 @@ class ShardConsumer:
         elif ending is Ending.SHUTDOWN_REQUESTED and self._acked not in (None, self._checkpointed):
             await self._checkpoint(str(self._acked))
         if ending is not Ending.LEASE_LOST:
-            with contextlib.suppress(ClientError, BotoCoreError, OSError):
+            with contextlib.suppress(*CALL_ERRORS):
                 await self._let_go(
                     handoff=ending is Ending.SHUTDOWN_REQUESTED and self.held.handoff_requested
                 )
