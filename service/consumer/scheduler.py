@@ -73,7 +73,6 @@ class Scheduler:
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[Any]]] = {}
         self._closed: set[str] = set()
         self._known: set[str] = set()
-        self._readers_by_shard: dict[str, ShardReader] = {}
         self._sync_now = asyncio.Event()
         self._ready = False
         self._last_round = time.monotonic()
@@ -201,14 +200,12 @@ class Scheduler:
         )
         task = asyncio.create_task(consumer.run(), name=f"shard-{lease.shard_id}")
         self._consumers[lease.shard_id] = (consumer, task)
-        self._readers_by_shard[lease.shard_id] = reader
         task.add_done_callback(lambda _: self._ended(lease.shard_id, consumer))
 
     def _ended(self, shard_id: str, consumer: ShardConsumer) -> None:
         current = self._consumers.get(shard_id)
         if current is not None and current[0] is consumer:
             del self._consumers[shard_id]
-            self._readers_by_shard.pop(shard_id, None)
             self._sync_now.set()  # a shard may have ended: its children need leases
         self._metrics.leases_held.set(len(self._consumers))
 
@@ -223,10 +220,9 @@ class Scheduler:
                 self._known.add(shard["ShardId"])
             if "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
                 self._closed.add(shard["ShardId"])
-        for shard_id in self._closed:
-            reader = self._readers_by_shard.get(shard_id)
-            if reader is not None:
-                reader.closed = True
+        for shard_id, (consumer, _) in self._consumers.items():
+            if shard_id in self._closed:
+                consumer.shard_closed()
 
     async def _list_shards(self) -> list[dict[str, Any]]:
         shards: list[dict[str, Any]] = []

@@ -91,6 +91,10 @@ class ShardConsumer:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
+    def shard_closed(self) -> None:
+        """ListShards reports the shard closed: a read at its tip with nothing more ends it."""
+        self._reader.closed = True
+
     async def run(self) -> Ending:
         bind(shard_id=self.shard_id)
         log.info("initialize", extra={"checkpoint": self._checkpointed})
