@@ -155,6 +155,8 @@ class ConsumerRig:
         )
         self.env = stream_env(aws, kinesis_endpoint, self.stream, self.lease_table)
         self.replicas = ReplicaSet(self.env, log_dir)
+        self._dead_letters: list[dict[str, Any]] = []  # queues are drained as read: kept here
+        self._alerts: list[dict[str, Any]] = []
 
     def feed(self, devices: int = 40, rate: float = 40.0) -> Feed:
         return Feed(self.kinesis, self.stream, devices, rate)
@@ -178,13 +180,11 @@ class ConsumerRig:
 
     @property
     def dead_letters(self) -> list[dict[str, Any]]:
-        self._dead_letters = getattr(self, "_dead_letters", [])
         self._dead_letters += [m["body"] for m in self.aws.drain(self.aws.settings.dead_letter_queue_url)]
         return self._dead_letters
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alert messages so far (SNS → the test stack's subscribed queue), kept across calls."""
-        self._alerts = getattr(self, "_alerts", [])
         self._alerts += [m["body"] for m in self.aws.drain(self.aws.alert_queue_url)]
         return self._alerts
 

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from service.demo.replicas import free_port
+
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto")
 
 
@@ -102,12 +104,6 @@ def make_pki(directory: Path, clients: list[str]) -> Pki:
     for client in clients:
         _write(directory / client, *_issue(client, ca_cert.subject, ca_key))
     return Pki(ca_path, server_cert, server_key, directory)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
