@@ -23,7 +23,7 @@ pre-loaded, spread over every shard by partition key. Then:
 time for ``--duration``, default 60 s, into ``--latency-shards``, default 2): a fresh emulator per
 size, one consumer process holding every lease before the fleet starts, the fleet publishing from a
 thread; then up to ``--backlog-timeout`` (60 s) for the backlog. Printed: event-to-sink p50/p95/p99 from the
-consumer's histogram (``ReplicaSet.latency()``, bucket-interpolated), records/s, the largest backlog
+consumer's histogram (``Scrape.latency()``, bucket-interpolated), records/s, the largest backlog
 seen, whether it kept pace (run ≤ 1.1 x fleet duration and nothing left unsettled), mean
 ``vitalstream_batch_seconds`` and records per batch, and the CPU the emulator and the consumer used
 per second of the run (moto is one Python process: ≈ 1.0 is saturated). Latency is measured from
@@ -60,7 +60,7 @@ from service.composition import build_pipeline
 from service.config import ConsumerSettings
 from service.consumer.reader import PollingReader
 from service.core import Detector, KinesisRecord, decode_records, process_batch
-from service.demo.replicas import Replica, ReplicaSet, histogram_summary
+from service.demo.replicas import ReplicaSet, Scrape
 from service.emulator import EmbeddedAws, use_emulator_credentials
 from service.pipeline import Pipeline
 from service.provisioning import provision_stack
@@ -70,7 +70,6 @@ from simulator.pacing import paced
 from simulator.scenario import parse_duration_ms
 
 REGION = "us-east-1"
-SETTLED = ("processed", "rejected", "duplicate")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_P50_MS, TARGET_P99_MS = 150, 400
 
@@ -99,35 +98,6 @@ def emulator_pid() -> int:
             if b"service.emulator" in cmdline:
                 return int(child)
     raise RuntimeError("no embedded emulator among this process's children")
-
-
-@dataclass
-class Scrape:
-    """One scrape of one replica, summed by metric name and the labels asked for."""
-
-    samples: list[tuple[str, dict[str, str], float]]
-
-    @classmethod
-    def of(cls, replica: Replica) -> Scrape:
-        try:
-            return cls(replica.scrape())
-        except OSError:
-            return cls([])
-
-    def total(self, name: str, **labels: str) -> float:
-        return sum(
-            value
-            for sample, sample_labels, value in self.samples
-            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-        )
-
-    @property
-    def settled(self) -> int:
-        return int(sum(self.total("vitalstream_records_total", outcome=o) for o in SETTLED))
-
-    @property
-    def leases(self) -> int:
-        return int(self.total("vitalstream_leases_held"))
 
 
 def settings_from(env: Mapping[str, str]) -> ConsumerSettings:
@@ -431,12 +401,7 @@ def latency_point(devices: int, shards: int, duration_ms: int, drain_timeout_s: 
         row.emulator_cores = (cpu_seconds(stack.emulator_pid) - moto_cpu) / row.run_s
         row.consumer_cores = (cpu_seconds(replica.process.pid) - consumer_cpu) / row.run_s
         row.sent, row.settled = feed.report.sent, scrape.settled
-        buckets = {
-            float(labels["le"]): value
-            for name, labels, value in scrape.samples
-            if name == "vitalstream_event_to_sink_seconds_bucket"
-        }
-        latency = histogram_summary(buckets)
+        latency = scrape.latency()
         row.p50, row.p95, row.p99 = latency.p50_ms, latency.p95_ms, latency.p99_ms
         row.batches = int(scrape.total("vitalstream_batch_seconds_count"))
         row.batch_mean_s = scrape.total("vitalstream_batch_seconds_sum") / max(row.batches, 1)

@@ -59,11 +59,7 @@ class Replica:
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of this replica's samples of ``name`` that match ``labels`` (0 when unreachable)."""
-        return sum(
-            value
-            for sample, sample_labels, value in _safe_scrape(self)
-            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-        )
+        return Scrape.of(self).total(name, **labels)
 
     def logs(self) -> Iterator[dict[str, Any]]:
         """The replica's JSON log lines so far (other lines are skipped)."""
@@ -147,18 +143,54 @@ class ReplicaSet:
             replica.log_file.close()
         return codes
 
+    def scrape(self) -> Scrape:
+        """One scrape of every running replica, together."""
+        return Scrape.of(*self.running)
+
+
+SETTLED = ("processed", "rejected", "duplicate")  # record outcomes that are done with
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """The ``/metrics`` samples of one or more replicas, read once; replicas that do not answer (starting
+    or stopping) add nothing."""
+
+    samples: list[tuple[str, dict[str, str], float]]
+
+    @classmethod
+    def of(cls, *replicas: Replica) -> Scrape:
+        samples = []
+        for replica in replicas:
+            try:
+                samples += replica.scrape()
+            except OSError:
+                continue
+        return cls(samples)
+
     def total(self, name: str, **labels: str) -> float:
-        """The sum of one metric over every running replica (samples matching ``labels``)."""
-        return sum(replica.value(name, **labels) for replica in self.running)
+        """The sum of the samples of ``name`` whose labels include ``labels``."""
+        return sum(
+            value
+            for sample, sample_labels, value in self.samples
+            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
+        )
+
+    @property
+    def settled(self) -> int:
+        return int(sum(self.total("vitalstream_records_total", outcome=o) for o in SETTLED))
+
+    @property
+    def leases(self) -> int:
+        return int(self.total("vitalstream_leases_held"))
 
     def latency(self) -> LatencySummary:
-        """Event-to-sink latency percentiles from the replicas' merged histogram (bucket-interpolated)."""
+        """Event-to-sink latency percentiles from the merged histogram (bucket-interpolated)."""
         buckets: dict[float, float] = {}
-        for replica in self.running:
-            for sample, labels, value in _safe_scrape(replica):
-                if sample == "vitalstream_event_to_sink_seconds_bucket":
-                    bound = float(labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + value
+        for sample, labels, value in self.samples:
+            if sample == "vitalstream_event_to_sink_seconds_bucket":
+                bound = float(labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + value
         return histogram_summary(buckets)
 
 
@@ -182,13 +214,6 @@ def histogram_summary(cumulative: Mapping[float, float]) -> LatencySummary:
         return lower_bound * 1000
 
     return LatencySummary(count, quantile(0.50), quantile(0.95), quantile(0.99))
-
-
-def _safe_scrape(replica: Replica) -> list[tuple[str, dict[str, str], float]]:
-    try:
-        return replica.scrape()
-    except OSError:
-        return []  # the replica is starting or stopping
 
 
 def free_port() -> int:

@@ -111,7 +111,7 @@ class DemoSession:
             while True:
                 alerts.extend(_drain(sqs, alert_queue))
                 counts = Counter(a["type"] for a in alerts)
-                acknowledged, latency = processing.acknowledged(), processing.latency()
+                acknowledged, latency = processing.progress()  # records settled, their latency
                 view.update(feed.report.sent, acknowledged, latency, counts)
                 if not feed.running:
                     deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
@@ -150,7 +150,7 @@ class DemoSession:
         )
         config = EsmConfig(batch_size=batch_size, batching_window_s=0.5, bisect_on_error=True)
         mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
-        return _Processing(mapping, lambda: ledger.acknowledged, ledger.latency)
+        return _Processing(mapping, lambda: (ledger.acknowledged, ledger.latency()))
 
     def _consumers(self, count: int) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
@@ -158,11 +158,11 @@ class DemoSession:
         replica_set = ReplicaSet(self._env | {"VITALSTREAM_SHARD_SYNC_MS": "5000"}, log_dir)
         self._log(f"{count} consumer replicas; their JSON logs in {log_dir}")
 
-        def acknowledged() -> int:
-            done = sum(replica_set.total("vitalstream_records_total", outcome=o) for o in _SETTLED)
-            return int(done)
+        def progress() -> tuple[int, LatencySummary]:
+            scrape = replica_set.scrape()
+            return scrape.settled, scrape.latency()
 
-        return _Processing(_Replicas(replica_set, count), acknowledged, replica_set.latency)
+        return _Processing(_Replicas(replica_set, count), progress)
 
     def _subscribe_alert_queue(self, sqs: Any) -> str:
         url = str(sqs.create_queue(QueueName=f"demo-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"])
@@ -194,19 +194,15 @@ class DemoSession:
         )
 
 
-_SETTLED = ("processed", "rejected", "duplicate")
-
-
 class _Processing:
     """Whatever processes the stream in this demo, with how many records it has settled and how fast."""
 
     def __init__(
         self,
         runner: contextlib.AbstractContextManager[Any],
-        acknowledged: Callable[[], int],
-        latency: Callable[[], LatencySummary],
+        progress: Callable[[], tuple[int, LatencySummary]],
     ) -> None:
-        self._runner, self.acknowledged, self.latency = runner, acknowledged, latency
+        self._runner, self.progress = runner, progress
 
     def __enter__(self) -> _Processing:
         self._runner.__enter__()
