@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from service.core import Reject, RejectReason
-from service.core.telemetry import DEVICE_ID_PATTERN
+from service.core.telemetry import DEVICE_ID_PATTERN, utf8_violation
 from service.publishing import Message
 
 if TYPE_CHECKING:
@@ -86,10 +86,11 @@ def route(topic: str, payload: bytes, *, arrival_ms: int, sequence_number: str) 
     device_id = topic_device_id(topic)
     if device_id is None or DEVICE_ID_PATTERN.fullmatch(device_id) is None:
         return reject(RejectReason.INVALID_DEVICE_ID, None, "not a valid telemetry topic", None)
+    not_utf8 = utf8_violation(payload)
+    if not_utf8 is not None:
+        return reject(not_utf8.reason, None, f"payload is not UTF-8: {not_utf8.detail}", device_id)
     try:
         body = msgspec.json.decode(payload)
-    except UnicodeDecodeError:
-        return reject(RejectReason.INVALID_UTF8, None, "payload is not UTF-8", device_id)
     except msgspec.DecodeError:
         return reject(RejectReason.INVALID_JSON, None, "payload is not JSON", device_id)
     if not isinstance(body, dict):

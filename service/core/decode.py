@@ -16,6 +16,7 @@ from service.core.telemetry import (
     TimestampParser,
     Violation,
     explain,
+    utf8_violation,
 )
 
 
@@ -53,6 +54,10 @@ def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] =
             telemetry = decode(data)
         except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError
             refused.append(_reject(record, sub, explain(data), data))
+            continue
+        not_utf8 = utf8_violation(data)  # in a field the decoder skipped
+        if not_utf8 is not None:
+            refused.append(_reject(record, sub, not_utf8, data))
             continue
         event_ms = event_ms_of(telemetry.timestamp)
         if event_ms is None:

@@ -95,12 +95,25 @@ _OPTIONAL_INT_RULES: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def explain(data: bytes) -> Violation:
-    """Why ``data`` is not valid telemetry. Call it only for payloads the fast path refused."""
+def utf8_violation(data: bytes) -> Violation | None:
+    """An ``invalid_utf8`` violation when ``data`` is not UTF-8 anywhere, else None. msgspec's
+    decoders skip unknown fields without checking their bytes (and older releases report bad UTF-8
+    in a string as a ``UnicodeDecodeError``, newer ones as a ``DecodeError``), so callers check here
+    rather than rely on which error a decoder raises. An ASCII payload costs one scan."""
+    if data.isascii():
+        return None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Violation(RejectReason.INVALID_UTF8, None, f"byte {exc.start} is not UTF-8")
+    return None
+
+
+def explain(data: bytes) -> Violation:
+    """Why ``data`` is not valid telemetry. Call it only for payloads the fast path refused."""
+    not_utf8 = utf8_violation(data)
+    if not_utf8 is not None:
+        return not_utf8
     try:
         obj: Any = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:

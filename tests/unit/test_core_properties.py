@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core import iso_ms
+from service.bridge import route
+from service.core import Reject, RejectReason, iso_ms
 from service.core.telemetry import (
     TELEMETRY_DECODER,
     TimestampParser,
@@ -106,3 +107,23 @@ def test_canonical_and_general_timestamp_parsers_agree(epoch_ms: int) -> None:
     text = iso_ms(epoch_ms)
 
     assert TimestampParser().event_ms(text) == parse_rfc3339_ms(text) == epoch_ms
+
+
+# Bytes that are never valid UTF-8 wherever they stand: a lone continuation byte, a truncated
+# two-byte lead, an overlong encoding, a surrogate, a code point above U+10FFFF, and 0xFF.
+_NOT_UTF8 = st.sampled_from([b"\x80", b"\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xff"])
+
+
+@given(valid_samples, st.data())
+def test_invalid_utf8_anywhere_is_invalid_utf8(sample: dict[str, Any], data: st.DataObject) -> None:
+    # inside a value, inside a key, between tokens, in an unknown field the decoder skips: all the same
+    text = json.dumps({**sample, "note": "ok"}, separators=(",", ":")).encode()
+    position = data.draw(st.integers(0, len(text)), label="position")
+    payload = text[:position] + data.draw(_NOT_UTF8, label="bad") + text[position:]
+
+    (reject,) = run([record(payload, SEQ0)]).rejects
+    routed = route(f"wearables/{sample['deviceId']}/telemetry", payload, arrival_ms=T0, sequence_number="1")
+
+    assert reject.reason is RejectReason.INVALID_UTF8
+    assert isinstance(routed, Reject)
+    assert routed.reason is RejectReason.INVALID_UTF8
