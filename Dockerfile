@@ -16,19 +16,20 @@ WORKDIR /build
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-COPY pyproject.toml ./
+# Dependencies first, from the lock alone (every version and hash pinned; the project's build backend
+# is in it too): this layer is rebuilt only when the lock changes.
+COPY requirements/runtime.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" > requirements.txt \
-    && pip install --compile --requirement requirements.txt
+    pip install --compile --require-hashes --no-deps --requirement runtime.lock
 
-# Then the code, as a wheel of the project installed without dependencies (they are above).
-COPY README.md ./
+# Then the code, as a wheel of the project built with the locked backend and installed without
+# dependencies (they are above).
+COPY pyproject.toml README.md ./
 COPY service ./service
 COPY lambda_shim ./lambda_shim
 COPY simulator ./simulator
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --no-deps --wheel-dir wheels . \
+    pip wheel --no-deps --no-build-isolation --wheel-dir wheels . \
     && pip install --no-deps --compile wheels/vitalstream-*.whl
 
 FROM python:3.11-slim AS runtime

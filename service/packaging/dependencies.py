@@ -2,16 +2,15 @@
 
 What is installed: the distributions behind the handler's third-party imports, minus what the Lambda
 Python runtime already provides (boto3, botocore and their dependencies) unless asked to bundle it,
-plus whatever those distributions require on the target Python. Which versions: exactly those
-installed in the environment running the build (the ones its tests ran against), passed to pip as
-constraints, so a build does not change when PyPI publishes a release. Wheels only, for
+plus what those distributions require. Which versions: exactly those of ``requirements/runtime.lock``
+(the versions the tests, the image and the package all use), with their hashes, so a build does not
+change when PyPI publishes a release. Wheels only, for
 ``manylinux2014`` on the target architecture and CPython version: pip never builds from source here.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -19,8 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from service.packaging.lock import RUNTIME_LOCK, LockError, canonical, closure, read_lock
+
 PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore"})
-OWN_DISTRIBUTION = "vitalstream"
 
 
 class Architecture(StrEnum):
@@ -46,10 +46,6 @@ class Installed:
     version: str
 
 
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def required_distributions(third_party: Iterable[str], *, bundle_boto3: bool = False) -> list[str]:
     """Canonical names of the distributions providing the top-level modules ``third_party``."""
     providers = importlib.metadata.packages_distributions()
@@ -64,16 +60,6 @@ def required_distributions(third_party: Iterable[str], *, bundle_boto3: bool = F
     return sorted(wanted)
 
 
-def pinned_versions() -> dict[str, str]:
-    """``{canonical name: version}`` of every distribution in this environment but our own."""
-    pins: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and canonical(name) != OWN_DISTRIBUTION:
-            pins.setdefault(canonical(name), dist.version)
-    return dict(sorted(pins.items()))
-
-
 def install(
     requirements: Iterable[str],
     target: Path,
@@ -81,15 +67,17 @@ def install(
     python_version: str,
     architecture: Architecture,
     work_dir: Path,
+    lock: Path = RUNTIME_LOCK,
 ) -> list[Installed]:
-    """Install ``requirements`` (pinned to this environment's versions) into ``target`` for CPython
-    ``python_version`` on ``architecture``; returns what landed there, sorted by name."""
-    pins = pinned_versions()
-    missing = [name for name in requirements if name not in pins]
-    if missing:
-        raise DependencyError(f"not installed here, so no version to pin: {', '.join(missing)}")
-    constraints = work_dir / "constraints.txt"
-    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
+    """Install ``requirements`` and what they need, at the versions and hashes of ``lock``, into
+    ``target`` for CPython ``python_version`` on ``architecture``; returns what landed there, sorted
+    by name."""
+    try:
+        entries = closure(read_lock(lock), requirements)
+    except LockError as exc:
+        raise DependencyError(str(exc)) from exc
+    locked = work_dir / "requirements.txt"
+    locked.write_text("".join(entry.requirement_line() + "\n" for entry in entries))
     command = [
         sys.executable,
         "-m",
@@ -99,6 +87,8 @@ def install(
         "--disable-pip-version-check",
         "--no-compile",
         "--no-warn-script-location",
+        "--require-hashes",
+        "--no-deps",
         "--only-binary=:all:",
         "--implementation",
         "cp",
@@ -108,9 +98,8 @@ def install(
         architecture.platform_tag,
         "--target",
         str(target),
-        "--constraint",
-        str(constraints),
-        *(f"{name}=={pins[name]}" for name in requirements),
+        "--requirement",
+        str(locked),
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -120,7 +109,7 @@ def install(
         detail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
         raise DependencyError(
             f"pip could not install {', '.join(requirements)} for CPython {python_version} on "
-            f"{architecture} (exit {result.returncode}; is PyPI reachable?):\n{detail}"
+            f"{architecture} from {lock} (exit {result.returncode}; is PyPI reachable?):\n{detail}"
         )
     return installed_in(target)
 

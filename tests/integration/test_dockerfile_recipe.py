@@ -7,6 +7,7 @@ The replay needs PyPI (or pip's cache) for the dependencies and the wheel's buil
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from service.emulator import EMULATOR_KEY
+from service.packaging.lock import RUNTIME_LOCK, canonical, read_lock, versions
 from service.provisioning import provision_stack
 from tests.integration.dockerfile import (
     DockerIgnore,
@@ -81,7 +83,8 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     first_code = min(index for index, args in copies if args[0] in CODE)
     before_dependencies = [args[0] for index, args in copies if index < installs[0]]
 
-    assert before_dependencies == ["pyproject.toml"], "the dependency layer must depend on nothing else"
+    assert before_dependencies == ["requirements/runtime.lock"], "deps: the lock alone"
+    assert "--require-hashes" in steps[installs[0]].arguments
     assert installs[0] < first_code
     assert "--no-deps" in steps[installs[-1]].arguments
     assert installs[-1] > first_code
@@ -92,6 +95,8 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     ("path", "sent"),
     [
         ("pyproject.toml", True),
+        ("requirements/runtime.lock", True),
+        ("requirements/dev.lock", False),
         ("README.md", True),
         ("service/cli.py", True),
         ("service/core/decode.py", True),
@@ -168,6 +173,17 @@ def test_the_replayed_image_holds_the_built_wheel_byte_compiled(image: ReplayedI
     assert list((site / "service" / "__pycache__").glob("cli.*.pyc"))
     assert list((site / "msgspec" / "__pycache__").glob("*.pyc"))
     assert not (site / "tests").exists()
+
+
+def test_the_replayed_image_holds_exactly_the_locked_versions(image: ReplayedImage) -> None:
+    (site,) = image.venv.glob("lib/python3.*/site-packages")
+    installed = {
+        canonical(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions(path=[str(site)])
+        if canonical(dist.metadata["Name"]) not in {"vitalstream", "pip"}
+    }
+    locked = versions(read_lock(RUNTIME_LOCK))
+    assert {name: {version} for name, version in installed.items()} == locked
 
 
 def test_the_entrypoint_answers_help(image: ReplayedImage) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from service.packaging import Architecture, LambdaPackage, build_lambda_package, read_manifest
+from service.packaging.lock import RUNTIME_LOCK, read_lock, versions
 from tests.events import episode, interleave, kinesis_event, sample, sequences
 from tests.integration.conftest import DUMMY_KEY, AwsStack
 
@@ -104,6 +105,10 @@ def test_the_default_package_targets_the_templates_function(
     assert (manifest.runtime, manifest.architecture) == ("python3.12", "x86_64")
     assert manifest.dependencies["msgspec"] == importlib.metadata.version("msgspec")
     assert manifest.dependencies["pydantic-core"] == importlib.metadata.version("pydantic-core")
+    locked = versions(read_lock(RUNTIME_LOCK))
+    assert {name: {version} for name, version in manifest.dependencies.items()} == {
+        name: locked[name] for name in manifest.dependencies
+    }, "the package bundles exactly the locked versions"
     report(
         capsys,
         f"{deployable_package.path.name}: {deployable_package.zip_bytes:,} bytes zipped, "
