@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,6 @@ CHART_DIR = ROOT / "helm" / "vitalstream"
 DASHBOARD_FILE = CHART_DIR / "dashboards" / "vitalstream.json"
 DOCS_DASHBOARD_FILE = ROOT / "docs" / "grafana-dashboard.json"
 RULES_FILE = CHART_DIR / "rules" / "vitalstream-rules.yaml"
-
-PROMTOOL_MISSING = (
-    "promtool is not on PATH: it comes with the Debian package `prometheus`, which .ci/run installs "
-    "(apt-get install -y prometheus)"
-)
 
 # Grafana's interval variables, and what a test against Prometheus substitutes for them.
 GRAFANA_INTERVALS = ("$__rate_interval", "$__interval", "$__range")
@@ -122,7 +116,3 @@ def exported_metric_names() -> set[str]:
         else:
             names.add(family.name)
     return names
-
-
-def promtool() -> str | None:
-    return shutil.which("promtool")

@@ -23,6 +23,7 @@ from tests.integration.kinesis_mock import unavailable_reason as kinesis_mock_un
 from tests.integration.localstack import localstack_endpoint
 from tests.integration.ministack import ministack
 from tests.integration.ministack import unavailable_reason as ministack_unavailable
+from tests.tools import missing
 
 REGION = "us-east-1"
 DUMMY_KEY = "testing"  # moto accepts any credentials; these never leave the test process
@@ -60,7 +61,7 @@ def kinesis_endpoint(
         return
     reason = kinesis_mock_unavailable()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with kinesis_mock(tmp_path_factory.mktemp("kinesis-mock") / "kinesis-mock.log") as endpoint:
         yield endpoint
 
@@ -79,7 +80,7 @@ def fan_out_endpoint(
         pytest.skip("--aws-backend=aws: not wired to run from this machine (no route to AWS)")
     reason = ministack_unavailable()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with ministack(tmp_path_factory.mktemp("ministack")) as endpoint:
         yield endpoint
 

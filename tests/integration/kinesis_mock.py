@@ -46,7 +46,7 @@ def in_private_network_namespace() -> bool:
 def unavailable_reason() -> str | None:
     node = shutil.which("node")
     if node is None:
-        return "kinesis-mock needs node (Node.js), which is not installed"
+        return "kinesis-mock needs node, which is not installed: apt-get install -y nodejs"
     if not MAIN.exists():
         return f"kinesis-mock is not installed at {MAIN} (python3 scripts/dev.py test installs it with npm)"
     if not in_private_network_namespace():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from service.demo.replicas import free_port
 from tests.integration.conftest import AwsStack
 from tests.integration.consumer_rig import ConsumerRig, wait_for
 from tests.observability import Query, dashboard_queries, for_prometheus, metric_names, rule_queries
+from tests.tools import require_tool
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
@@ -74,9 +74,7 @@ def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
     """``prometheus({worker_id: metrics_port})``: a Prometheus scraping those replicas every second,
     each target labelled ``pod`` (its worker id), ``namespace`` and ``job`` (``instance`` is the
     target's address), as the dashboard and rules group by them; stopped after the test."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not on PATH: .ci/run installs the Debian package `prometheus`")
+    binary = require_tool("prometheus", "prometheus")
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(targets: Mapping[str, int]) -> Prometheus:

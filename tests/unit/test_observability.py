@@ -13,7 +13,6 @@ import yaml
 from tests.observability import (
     DASHBOARD_FILE,
     DOCS_DASHBOARD_FILE,
-    PROMTOOL_MISSING,
     RULES_FILE,
     all_queries,
     dashboard,
@@ -24,9 +23,7 @@ from tests.observability import (
     rule_groups,
     rule_queries,
 )
-from tests.observability import (
-    promtool as find_promtool,
-)
+from tests.tools import require_tool
 
 ALERTS = {
     "VitalStreamReplicaNotReady",
@@ -40,10 +37,7 @@ ALERTS = {
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = find_promtool()
-    if path is None:
-        pytest.fail(PROMTOOL_MISSING)
-    return path
+    return require_tool("promtool", "prometheus")
 
 
 def run_promtool(promtool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
