@@ -20,6 +20,7 @@ import select
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -121,12 +122,24 @@ class EmbeddedAws:
         self.stop()
 
 
+_CFN_GAP_LOG = "No Moto CloudFormation support for %s"
+_CFN_GAP_WARNING = r"Tried to parse .* but it's not supported by moto's CloudFormation implementation"
+
+
+def quiet_cloudformation_gaps() -> None:
+    """moto logs and warns for every resource type its CloudFormation skips; ``provision`` already
+    reports each of those as a gap it filled through the service's own API, so the lines are noise."""
+    logging.getLogger("moto").addFilter(lambda record: record.msg != _CFN_GAP_LOG)
+    warnings.filterwarnings("ignore", message=_CFN_GAP_WARNING, category=UserWarning)
+
+
 def serve(port: int) -> None:
     """The child's side: start moto with the write lock, print the endpoint, serve until stdin closes."""
     serialise_racy_writes()
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only in the child
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per API call
+    quiet_cloudformation_gaps()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
