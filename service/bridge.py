@@ -7,7 +7,9 @@ Contract:
   broker persistence, of the broker, and are delivered again.
 - The device id comes from the topic. A payload whose ``deviceId`` differs from it, or that has no
   readable ``deviceId`` (not UTF-8 JSON, not an object, missing, not a string), goes to the dead-letter
-  store and is never forwarded: a device cannot speak for another.
+  store and is never forwarded. That the topic is the publisher's own is the broker's to enforce, as
+  IoT Core's device policy does: ``infra/mosquitto`` ships that ACL for Mosquitto
+  (docs/self-hosted-mqtt.md). With both, a device cannot speak for another.
 - Everything else is forwarded to Kinesis unchanged, partition key = topic device id, in batches of up to
   ``--batch-size`` messages or after ``--linger-ms``, whichever comes first; Kinesis retries go on until
   the stream accepts (a non-retryable error stops the bridge with exit code 1).
@@ -327,7 +329,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=8883)
     parser.add_argument("--mqtt-ca", type=Path, help="CA bundle that signed the broker's certificate")
-    parser.add_argument("--mqtt-cert", type=Path, help="the bridge's client certificate")
+    parser.add_argument(
+        "--mqtt-cert",
+        type=Path,
+        help="the bridge's client certificate (CN vitalstream-bridge for infra/mosquitto)",
+    )
     parser.add_argument("--mqtt-key", type=Path, help="private key of --mqtt-cert")
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="persistent-session client id")
     parser.add_argument(

@@ -34,7 +34,12 @@ def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-host", help="MQTT broker host")
     group.add_argument("--mqtt-port", type=int, default=8883)
     group.add_argument("--mqtt-ca", type=Path, help="CA bundle that signed the broker's certificate")
-    group.add_argument("--mqtt-cert", type=Path, help="client certificate shared by all devices")
+    group.add_argument(
+        "--mqtt-cert",
+        type=Path,
+        help="client certificate shared by all devices; a broker that lets a device publish only as "
+        "itself (IoT Core's device policy, infra/mosquitto) accepts it only for its own CN",
+    )
     group.add_argument("--mqtt-key", type=Path, help="private key of --mqtt-cert")
     group.add_argument(
         "--mqtt-cert-dir",

@@ -13,7 +13,9 @@ Contract:
   stable hash of the device id. Per-device certificates (``cert_dir`` holding ``{deviceId}.crt`` and
   ``{deviceId}.key``): each device connects with its own certificate and client id = device id, at most
   ``connections`` at once (least recently used is drained and closed first); a device without both files
-  has its messages counted as failed.
+  has its messages counted as failed. A broker that lets each certificate publish only to its own
+  topic (IoT Core's device policy, ``infra/mosquitto``) needs ``cert_dir``. MQTT 3.1.1 cannot refuse
+  a PUBLISH: Mosquitto acknowledges a message its ACL drops, so that message counts as sent.
 - ``rate`` caps messages per second over all connections (0 = unlimited).
 - In flight: at most ``max_in_flight`` unacknowledged messages per connection.
 """

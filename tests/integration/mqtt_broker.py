@@ -1,115 +1,86 @@
-"""A real Mosquitto for tests: a throwaway PKI (CA, server certificate for 127.0.0.1/localhost, client
-certificates with CN = client name) and a broker process on 127.0.0.1 with mutual TLS and persistence."""
+"""A real Mosquitto for tests, run from the shipped configuration.
+
+``make_pki`` runs ``infra/mosquitto/make-certs``, the helper users run: a throwaway CA, a broker
+certificate for 127.0.0.1, the bridge's certificate, one certificate per device, and the broker
+directory with ``infra/mosquitto/vitalstream.conf`` and ``vitalstream.acl`` in it. ``Mosquitto`` starts
+that ``mosquitto.conf`` with two changes only: its listener moves from 8883 on every interface to a free
+port on 127.0.0.1, and a header in front runs the broker as the current user with persistence and its
+log in the work directory. Identity (certificate CN = user name) and the ACL are the shipped ones.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import pwd
-import shutil
+import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from service.demo.replicas import free_port
+from tests.tools import require_tool
 
-MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto")
-
-
-def mosquitto_binary() -> str | None:
-    for candidate in MOSQUITTO_CANDIDATES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
+ROOT = Path(__file__).resolve().parents[2]
+MAKE_CERTS = ROOT / "infra" / "mosquitto" / "make-certs"
+SHIPPED_LISTENER = re.compile(r"^listener 8883$", re.MULTILINE)
+BRIDGE_IDENTITY = "vitalstream-bridge"  # the CN make-certs gives the bridge, the ACL's `user` line
 
 
 @dataclass(frozen=True)
 class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    directory: Path  # holds {name}.crt / {name}.key for every client
+    """The directory ``make-certs`` wrote (see its usage text for the layout)."""
 
-    def cert(self, name: str) -> Path:
-        return self.directory / f"{name}.crt"
+    root: Path
 
-    def key(self, name: str) -> Path:
-        return self.directory / f"{name}.key"
+    @property
+    def ca(self) -> Path:
+        return self.root / "ca.crt"
+
+    @property
+    def broker_config(self) -> Path:
+        return self.root / "broker" / "mosquitto.conf"
+
+    @property
+    def devices(self) -> Path:
+        """One ``{deviceId}.crt`` / ``{deviceId}.key`` per device: the simulator's ``--mqtt-cert-dir``."""
+        return self.root / "devices"
+
+    @property
+    def bridge_cert(self) -> Path:
+        return self.root / "bridge" / f"{BRIDGE_IDENTITY}.crt"
+
+    @property
+    def bridge_key(self) -> Path:
+        return self.root / "bridge" / f"{BRIDGE_IDENTITY}.key"
+
+    def cert(self, device: str) -> Path:
+        return self.devices / f"{device}.crt"
+
+    def key(self, device: str) -> Path:
+        return self.devices / f"{device}.key"
 
 
-def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
-    key_path = path.with_suffix(".key")
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+def make_pki(directory: Path, devices: list[str]) -> Pki:
+    """Run the shipped ``make-certs`` for a broker on 127.0.0.1 (skips when openssl is missing)."""
+    require_tool("openssl", "openssl")
+    subprocess.run(
+        [str(MAKE_CERTS), str(directory), "127.0.0.1", *devices], check=True, capture_output=True, timeout=120
     )
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path.with_suffix(".crt"), key_path
-
-
-def _issue(
-    subject: str,
-    issuer: x509.Name,
-    signer: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name if ca else issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        sans = [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-    elif not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    return key, builder.sign(key if ca else signer, hashes.SHA256())
-
-
-def make_pki(directory: Path, clients: list[str]) -> Pki:
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _issue(
-        "vitalstream-test-ca", x509.Name([]), ec.generate_private_key(ec.SECP256R1()), ca=True
-    )
-    ca_path, _ = _write(directory / "ca", ca_key, ca_cert)
-    server_cert, server_key = _write(
-        directory / "server", *_issue("127.0.0.1", ca_cert.subject, ca_key, server=True)
-    )
-    for client in clients:
-        _write(directory / client, *_issue(client, ca_cert.subject, ca_key))
-    return Pki(ca_path, server_cert, server_key, directory)
+    return Pki(directory.resolve())
 
 
 @dataclass
 class Mosquitto:
-    """One broker on 127.0.0.1:``port`` with mTLS (CN = username) and persistence in ``workdir``;
-    ``stop`` then ``start`` restarts it on the same port with the same persisted sessions."""
+    """One broker on 127.0.0.1:``port`` from the shipped configuration, with persistence in
+    ``workdir``; ``stop`` then ``start`` restarts it on the same port with the same persisted sessions."""
 
     binary: str
     workdir: Path
@@ -117,31 +88,27 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
     def config(self) -> Path:
+        shipped = self.pki.broker_config.read_text()
+        local, listeners = SHIPPED_LISTENER.subn(f"listener {self.port} 127.0.0.1", shipped)
+        assert listeners == 1, f"expected one 'listener 8883' line in {self.pki.broker_config}"
         user = pwd.getpwuid(os.geteuid()).pw_name  # run as root, mosquitto would switch to "mosquitto"
-        path = self.workdir / "mosquitto.conf"
-        path.write_text(
-            "\n".join(
-                (
-                    f"user {user}",
-                    "persistence true",
-                    f"persistence_location {self.workdir}/",
-                    "max_inflight_messages 1000",
-                    "max_queued_messages 100000",
-                    f"log_dest file {self.workdir}/mosquitto.log",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    f"listener {self.port} 127.0.0.1",
-                    f"cafile {self.pki.ca}",
-                    f"certfile {self.pki.server_cert}",
-                    f"keyfile {self.pki.server_key}",
-                    "require_certificate true",
-                    "use_identity_as_username true",
-                    "",
-                )
-            )
+        header = (
+            f"user {user}",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            f"log_dest file {self.log}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "",
         )
+        path = self.workdir / "mosquitto.conf"
+        path.write_text("\n".join(header) + local)
         return path
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -176,3 +143,49 @@ class Mosquitto:
         finally:
             if self.process.stderr:
                 self.process.stderr.close()
+
+
+def publish_each(
+    broker: Mosquitto,
+    cert: Path,
+    key: Path,
+    messages: list[tuple[str, bytes]],
+    *,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+    client_id: str = "",
+    timeout_s: float = 10.0,
+) -> list[str]:
+    """Connect with ``cert``, publish each (topic, payload) at QoS 1 and wait for its PUBACK before the
+    next one; return the PUBACK reason codes ("Success", "Not authorized", ...). MQTT 3.1.1 has no
+    refusal in PUBACK, so under it every code is "Success"."""
+    acked: dict[int, str] = {}
+    connected = threading.Event()
+    done = threading.Condition()
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        if not reason.is_failure:
+            connected.set()
+
+    def on_publish(_c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+        with done:
+            acked[mid] = str(reason)
+            done.notify_all()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    client.tls_set(ca_certs=str(broker.pki.ca), certfile=str(cert), keyfile=str(key))
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert connected.wait(timeout_s), f"no CONNACK within {timeout_s} s"
+        codes: list[str] = []
+        for topic, payload in messages:
+            mid = client.publish(topic, payload, qos=1).mid
+            with done:
+                assert done.wait_for(lambda: mid in acked, timeout_s), f"no PUBACK for {topic}"  # noqa: B023 - waited on at once
+                codes.append(acked[mid])
+        return codes
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,7 +1,9 @@
 """Simulator MQTT publisher → Mosquitto (mutual TLS) → ``vitalstream bridge`` → Kinesis (moto), end to end.
 
-Mosquitto is a real broker process on 127.0.0.1 started per test; the bridge runs in a thread of the
-test process. Every wait is bounded."""
+Mosquitto is a real broker process on 127.0.0.1 started per test from the shipped configuration
+(``infra/mosquitto``: certificate CN = user name, each device may publish only to its own topic), with
+certificates from the shipped ``make-certs``; the bridge runs in a thread of the test process. Every wait
+is bounded."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from service.adapters import SqsDeadLetterStore
 from service.bridge import Bridge, BrokerOptions
@@ -23,25 +26,23 @@ from service.publishing import Message, PublishReport
 from simulator.publishers.mqtt import MqttOptions, MqttPublisher
 from tests.integration.conftest import AwsStack
 from tests.integration.kinesis_helpers import read_stream, seqs_by_device
-from tests.integration.mqtt_broker import Mosquitto, Pki, make_pki, mosquitto_binary
+from tests.integration.mqtt_broker import BRIDGE_IDENTITY, Mosquitto, Pki, make_pki, publish_each
+from tests.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.kinesis]
 
-BRIDGE = "vitalstream-bridge"
-SIMULATOR = "vitalstream-sim"
-DEVICES = ["dev-A", "dev-B", "dev-C"]
+DEVICES = ["dev-A", "dev-B", "dev-C", "dev-D"]
+FLEET = [f"dev-{i:02d}" for i in range(20)]
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"), [BRIDGE, SIMULATOR, *DEVICES])
+    return make_pki(tmp_path_factory.mktemp("pki"), [*DEVICES, *FLEET])
 
 
 @pytest.fixture
 def broker(pki: Pki, tmp_path: Path) -> Iterator[Mosquitto]:
-    binary = mosquitto_binary()
-    if binary is None:
-        pytest.skip("mosquitto is not installed (Debian package 'mosquitto'; .ci/run installs it)")
+    binary = require_tool("mosquitto", "mosquitto", "/usr/sbin/mosquitto")
     mosquitto = Mosquitto(binary, tmp_path / "broker", pki)
     mosquitto.start()
     try:
@@ -63,9 +64,8 @@ def running_bridge(
     broker: Mosquitto, kinesis: tuple[Any, str], aws: AwsStack, client_id: str = "bridge-1"
 ) -> Iterator[Bridge]:
     client, stream = kinesis
-    options = BrokerOptions(
-        "127.0.0.1", broker.port, broker.pki.ca, broker.pki.cert(BRIDGE), broker.pki.key(BRIDGE), client_id
-    )
+    pki = broker.pki
+    options = BrokerOptions("127.0.0.1", broker.port, pki.ca, pki.bridge_cert, pki.bridge_key, client_id)
     dead_letters = SqsDeadLetterStore(aws.sqs, aws.settings.dead_letter_queue_url)
     bridge = Bridge(options, client, stream, dead_letters, batch_size=500, linger_ms=100)
     errors: list[BaseException] = []
@@ -89,13 +89,14 @@ def running_bridge(
 
 
 def publisher(pki: Pki, port: int, **overrides: Any) -> MqttPublisher:
+    """The simulator's publisher with one certificate per device (``--mqtt-cert-dir``): the only way
+    to publish for many devices through a broker that lets each device publish only as itself."""
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": port,
         "ca": pki.ca,
-        "cert": pki.cert(SIMULATOR),
-        "key": pki.key(SIMULATOR),
-        "connections": 2,
+        "cert_dir": pki.devices,
+        "connections": 4,
         "ack_timeout_s": 20.0,
     }
     settings.update(overrides)
@@ -114,8 +115,7 @@ def test_every_message_reaches_kinesis_exactly_once_keyed_by_device(
     broker: Mosquitto, kinesis_stream: tuple[Any, str], aws: AwsStack
 ) -> None:
     client, stream = kinesis_stream
-    devices = [f"dev-{i:02d}" for i in range(20)]
-    messages = telemetry(devices, range(25))
+    messages = telemetry(FLEET, range(25))
     with running_bridge(broker, kinesis_stream, aws) as bridge:
         sim = publisher(broker.pki, broker.port)
         report = sim.publish(messages)
@@ -135,13 +135,11 @@ def test_per_device_certificates_over_fewer_connections(
     client, stream = kinesis_stream
     messages = telemetry(DEVICES, range(10))
     with running_bridge(broker, kinesis_stream, aws):
-        sim = publisher(
-            broker.pki, broker.port, cert=None, key=None, cert_dir=broker.pki.directory, connections=2
-        )
+        sim = publisher(broker.pki, broker.port, connections=2)
         report = sim.publish([*messages, *telemetry(["dev-no-cert"], range(2))])
         sim.close()
         wait_until(lambda: len(read_stream(client, stream)) >= len(messages), 30, "every record in Kinesis")
-    assert (report.sent, report.failed) == (30, 2)
+    assert (report.sent, report.failed) == (len(messages), 2)
     assert Counter(read_stream(client, stream)) == Counter((m.device_id, m.payload) for m in messages)
 
 
@@ -150,7 +148,7 @@ def test_a_client_without_a_certificate_is_refused(
 ) -> None:
     client, stream = kinesis_stream
     with running_bridge(broker, kinesis_stream, aws) as bridge:
-        sim = publisher(broker.pki, broker.port, cert=None, key=None, ack_timeout_s=3.0)
+        sim = publisher(broker.pki, broker.port, cert_dir=None, ack_timeout_s=3.0)
         report = sim.publish(telemetry(["dev-A"], range(3)))
         sim.close()
         time.sleep(0.5)
@@ -167,7 +165,7 @@ def test_a_spoofed_device_id_is_dead_lettered_not_forwarded(
     honest = telemetry(["dev-A"], range(1))
     dlq = aws.settings.dead_letter_queue_url
     with running_bridge(broker, kinesis_stream, aws) as bridge:
-        sim = publisher(broker.pki, broker.port, cert=None, key=None, cert_dir=broker.pki.directory)
+        sim = publisher(broker.pki, broker.port)
         report = sim.publish([Message("dev-A", spoof, 0, 0), *honest])
         sim.close()
         wait_until(lambda: bridge.counts.acknowledged == 2, 15, "both messages handled")
@@ -179,11 +177,76 @@ def test_a_spoofed_device_id_is_dead_lettered_not_forwarded(
     assert read_stream(client, stream) == [("dev-A", honest[0].payload)]
 
 
+@pytest.mark.parametrize(
+    ("protocol", "refusal"),
+    [
+        (MQTTProtocolVersion.MQTTv5, "Not authorized"),
+        # MQTT 3.1.1 cannot refuse a PUBLISH: the broker acknowledges it and drops it.
+        (MQTTProtocolVersion.MQTTv311, "Success"),
+    ],
+    ids=["mqtt5", "mqtt3.1.1"],
+)
+def test_a_device_cannot_publish_as_another_device(
+    broker: Mosquitto,
+    kinesis_stream: tuple[Any, str],
+    aws: AwsStack,
+    protocol: MQTTProtocolVersion,
+    refusal: str,
+) -> None:
+    """dev-A's own, valid certificate on dev-B's topic, with a payload that agrees with the topic: the
+    bridge alone would forward it as dev-B's heart rate. The broker's ACL drops it."""
+    client, stream = kinesis_stream
+    as_b = b'{"deviceId":"dev-B","seq":1,"heartRate":190}'
+    own = b'{"deviceId":"dev-A","seq":1,"heartRate":70}'
+    pki = broker.pki
+    with running_bridge(broker, kinesis_stream, aws) as bridge:
+        codes = publish_each(
+            broker,
+            pki.cert("dev-A"),
+            pki.key("dev-A"),
+            [("wearables/dev-B/telemetry", as_b), ("wearables/dev-A/telemetry", own)],
+            protocol=protocol,
+        )
+        # The broker decided on the first message before it acknowledged it, so once the second is
+        # through the bridge, the first can no longer arrive.
+        wait_until(lambda: bridge.counts.acknowledged >= 1, 15, "dev-A's own message handled")
+    assert codes == [refusal, "Success"]
+    assert read_stream(client, stream) == [("dev-A", own)]
+    assert (bridge.counts.forwarded, bridge.counts.dead_lettered) == (1, 0)
+
+
+def test_the_bridge_certificate_cannot_publish(
+    broker: Mosquitto, kinesis_stream: tuple[Any, str], aws: AwsStack
+) -> None:
+    client, stream = kinesis_stream
+    own = b'{"deviceId":"dev-A","seq":1,"heartRate":70}'
+    pki = broker.pki
+    with running_bridge(broker, kinesis_stream, aws) as bridge:
+        bridge_codes = publish_each(
+            broker,
+            pki.bridge_cert,
+            pki.bridge_key,
+            [
+                ("wearables/dev-A/telemetry", own),
+                (f"wearables/{BRIDGE_IDENTITY}/telemetry", b'{"deviceId":"%s"}' % BRIDGE_IDENTITY.encode()),
+            ],
+            client_id="not-the-running-bridge",
+        )
+        device_codes = publish_each(
+            broker, pki.cert("dev-A"), pki.key("dev-A"), [("wearables/dev-A/telemetry", own)]
+        )
+        wait_until(lambda: bridge.counts.acknowledged >= 1, 15, "dev-A's message handled")
+    assert bridge_codes == ["Not authorized", "Not authorized"]
+    assert device_codes == ["Success"]
+    assert read_stream(client, stream) == [("dev-A", own)]
+    assert (bridge.counts.forwarded, bridge.counts.dead_lettered) == (1, 0)
+
+
 def test_nothing_is_lost_across_a_broker_restart_and_a_bridge_restart(
     broker: Mosquitto, kinesis_stream: tuple[Any, str], aws: AwsStack
 ) -> None:
     client, stream = kinesis_stream
-    devices = ["dev-A", "dev-B", "dev-C", "dev-D"]
+    devices = DEVICES
     before, offline, during = range(0, 50), range(50, 100), range(100, 150)
     sim = publisher(broker.pki, broker.port)
     reports: list[PublishReport] = []
