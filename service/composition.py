@@ -57,23 +57,26 @@ def build_dead_letter_store(
     return SqsDeadLetterStore(queue, settings.dead_letter_queue_url, overflow=overflow)
 
 
-def build_pipeline(
-    settings: Settings, session: boto3.Session | None = None, connections: int = 10
-) -> Pipeline:
-    """The core and every sink, with clients from ``session`` (a new default session when None).
+def sink_config(connections: int) -> Config:
+    """The sinks' client settings; ``connections`` sizes each client's HTTP pool."""
+    from botocore.config import Config  # noqa: PLC0415 - deferred: the handler's cold import
 
-    ``connections`` sizes each client's HTTP pool: the consumer runs batches of several shards at once.
-    """
-    import boto3  # noqa: PLC0415 - deferred: the handler's cold import must not pay for boto3
-    from botocore.config import Config  # noqa: PLC0415 - as above
-
-    session = session or boto3.Session()
-    config = Config(
+    return Config(
         retries={"mode": "standard", "max_attempts": 4},
         connect_timeout=5,
         read_timeout=20,
         max_pool_connections=connections,
     )
+
+
+def build_pipeline(
+    settings: Settings, session: boto3.Session | None = None, connections: int = 10
+) -> Pipeline:
+    """The core and every sink, with clients from ``session`` (a new default session when None)."""
+    import boto3  # noqa: PLC0415 - deferred: the handler's cold import must not pay for boto3
+
+    session = session or boto3.Session()
+    config = sink_config(connections)
     dynamodb = client(session, "dynamodb", settings, config)
     return Pipeline(
         detector=Detector(settings.detection),

@@ -55,7 +55,21 @@ class ConsumerSettings(Settings):
     shard_sync_ms: int = Field(default=60_000, ge=100, description="ListShards re-sync period")
     max_records: int = Field(default=10_000, ge=1, le=10_000, description="GetRecords Limit")
     idle_read_ms: int = Field(default=200, ge=200, description="wait between reads at the shard's tip")
-    checkpoint_interval_ms: int = Field(default=1_000, ge=0, description="0 checkpoints every batch")
+    archive_file_max_records: int = Field(
+        default=100_000, ge=1, description="an archive file is cut at this many Kinesis records"
+    )
+    archive_file_max_bytes: int = Field(
+        default=5_000_000, ge=1_000, description="... or at this many bytes of Kinesis payload"
+    )
+    archive_file_max_age_ms: int = Field(
+        default=60_000, ge=1_000, description="... or this long after its first record arrived"
+    )
+    latest_state_interval_ms: int = Field(
+        default=60_000, ge=0, description="a device's item at most this often (at once on a change)"
+    )
+    snapshot_prefix: str = Field(
+        default="snapshots/", description="archive-bucket prefix of the shard snapshots"
+    )
     max_leases_per_worker: int = Field(default=256, ge=1)
     enhanced_fan_out: bool = Field(default=False, description="SubscribeToShard instead of GetRecords")
     consumer_name: str = Field(default="vitalstream", description="stream consumer for enhanced fan-out")

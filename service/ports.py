@@ -19,6 +19,10 @@ class SinkError(Exception):
     """A sink could not take the batch at all (after the client's own retries)."""
 
 
+class SnapshotMissingError(SinkError):
+    """The snapshot a checkpoint names does not exist (deleted by hand or by a lifecycle rule)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedStates:
     states: dict[str, DeviceState] = field(default_factory=dict)
@@ -43,6 +47,27 @@ class Archive(Protocol):
         empty). A retry over the same span may carry a different set of records (a device that
         failed the first time now succeeds), so a taken key must neither be overwritten nor make
         those records count as archived."""
+        ...
+
+
+class ArchiveFiles(Protocol):
+    def write_file(
+        self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
+    ) -> str | None:
+        """Store one archive file (``core.archive_file``) as one object whose key is fixed by the shard
+        and the file's first sequence number; return the key (None when ``records`` is empty). A key
+        already taken is neither overwritten nor allowed to hide records it does not hold."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    def put(self, shard_id: str, sequence: str, blob: bytes) -> str:
+        """Store a shard snapshot (``core.snapshot``) at a key fixed by shard and sequence, once;
+        return the key."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The snapshot at ``key``; ``SnapshotMissingError`` when there is none."""
         ...
 
 

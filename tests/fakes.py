@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
-from service.ports import BatchSpan, LoadedStates, SinkError
+from service.ports import BatchSpan, LoadedStates, SinkError, SnapshotMissingError
 
 
 @dataclass
@@ -24,7 +24,19 @@ class FakeArchive:
             return None
         if span is None:
             span = BatchSpan(records[0].sequence_number, records[-1].sequence_number, 0)
-        key = f"{shard_id}/{span.first}-{span.last}"
+        return self._write_at(f"{shard_id}/{span.first}-{span.last}", records)
+
+    def write_file(
+        self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
+    ) -> str | None:
+        """As ``S3Archive.write_file``: put-if-absent by shard and first sequence number."""
+        if self.down:
+            raise SinkError("archive down")
+        if not records:
+            return None
+        return self._write_at(f"{shard_id}/{first_sequence}", records)
+
+    def _write_at(self, key: str, records: Sequence[ProcessedRecord]) -> str:
         held = {
             (r.sequence_number, r.sub_sequence_number) for r in self.objects.setdefault(key, list(records))
         }
@@ -37,6 +49,26 @@ class FakeArchive:
     @property
     def records(self) -> list[ProcessedRecord]:
         return [r for records in self.objects.values() for r in records]
+
+
+@dataclass
+class FakeSnapshots:
+    objects: dict[str, bytes] = field(default_factory=dict)
+    down: bool = False
+
+    def put(self, shard_id: str, sequence: str, blob: bytes) -> str:
+        if self.down:
+            raise SinkError("snapshot store down")
+        key = f"{shard_id}/{sequence}"
+        self.objects.setdefault(key, blob)
+        return key
+
+    def get(self, key: str) -> bytes:
+        if self.down:
+            raise SinkError("snapshot store down")
+        if key not in self.objects:
+            raise SnapshotMissingError(key)
+        return self.objects[key]
 
 
 @dataclass

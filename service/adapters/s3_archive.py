@@ -1,4 +1,9 @@
-"""The S3 archive: one gzip JSON Lines object per batch, written once and never overwritten.
+"""The S3 archive: gzip JSON Lines objects, written once and never overwritten.
+
+The consumer writes archive *files* (``write_file``; see ``core.archive_file``), keyed
+``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}.jsonl.gz`` by the first record's arrival date and its
+sequence number zero-padded to 40 digits; a replay from the same checkpoint writes the same key. The
+Lambda shim writes one object per batch (``write``), keyed as below.
 
 Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``. With a ``BatchSpan`` (the
 pipeline always gives one) the date is the batch's first Kinesis record's arrival date (UTC) and
@@ -26,7 +31,9 @@ import msgspec
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
+from service.adapters._s3 import put_if_absent
 from service.core import ProcessedRecord
+from service.core.records import padded_sequence
 from service.ports import BatchSpan, SinkError
 
 if TYPE_CHECKING:
@@ -34,9 +41,6 @@ if TYPE_CHECKING:
 
 SUFFIX = ".jsonl.gz"
 CONTENT_TYPE = "application/gzip"
-_TAKEN = frozenset({"PreconditionFailed", "412"})
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-_UNSUPPORTED = frozenset({"NotImplemented", "501"})
 
 Position = tuple[str, int | None]
 
@@ -71,6 +75,13 @@ def archive_stem(
     return f"{prefix}dt={day}/shard={shard_id}/{label}"
 
 
+def archive_file_stem(prefix: str, shard_id: str, first_sequence: str, arrival_ms: int) -> str:
+    """An archive file's key without its suffix: its first record's arrival date, shard and sequence
+    number (zero-padded, so a shard's files list in stream order)."""
+    day = datetime.fromtimestamp(arrival_ms / 1000, UTC).strftime("%Y-%m-%d")
+    return f"{prefix}dt={day}/shard={shard_id}/{padded_sequence(first_sequence)}"
+
+
 def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
     """Gzip JSON Lines, byte-identical for identical records."""
     return gzip.compress(b"".join(r.to_json() + b"\n" for r in records), mtime=0)
@@ -89,7 +100,16 @@ class S3Archive:
     ) -> str | None:
         if not records:
             return None
-        stem = archive_stem(self._prefix, shard_id, records, span)
+        return self._write_at(archive_stem(self._prefix, shard_id, records, span), records)
+
+    def write_file(
+        self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
+    ) -> str | None:
+        if not records:
+            return None
+        return self._write_at(archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms), records)
+
+    def _write_at(self, stem: str, records: Sequence[ProcessedRecord]) -> str:
         key = stem + SUFFIX
         try:
             if self._put_if_absent(key, encode_lines(records)):
@@ -106,35 +126,7 @@ class S3Archive:
         return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:
-        """True when this call created the object; False when the key already existed."""
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                IfNoneMatch="*",
-                ContentType=CONTENT_TYPE,
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in _TAKEN:
-                return False
-            if code not in _UNSUPPORTED:
-                raise
-            return self._head_then_put(key, body)
-        return True
-
-    def _head_then_put(self, key: str, body: bytes) -> bool:
-        """For endpoints without conditional writes: not atomic, but a batch's shard has one writer."""
-        try:
-            self._client.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) not in _NOT_FOUND:
-                raise
-        else:
-            return False
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
-        return True
+        return put_if_absent(self._client, self._bucket, key, body, CONTENT_TYPE)
 
     def _positions(self, key: str) -> set[Position]:
         body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()

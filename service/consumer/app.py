@@ -1,8 +1,9 @@
 """The composition root of Kubernetes mode: settings → aioboto3 clients, sinks, lease table → scheduler.
 
 Kinesis and the lease table are used from the event loop through aioboto3; the sinks are the very
-boto3 adapters of the Lambda shim (``composition.build_pipeline``), run in worker threads, one batch
-per shard at a time. SIGTERM and SIGINT start a graceful shutdown; the process exits 0 when every
+boto3 adapters of the Lambda shim plus the shard snapshots (``composition.build_resident_sinks``), run
+in worker threads, one batch per shard at a time, against each shard's resident state. SIGTERM and
+SIGINT start a graceful shutdown; the process exits 0 when every
 lease is checkpointed and released.
 """
 
@@ -14,7 +15,7 @@ import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import disable_created_metrics
 
@@ -26,8 +27,13 @@ from service.consumer.lease_table import LeaseTable
 from service.consumer.leases import Lease
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.reader import PollingReader, ShardReader
+from service.consumer.resident import ResidentSinks
 from service.consumer.scheduler import ReaderFactory, Scheduler, SchedulerConfig
 from service.consumer.worker import Pacing
+from service.core.archive_file import FilePolicy
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 SINK_THREADS = 16  # batches in the sinks at once (one per shard at a time)
@@ -43,8 +49,6 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     import aioboto3  # noqa: PLC0415 - heavy: only when consuming
     from botocore.config import Config  # noqa: PLC0415
 
-    from service.composition import build_pipeline  # noqa: PLC0415
-
     me = worker_id(settings)
     logs.configure(settings.log_level, me)
     loop = asyncio.get_running_loop()
@@ -57,7 +61,7 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     metrics = ConsumerMetrics()
-    pipeline = build_pipeline(settings, connections=SINK_CONNECTIONS)
+    sinks = build_resident_sinks(settings, connections=SINK_CONNECTIONS)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
     if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
         config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
@@ -74,14 +78,12 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
                 failover_ms=settings.failover_ms,
                 shard_sync_ms=settings.shard_sync_ms,
                 max_leases_per_worker=settings.max_leases_per_worker,
-                pacing=Pacing(
-                    idle_s=settings.idle_read_ms / 1000, checkpoint_s=settings.checkpoint_interval_ms / 1000
-                ),
+                pacing=Pacing(idle_s=settings.idle_read_ms / 1000),
             ),
             table,
             kinesis,
             readers,
-            pipeline,
+            sinks,
             metrics,
         )
         server = HealthServer(metrics.registry, scheduler.live, scheduler.ready)
@@ -96,6 +98,40 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
             await server.stop()
     log.info("exit")
     return 0
+
+
+def build_resident_sinks(
+    settings: ConsumerSettings, session: boto3.Session | None = None, connections: int = 10
+) -> ResidentSinks:
+    """Kubernetes mode's sinks: the pipeline's, plus shard snapshots in the archive bucket, and the
+    archive-file and latest-state cadences of the settings."""
+    import boto3  # noqa: PLC0415 - heavy: only when consuming
+
+    from service.adapters import S3Archive  # noqa: PLC0415
+    from service.adapters.s3_snapshots import S3SnapshotStore  # noqa: PLC0415
+    from service.composition import build_pipeline, client, sink_config  # noqa: PLC0415
+
+    session = session or boto3.Session()
+    pipeline = build_pipeline(settings, session, connections)
+    assert isinstance(pipeline.archive, S3Archive)
+    snapshots = S3SnapshotStore(
+        client(session, "s3", settings, sink_config(connections)),
+        settings.archive_bucket,
+        settings.snapshot_prefix,
+    )
+    policy = FilePolicy(
+        settings.archive_file_max_records, settings.archive_file_max_bytes, settings.archive_file_max_age_ms
+    )
+    return ResidentSinks(
+        detector=pipeline.detector,
+        states=pipeline.states,
+        alerts=pipeline.alerts,
+        dead_letters=pipeline.dead_letters,
+        archive=pipeline.archive,
+        snapshots=snapshots,
+        policy=policy,
+        latest_interval_ms=settings.latest_state_interval_ms,
+    )
 
 
 async def _readers(kinesis: Any, settings: ConsumerSettings) -> ReaderFactory:

@@ -29,6 +29,7 @@ CHECKPOINT = "checkpoint"
 PARENTS = "parentShardIds"
 PENDING = "pendingOwner"
 BATCH = "batchSpan"
+SNAPSHOT = "stateSnapshot"
 
 _NAMES = {
     "#owner": OWNER,
@@ -36,6 +37,7 @@ _NAMES = {
     "#checkpoint": CHECKPOINT,
     "#pending": PENDING,
     "#batch": BATCH,
+    "#snapshot": SNAPSHOT,
 }
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _NOT_FOUND = "ResourceNotFoundException"
@@ -78,6 +80,8 @@ def lease_to_item(lease: Lease) -> dict[str, dict[str, Any]]:
         item[PENDING] = {"S": lease.pending_owner}
     if lease.batch is not None:
         item[BATCH] = {"S": lease.batch}
+    if lease.snapshot is not None:
+        item[SNAPSHOT] = {"S": lease.snapshot}
     return item
 
 
@@ -88,6 +92,7 @@ def item_to_lease(item: Item) -> Lease:
     checkpoint = item.get(CHECKPOINT)
     pending = item.get(PENDING)
     batch = item.get(BATCH)
+    snapshot = item.get(SNAPSHOT)
     return Lease(
         shard_id=item[KEY]["S"],
         owner=None if owner is None else owner["S"],
@@ -96,6 +101,7 @@ def item_to_lease(item: Item) -> Lease:
         parents=() if parents is None else tuple(sorted(parents["SS"])),
         pending_owner=None if pending is None else pending["S"],
         batch=None if batch is None else batch["S"],
+        snapshot=None if snapshot is None else snapshot["S"],
     )
 
 
@@ -250,19 +256,24 @@ class LeaseTable:
             values={":me": {"S": me}, ":next": {"S": lease.pending_owner}},
         )
 
-    async def checkpoint(self, lease: Lease, me: str, sequence: str) -> Lease | None:
-        """Record how far ``me`` has processed the shard: a sequence number (decimal string) or SHARD_END.
+    async def checkpoint(
+        self, lease: Lease, me: str, sequence: str, snapshot: str | None = None
+    ) -> Lease | None:
+        """Record how far ``me`` has processed the shard: a sequence number (decimal string) or SHARD_END,
+        and the snapshot of the shard's device states as of it (``snapshot``, when given).
 
         Only the owner holding the current counter may checkpoint; None means the lease was lost and the
         checkpoint was not written (the new owner reads again from the last checkpoint that was).
         """
         if sequence != Sentinel.SHARD_END and not _is_sequence_number(sequence):
             raise ValueError(f"checkpoint must be a decimal sequence number or SHARD_END, not {sequence!r}")
+        values = {":me": {"S": me}, ":checkpoint": {"S": str(sequence)}}
+        update = "SET #checkpoint = :checkpoint, #counter = #counter + :one"
+        if snapshot is not None:
+            update += ", #snapshot = :snapshot"
+            values[":snapshot"] = {"S": snapshot}
         return await self._update(
-            lease,
-            update="SET #checkpoint = :checkpoint, #counter = #counter + :one",
-            condition="#owner = :me AND #counter = :counter",
-            values={":me": {"S": me}, ":checkpoint": {"S": str(sequence)}},
+            lease, update=update, condition="#owner = :me AND #counter = :counter", values=values
         )
 
     async def prepare(self, lease: Lease, me: str, first: str, last: str) -> Lease | None:

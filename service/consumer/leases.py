@@ -42,8 +42,9 @@ class Lease:
     write. ``checkpoint`` is a Kinesis sequence number as a decimal string, or a ``Sentinel``. A lease
     whose checkpoint is ``SHARD_END`` is finished: its shard was read to the end and it is never taken
     again. ``pending_owner`` is a worker that asked for the lease (a steal); the owner hands it over.
-    ``batch`` is the span (``first-last`` sequence numbers) of the batch the owner prepared last: a new
-    owner reads that span again as one batch, so its sink writes land on the very same keys.
+    ``batch`` is the span (``first-last`` sequence numbers) of the archive file the owner prepared
+    last: a new owner cuts that file again at the same end, so its upload lands on the very same key.
+    ``snapshot`` names the shard snapshot written with the checkpoint (the device states as of it).
     """
 
     shard_id: str
@@ -53,6 +54,7 @@ class Lease:
     parents: tuple[str, ...] = ()
     pending_owner: str | None = None
     batch: str | None = None
+    snapshot: str | None = None
 
     @property
     def batch_span(self) -> tuple[str, str] | None:
@@ -64,6 +66,18 @@ class Lease:
     @property
     def finished(self) -> bool:
         return self.checkpoint == Sentinel.SHARD_END
+
+    @property
+    def prepared_end(self) -> int | None:
+        """The end of a prepared archive file the checkpoint has not passed: the file a new owner must
+        cut again at exactly that sequence number (None when there is none)."""
+        span = self.batch_span
+        if span is None or self.finished:
+            return None
+        last = int(span[1])
+        if self.checkpoint == Sentinel.TRIM_HORIZON or last > int(self.checkpoint):
+            return last
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,9 @@ LATENCY_BUCKETS = (
     60.0,
 )
 
+# An archive file is cut by age (60 s by default): its records wait from 0 s up to that age and more.
+ARCHIVE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+
 
 class ConsumerMetrics:
     """Every metric the consumer exports. ``outcome`` of a record is one of ``OUTCOMES``."""
@@ -82,6 +85,43 @@ class ConsumerMetrics:
             registry=r,
         )
         self.ready = Gauge("vitalstream_ready", "1 once the replica is initialised and consuming", registry=r)
+        self.detection_latency = Histogram(
+            "vitalstream_detection_latency_seconds",
+            "Device timestamp (since=device) or Kinesis arrival (since=arrival) to the alert published",
+            ["since"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.archive_latency = Histogram(
+            "vitalstream_archive_latency_seconds",
+            "Device timestamp (since=device) or Kinesis arrival (since=arrival) to the record's archive "
+            "file uploaded and checkpointed",
+            ["since"],
+            buckets=ARCHIVE_BUCKETS,
+            registry=r,
+        )
+        self.upload_seconds = Histogram(
+            "vitalstream_archive_upload_seconds",
+            "Time to upload one archive file and its shard snapshot",
+            registry=r,
+        )
+        self.archive_files = Counter(
+            "vitalstream_archive_files", "Archive files uploaded and checkpointed", registry=r
+        )
+        self.latest_state_writes = Counter(
+            "vitalstream_latest_state_writes",
+            "Device-table items written by the latest-state coalescer",
+            registry=r,
+        )
+        self.resident_devices = Gauge(
+            "vitalstream_resident_devices",
+            "Device states held in memory, per shard this replica holds",
+            ["shard_id"],
+            registry=r,
+        )
+        for since in ("device", "arrival"):
+            self.detection_latency.labels(since)
+            self.archive_latency.labels(since)
         for outcome in self.OUTCOMES:
             self.records.labels(outcome)
         for event in ("taken", "stolen", "lost", "released", "handed_over", "ended"):

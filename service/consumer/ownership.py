@@ -64,13 +64,14 @@ class HeldLease:
             written = await self._table.prepare(self.lease, self._me, first, last)
             return self._update(written, started)
 
-    async def checkpoint(self, sequence: str) -> bool:
-        """Record ``sequence`` (or SHARD_END). False (and ``lost`` set) when the lease is no longer ours."""
+    async def checkpoint(self, sequence: str, snapshot: str | None = None) -> bool:
+        """Record ``sequence`` (or SHARD_END) and the snapshot written for it. False (and ``lost`` set)
+        when the lease is no longer ours."""
         async with self._lock:
             if self.lost.is_set():
                 return False
             started = self._clock()
-            written = await self._table.checkpoint(self.lease, self._me, sequence)
+            written = await self._table.checkpoint(self.lease, self._me, sequence, snapshot)
             return self._update(written, started)
 
     @property

@@ -6,8 +6,8 @@ most one to balance, release finished ones. A steal is a request (``request_hand
 finishes its batch, checkpoints and hands the lease over at its next renewal; this replica starts the
 shard in the round after, when the table shows it as the owner. A lease taken after its owner
 expired starts at once: the owner fenced itself a third of the failover time before (``ownership``),
-and every batch is prepared with a write conditional on the lease. So a shard is never processed by
-two replicas at once.
+and every archive file is prepared, and every checkpoint written, conditional on the lease. So a
+shard's files and checkpoints are never written by two replicas at once.
 
 Every ``shard_sync_ms``, and at once when a shard ends, ``ListShards`` (all pages) creates a lease for
 each new shard with its parents, so children wait for their parents' SHARD_END.
@@ -31,8 +31,8 @@ from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, plan
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import KinesisClient, ShardReader
+from service.consumer.resident import ResidentShard, ResidentSinks
 from service.consumer.worker import Pacing, ShardConsumer
-from service.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 ReaderFactory = Callable[[Lease], ShardReader]
@@ -61,11 +61,11 @@ class Scheduler:
         table: LeaseTable,
         kinesis: KinesisClient,
         readers: ReaderFactory,
-        pipeline: Pipeline,
+        sinks: ResidentSinks,
         metrics: ConsumerMetrics,
     ) -> None:
         self._config, self._table, self._kinesis = config, table, kinesis
-        self._readers, self._pipeline, self._metrics = readers, pipeline, metrics
+        self._readers, self._sinks, self._metrics = readers, sinks, metrics
         self._lease_config = LeaseConfig(
             failover_ms=config.failover_ms, max_leases_per_worker=config.max_leases_per_worker
         )
@@ -193,7 +193,7 @@ class Scheduler:
         consumer = ShardConsumer(
             held,
             reader,
-            self._pipeline,
+            ResidentShard(lease.shard_id, self._sinks, lease.prepared_end),
             self._metrics,
             self._config.pacing,
             on_children=lambda children: self._sync_now.set(),

@@ -1,21 +1,28 @@
-"""One shard, one task: read, run the batch through the core and every sink, checkpoint; KCL's lifecycle.
+"""One shard, one task: read, run each batch against the shard's resident state, cut and commit archive
+files; KCL's lifecycle.
 
-``initialize`` (start from the lease's checkpoint) → ``process_records`` (per batch) → one ending:
+``initialize`` (restore the snapshot the lease's checkpoint names; read from that checkpoint) →
+``process_records`` (per batch) → one ending:
 
-- ``shard_ended``: the reader reached the shard's end and every record is done: checkpoint SHARD_END,
-  release the lease (children may start now) and report the child shards.
+- ``shard_ended``: the reader reached the shard's end and every record is done: flush the open file,
+  write every pending device item (the children's owners read their devices from the table), then
+  checkpoint SHARD_END, release the lease and report the child shards.
 - ``lease_lost``: a renewal or checkpoint found the lease taken: stop at once, write nothing more.
 - ``shutdown_requested`` (SIGTERM, or another replica asked for the lease): stop reading, finish the
-  batch in hand, checkpoint what is done, then release the lease or hand it to the replica that asked.
+  batch in hand, flush the open file, checkpoint it, write the pending device items, then release the
+  lease or hand it to the replica that asked.
 
-Every batch is *prepared* before its sink writes: its span goes into the lease, conditional on owning
-it (a replica that lost the lease starts no batch), and a replica that takes the lease over cuts that
-span again as one batch (``batching``), so an interrupted batch's sink writes land on the same keys.
+Checkpoints follow archive files (``resident``): when a file is cut, its span goes into the lease
+(*prepared*, conditional on owning it), then the file and the snapshot of the states as of its last
+record are uploaded, and only then is the checkpoint written, naming that snapshot. A replica that takes
+the lease over restores the snapshot, reads from the checkpoint and cuts a prepared file again at the
+same end, so its upload lands on the same key: nothing is archived twice after a crash, a steal or a
+retry. An idle shard's file is cut when it reaches its age, so the checkpoint is never further behind
+than one file.
 
 Per-device order and the failure rule: when a batch comes back with failures (a sink refused some
-devices' records), the whole batch is run again after a jittered back-off, before anything new is
-read, and the checkpoint stays before it. Records already applied are skipped by the core and the
-archive finds its own object by the span, so retries have no duplicate effects.
+devices' records), the same records are run again after a jittered back-off, before anything new is
+read, and no file is cut before them. Records already applied are skipped by the core.
 """
 
 from __future__ import annotations
@@ -31,14 +38,16 @@ from typing import Any
 
 from service.adapters._errors import CALL_ERRORS, describe
 from service.consumer.backoff import Backoff
-from service.consumer.batching import BatchCutter
 from service.consumer.leases import Sentinel
 from service.consumer.logs import bind
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult, ShardReader
-from service.core import KinesisRecord
-from service.pipeline import BatchOutcome, Pipeline
+from service.consumer.resident import ResidentShard, StepOutcome
+from service.core import KinesisRecord, StateFormatError
+from service.core.archive_file import ClosedFile
+from service.core.telemetry import parse_rfc3339_ms
+from service.ports import SinkError, SnapshotMissingError
 
 log = logging.getLogger(__name__)
 FENCE_POLL_S = 0.1
@@ -53,12 +62,11 @@ class Ending(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Pacing:
     """``idle_s`` between reads at the tip; ``min_interval_s`` between any two reads of one shard
-    (0.2 s keeps a shard within its 5 GetRecords/s); ``checkpoint_s`` between checkpoints. Neither
-    wait applies to a push reader (enhanced fan-out): its ``read`` waits for the next event itself."""
+    (0.2 s keeps a shard within its 5 GetRecords/s). Neither wait applies to a push reader (enhanced
+    fan-out): its ``read`` waits for the next event itself."""
 
     idle_s: float = 0.2
     min_interval_s: float = 0.2
-    checkpoint_s: float = 1.0
     backoff_cap_s: float = 5.0
 
 
@@ -67,21 +75,21 @@ class ShardConsumer:
         self,
         held: HeldLease,
         reader: ShardReader,
-        pipeline: Pipeline,
+        shard: ResidentShard,
         metrics: ConsumerMetrics,
         pacing: Pacing,
         on_children: Callable[[tuple[dict[str, Any], ...]], None] = lambda children: None,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self.held, self._reader, self._pipeline = held, reader, pipeline
+        self.held, self._reader, self._shard = held, reader, shard
+        self._now_ms = wall_ms
         self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
         self._shutdown = asyncio.Event()
         self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
-        self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending batch's stored rejects
-        self._cutter = BatchCutter(str(held.lease.checkpoint), held.lease.batch_span)
-        self._acked: str | None = None
+        self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
+        self._closed: ClosedFile | None = None  # cut, not uploaded and checkpointed yet
         self._checkpointed = str(held.lease.checkpoint)
-        self._checkpointed_at = time.monotonic()
         self._ended = False
 
     @property
@@ -97,13 +105,37 @@ class ShardConsumer:
 
     async def run(self) -> Ending:
         bind(shard_id=self.shard_id)
-        log.info("initialize", extra={"checkpoint": self._checkpointed})
+        log.info("initialize", extra={"checkpoint": self._checkpointed, "snapshot": self.held.lease.snapshot})
         try:
+            if not await self._restore():
+                return await self._finish(self._stopped())
             return await self._finish(await self._loop())
         finally:
             await self._reader.close()
             with contextlib.suppress(KeyError):
                 self._metrics.millis_behind.remove(self.shard_id)
+            with contextlib.suppress(KeyError):
+                self._metrics.resident_devices.remove(self.shard_id)
+
+    async def _restore(self) -> bool:
+        """Load the checkpoint's snapshot; False when the lease was lost or shutdown came first."""
+        key = self.held.lease.snapshot
+        while True:
+            try:
+                devices = await asyncio.to_thread(self._shard.restore, key)
+            except (SnapshotMissingError, StateFormatError) as exc:  # retrying cannot bring it back
+                log.error("snapshot unusable (%s); devices are read from the device table", exc)
+                return True
+            except SinkError as exc:
+                delay = self._backoff.next()
+                log.warning("reading the snapshot failed (%s); again in %.2f s", exc, delay)
+                if await self._pause(delay):
+                    return False
+                continue
+            self._backoff.reset()
+            self._metrics.resident_devices.labels(self.shard_id).set(devices)
+            log.info("restored", extra={"devices": devices, "snapshot": key})
+            return True
 
     async def _loop(self) -> Ending:
         read_now = True
@@ -111,11 +143,17 @@ class ShardConsumer:
         while True:
             if self.held.lost.is_set() or self._shutdown.is_set() or self.held.handoff_requested:
                 return self._stopped()
-            if not self._pending:
-                self._pending = self._cutter.next_batch(ended=self._ended)
+            if self._closed is not None:
+                if not await self._wait_unfenced():
+                    return self._stopped()
+                await self._commit()
+                continue
             if not self._pending:
                 if self._ended:
                     return Ending.SHARD_ENDED
+                self._closed = self._shard.close_if_idle(self._now_ms())
+                if self._closed is not None:
+                    continue
                 wait = (self._pacing.min_interval_s if read_now else self._pacing.idle_s) - (
                     time.monotonic() - last_read
                 )
@@ -124,16 +162,12 @@ class ShardConsumer:
                 last_read = time.monotonic()
                 result = await self._read()
                 if result is not None:
-                    read_now = self._cutter.replaying or (
-                        bool(result.records) and (result.millis_behind or 0) > 0
-                    )
-                    self._cutter.add(result.records)
+                    read_now = bool(result.records) and (result.millis_behind or 0) > 0
+                    self._pending = list(result.records)
                 continue
             if not await self._wait_unfenced():
                 return self._stopped()
-            if await self._prepare():
-                await self._process_records()
-                await self._maybe_checkpoint()
+            await self._process_records()
 
     async def _wait_unfenced(self) -> bool:
         """Wait while renewals are failing (fenced); False when the lease was lost or shutdown was
@@ -164,8 +198,72 @@ class ShardConsumer:
         self._ended = result.ended
         return result
 
-    async def _prepare(self) -> bool:
-        first, last = self._pending[0].sequence_number, self._pending[-1].sequence_number
+    async def _process_records(self) -> None:
+        records = self._pending
+        bind(first_sequence=records[0].sequence_number, last_sequence=records[-1].sequence_number)
+        started = time.monotonic()
+        try:
+            step = await asyncio.to_thread(
+                self._shard.process, records, self._now_ms(), frozenset(self._dead_lettered)
+            )
+        except Exception:  # a bug or an unexpected SDK error: the batch is retried, the shard lives on
+            log.exception("process_records failed; retrying the batch")
+            self._metrics.records.labels("retried").inc(len(records))
+            await self._pause(self._backoff.next())
+            return
+        self._metrics.batch_seconds.observe(time.monotonic() - started)
+        self._account(step, records)
+        if "dead_letter" not in step.failed_sinks:
+            self._dead_lettered.update(
+                (r.sequence_number, r.sub_sequence_number) for r in step.result.rejects
+            )
+        if step.failures:
+            delay = self._backoff.next()
+            log.warning(
+                "sinks failed for %d devices; the batch runs again in %.2f s",
+                len(step.failed_devices),
+                delay,
+                extra={"sinks": sorted(step.failed_sinks)},
+            )
+            await self._pause(delay)
+            return
+        self._pending = records[step.consumed :]
+        self._dead_lettered.clear()
+        self._backoff.reset()
+        self._closed = step.closed
+
+    async def _commit(self) -> bool:
+        """Prepare, upload and checkpoint the cut file; False (to be called again) when a write failed
+        or the lease was lost."""
+        closed = self._closed
+        assert closed is not None
+        if not await self._prepare(closed.first, closed.last):
+            return False
+        started = time.monotonic()
+        try:
+            snapshot = await asyncio.to_thread(self._shard.upload, closed)
+        except SinkError as exc:
+            self._metrics.sink_errors.labels("archive").inc()
+            delay = self._backoff.next()
+            log.warning("uploading the archive file failed (%s); again in %.2f s", exc, delay)
+            await self._pause(delay)
+            return False
+        self._metrics.upload_seconds.observe(time.monotonic() - started)
+        if not await self._checkpoint(closed.last, snapshot):
+            return False
+        self._shard.committed(closed)
+        self._closed = None
+        self._backoff.reset()
+        now_ms = self._now_ms()
+        m = self._metrics
+        m.archive_files.inc()
+        m.resident_devices.labels(self.shard_id).set(self._shard.devices)
+        for record in closed.records:
+            m.archive_latency.labels("device").observe(max(now_ms - record.event_ms, 0) / 1000)
+            m.archive_latency.labels("arrival").observe(max(now_ms - record.arrival_ms, 0) / 1000)
+        return True
+
+    async def _prepare(self, first: str, last: str) -> bool:
         try:
             if await self.held.prepare(first, last):
                 return True
@@ -174,95 +272,86 @@ class ShardConsumer:
             code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
             delay = self._backoff.next()
-            log.warning("preparing the batch failed (%s); backing off %.2f s", code, delay)
+            log.warning("preparing the archive file failed (%s); backing off %.2f s", code, delay)
             await self._pause(delay)
         return False
 
-    async def _process_records(self) -> None:
-        records = self._pending
-        bind(first_sequence=records[0].sequence_number, last_sequence=records[-1].sequence_number)
-        started = time.monotonic()
-        try:
-            outcome = await asyncio.to_thread(
-                self._pipeline.run, self.shard_id, records, _now_ms(), (), frozenset(self._dead_lettered)
-            )
-        except Exception:  # a bug or an unexpected SDK error: the batch is retried, the shard lives on
-            log.exception("process_records failed; retrying the batch")
-            self._metrics.records.labels("retried").inc(len(records))
-            await self._pause(self._backoff.next())
-            return
-        self._metrics.batch_seconds.observe(time.monotonic() - started)
-        self._account(outcome, records)
-        if "dead_letter" not in outcome.failed_sinks:
-            self._dead_lettered.update(
-                (r.sequence_number, r.sub_sequence_number) for r in outcome.result.rejects
-            )
-        if outcome.failures:
-            delay = self._backoff.next()
-            log.warning(
-                "sinks failed for %d devices; the batch runs again in %.2f s",
-                len(outcome.failed_devices),
-                delay,
-                extra={"sinks": sorted(outcome.failed_sinks)},
-            )
-            await self._pause(delay)
-        else:
-            self._pending = []
-            self._dead_lettered.clear()
-            self._backoff.reset()
-            self._acked = records[-1].sequence_number
-
-    def _account(self, outcome: BatchOutcome, records: list[KinesisRecord]) -> None:
-        m, result, failed = self._metrics, outcome.result, outcome.failed_devices
-        lowest = min((int(s) for s in outcome.failures), default=None)
+    def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
+        m, result, failed = self._metrics, step.result, step.failed_devices
+        lowest = min((int(s) for s in step.failures), default=None)
         retried = 0 if lowest is None else sum(1 for r in records if r.seq_int >= lowest)
-        now_ms = _now_ms()
+        now_ms = self._now_ms()
         processed = 0
+        arrivals: dict[tuple[str, int], int] = {}
         for record in result.processed:
             if record.device_id not in failed:
                 processed += 1
                 m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
+                arrivals[(record.device_id, record.event_ms)] = record.arrival_ms
         m.records.labels("processed").inc(processed)
         m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
         m.records.labels("retried").inc(retried)
-        if "dead_letter" not in outcome.failed_sinks:
+        m.latest_state_writes.inc(step.latest_written)
+        if "dead_letter" not in step.failed_sinks:
             m.records.labels("rejected").inc(len(result.rejects))
             for reject in result.rejects:
                 m.dead_letters.labels(str(reject.reason)).inc()
         for alert in result.alerts:
             if alert.deviceId not in failed:
                 m.alerts.labels(str(alert.type)).inc()
-        for sink in outcome.failed_sinks:
+                detected = parse_rfc3339_ms(alert.detectedAt)
+                if detected is not None:
+                    m.detection_latency.labels("device").observe(max(now_ms - detected, 0) / 1000)
+                    arrival = arrivals.get((alert.deviceId, detected))
+                    if arrival is not None:
+                        m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
+        for sink in step.failed_sinks:
             m.sink_errors.labels(sink).inc()
 
-    async def _maybe_checkpoint(self) -> None:
-        due = time.monotonic() - self._checkpointed_at >= self._pacing.checkpoint_s
-        if self._acked is not None and self._acked != self._checkpointed and due:
-            await self._checkpoint(self._acked)
-
-    async def _checkpoint(self, sequence: str) -> bool:
+    async def _checkpoint(self, sequence: str, snapshot: str | None = None) -> bool:
         try:
-            if not await self.held.checkpoint(sequence):
+            if not await self.held.checkpoint(sequence, snapshot):
                 log.warning("lease_lost at checkpoint", extra={"checkpoint": sequence})
                 return False
         except CALL_ERRORS as exc:
             code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
-            log.warning("checkpoint failed (%s); kept for the next one", code)
+            delay = self._backoff.next()
+            log.warning("checkpoint failed (%s); again in %.2f s", code, delay)
+            await self._pause(delay)
             return False
         self._metrics.checkpoints.inc()
-        self._checkpointed, self._checkpointed_at = sequence, time.monotonic()
+        self._checkpointed = sequence
+        return True
+
+    async def _flush(self) -> bool:
+        """Cut and commit the open file, then write every pending device item; False when the lease
+        was lost first. Runs while stopping: a failed write is tried again until it lands."""
+        if self._closed is None:
+            self._closed = self._shard.close()
+        while self._closed is not None:
+            if self.held.lost.is_set():
+                return False
+            await self._commit()
+        while self._shard.latest_pending:
+            if self.held.lost.is_set():
+                return False
+            failed: set[str] = set()
+            written = await asyncio.to_thread(self._shard.write_latest, self._now_ms(), failed, flush=True)
+            self._metrics.latest_state_writes.inc(written)
+            if failed:
+                self._metrics.sink_errors.labels("state").inc()
+                await asyncio.sleep(self._backoff.next())
         return True
 
     async def _finish(self, ending: Ending) -> Ending:
+        if ending is not Ending.LEASE_LOST and not await self._flush():
+            ending = Ending.LEASE_LOST
         if ending is Ending.SHARD_ENDED:
             while not await self._checkpoint(Sentinel.SHARD_END):
                 if self.held.lost.is_set():
-                    return Ending.LEASE_LOST
-                await asyncio.sleep(self._backoff.next())
+                    return await self._finish(Ending.LEASE_LOST)
             self._metrics.lease_events.labels("ended").inc()
-        elif ending is Ending.SHUTDOWN_REQUESTED and self._acked not in (None, self._checkpointed):
-            await self._checkpoint(str(self._acked))
         if ending is not Ending.LEASE_LOST:
             with contextlib.suppress(*CALL_ERRORS):
                 await self._let_go(
@@ -292,6 +381,3 @@ class ShardConsumer:
             lost.cancel()
         return bool(done)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

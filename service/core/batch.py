@@ -123,6 +123,7 @@ def process_batch(
                 record.sequence_number,
                 sample.sub,
                 admission is Admission.LATE,
+                record.arrival_ms,
             )
         )
     for device_id in [d for d, s in working.items() if _same_position(s, states.get(d))]:

@@ -102,6 +102,7 @@ class ProcessedRecord(msgspec.Struct, frozen=True, gc=False):
     sequence_number: str
     sub_sequence_number: int | None
     out_of_order: bool
+    arrival_ms: int = 0  # the Kinesis record's approximate arrival time (not part of the archive line)
 
     @property
     def latency_ms(self) -> int:
@@ -167,6 +168,14 @@ def _json_sequence(sequence_number: str) -> str:
     if sequence_number.isdigit() and sequence_number.isascii():
         return f'"{sequence_number}"'
     return msgspec.json.encode(sequence_number).decode()
+
+
+SEQUENCE_DIGITS = 40
+
+
+def padded_sequence(sequence_number: str) -> str:
+    """A Kinesis sequence number (decimal, ≤ 128 bits) as a string that sorts like the integer."""
+    return sequence_number.zfill(SEQUENCE_DIGITS)
 
 
 def iso_ms(epoch_ms: int) -> str:

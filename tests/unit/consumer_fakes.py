@@ -18,9 +18,10 @@ from botocore.exceptions import ClientError
 
 from service.consumer.leases import Lease, Sentinel
 from service.consumer.reader import ReadResult
+from service.consumer.resident import ResidentSinks
 from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, iso_ms
-from service.pipeline import Pipeline
-from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
+from service.core.archive_file import FilePolicy
+from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeSnapshots, FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0, record, telemetry
 
 ME = "worker-me"
@@ -171,7 +172,9 @@ class FakeLeaseTable:
             return None
         return self._write("take", replace(current, owner=me, counter=current.counter + 1))
 
-    async def checkpoint(self, lease: Lease, me: str, sequence: str) -> Lease | None:
+    async def checkpoint(
+        self, lease: Lease, me: str, sequence: str, snapshot: str | None = None
+    ) -> Lease | None:
         self._fail("checkpoint")
         if sequence != Sentinel.SHARD_END and not (sequence.isascii() and sequence.isdigit()):
             raise ValueError(f"checkpoint must be a decimal sequence number or SHARD_END, not {sequence!r}")
@@ -179,7 +182,9 @@ class FakeLeaseTable:
         if current is None or current.owner != me or current.counter != lease.counter:
             return None
         checkpoint = Sentinel.SHARD_END if sequence == Sentinel.SHARD_END else sequence
-        return self._write("checkpoint", replace(current, checkpoint=checkpoint, counter=current.counter + 1))
+        snapshot = current.snapshot if snapshot is None else snapshot
+        moved = replace(current, checkpoint=checkpoint, counter=current.counter + 1, snapshot=snapshot)
+        return self._write("checkpoint", moved)
 
     async def prepare(self, lease: Lease, me: str, first: str, last: str) -> Lease | None:
         self._fail("prepare")
@@ -280,9 +285,21 @@ class Sinks:
     states: FakeStateStore = field(default_factory=FakeStateStore)
     alerts: FakeAlertPublisher = field(default_factory=FakeAlertPublisher)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+    snapshots: FakeSnapshots = field(default_factory=FakeSnapshots)
+    policy: FilePolicy = field(default_factory=FilePolicy)
+    latest_interval_ms: int = 60_000
 
-    def pipeline(self) -> Pipeline:
-        return Pipeline(Detector(DEFAULT_CONFIG), self.states, self.archive, self.alerts, self.dead_letters)
+    def resident(self) -> ResidentSinks:
+        return ResidentSinks(
+            Detector(DEFAULT_CONFIG),
+            self.states,
+            self.alerts,
+            self.dead_letters,
+            self.archive,
+            self.snapshots,
+            self.policy,
+            self.latest_interval_ms,
+        )
 
     def archived(self, shard_id: str | None = None) -> list[str]:
         """Sequence numbers in the archive, object by object in the order the objects were written."""

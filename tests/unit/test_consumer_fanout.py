@@ -31,6 +31,7 @@ from service.consumer.leases import Lease, Sentinel
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import PollingReader, ReadResult
+from service.consumer.resident import ResidentShard
 from service.consumer.worker import Ending, Pacing, ShardConsumer
 from service.core import KinesisRecord
 from tests.unit.builders import SHARD
@@ -480,9 +481,9 @@ def test_the_worker_paces_a_polling_reader_but_reads_a_push_reader_again_at_once
         records = shard_records(samples("watch-a", 6))
         fake = YieldingReader([batch(records[:3], behind=500), batch(records[3:], behind=0)])
         fake.push = push
-        slow = Pacing(idle_s=3600.0, min_interval_s=3600.0, checkpoint_s=0.0, backoff_cap_s=0.01)
+        slow = Pacing(idle_s=3600.0, min_interval_s=3600.0, backoff_cap_s=0.01)
         sinks = Sinks()
-        worker = ShardConsumer(held, fake, sinks.pipeline(), ConsumerMetrics(), slow)
+        worker = ShardConsumer(held, fake, ResidentShard(SHARD, sinks.resident()), ConsumerMetrics(), slow)
         pauses: list[float] = []
 
         async def pause(seconds: float) -> bool:  # records the pacing asked for, and goes on at once

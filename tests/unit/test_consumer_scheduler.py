@@ -33,7 +33,7 @@ from tests.unit.consumer_fakes import (
     throttle,
 )
 
-PACING = Pacing(idle_s=0.01, min_interval_s=0.0, checkpoint_s=0.0, backoff_cap_s=0.01)
+PACING = Pacing(idle_s=0.01, min_interval_s=0.0, backoff_cap_s=0.01)
 STREAM = "vitalstream-telemetry"
 GUARD_S = 1.5
 
@@ -94,7 +94,7 @@ def make_rig(
         rig.given.append(lease)
         return reader
 
-    scheduler = Scheduler(config, table, kinesis, reader_for, sinks.pipeline(), metrics)
+    scheduler = Scheduler(config, table, kinesis, reader_for, sinks.resident(), metrics)
     rig = Rig(scheduler, table, kinesis, metrics, sinks, scripts or {})
     return rig
 

@@ -1,8 +1,11 @@
-"""ShardConsumer: one shard's read → pipeline → checkpoint loop, over a real Pipeline and in-memory peers.
+"""ShardConsumer: one shard's read → resident state → archive file → checkpoint loop, over the real core
+and in-memory peers.
 
 Every test drives the worker with a scripted reader; a worker reads again only once the records in hand
-are done, so "the reader is drained" means every scripted batch went through the sinks and the
-checkpoint. Nothing here waits for a duration to pass: waits are for conditions, under a guard.
+are done, so "the reader is drained" means every scripted batch went through the core and the sinks.
+Files are cut by the records, by their age on the worker's wall clock (a fake one here, standing at
+the records' arrival time until a test moves it) or by a flush at the end. Nothing here waits for a
+duration to pass: waits are for conditions, under a guard.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from service.consumer.leases import Lease, Sentinel
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult
+from service.consumer.resident import ResidentShard
 from service.consumer.worker import Ending, Pacing, ShardConsumer
-from service.core import Alert, DeviceState, KinesisRecord, ProcessedRecord
-from service.ports import BatchSpan, LoadedStates
-from tests.fakes import FakeAlertPublisher, FakeArchive, FakeStateStore
-from tests.unit.builders import SEQ0, SHARD
+from service.core import Alert, AnomalyType, DeviceState, KinesisRecord, ProcessedRecord
+from service.core.archive_file import FilePolicy
+from service.core.snapshot import decode_snapshot
+from service.ports import LoadedStates
+from tests.fakes import FakeAlertPublisher, FakeArchive, FakeSnapshots, FakeStateStore
+from tests.unit.builders import SEQ0, SHARD, T0
 from tests.unit.consumer_fakes import (
     ME,
     FakeClock,
@@ -39,7 +45,7 @@ from tests.unit.consumer_fakes import (
     throttle,
 )
 
-PACING = Pacing(idle_s=0.01, min_interval_s=0.0, checkpoint_s=0.0, backoff_cap_s=0.01)
+PACING = Pacing(idle_s=0.01, min_interval_s=0.0, backoff_cap_s=0.01)
 FAILOVER_MS = 10_000
 GUARD_S = 1.5
 
@@ -62,16 +68,26 @@ def metric(metrics: ConsumerMetrics, name: str, **labels: str) -> float:
 @dataclass
 class JournalArchive(FakeArchive):
     journal: list[str] = field(default_factory=list)
-    down_for: int = 0  # writes refused before the archive is back
+    down_for: int = 0  # uploads refused before the archive is back
 
-    def write(
-        self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
+    def write_file(
+        self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
     ) -> str | None:
         self.down = self.down_for > 0
         self.down_for = max(self.down_for - 1, 0)
-        key = super().write(shard_id, records, span)
+        key = super().write_file(shard_id, first_sequence, arrival_ms, records)
         if records:
             self.journal.append(f"archive:{records[-1].sequence_number}")
+        return key
+
+
+@dataclass
+class JournalSnapshots(FakeSnapshots):
+    journal: list[str] = field(default_factory=list)
+
+    def put(self, shard_id: str, sequence: str, blob: bytes) -> str:
+        key = super().put(shard_id, sequence, blob)
+        self.journal.append(f"snapshot:{sequence}")
         return key
 
 
@@ -80,13 +96,17 @@ class JournalStates(FakeStateStore):
     journal: list[str] = field(default_factory=list)
     down_for: int = 0  # loads that fail before the table is back
     refuse_for: int = 0  # saves in which ``refuse_writes`` devices fail before they are accepted
+    loads: list[list[str]] = field(default_factory=list)
+    saves: list[list[str]] = field(default_factory=list)
 
     def load(self, device_ids: Iterable[str]) -> LoadedStates:
         self.down = self.down_for > 0
         self.down_for = max(self.down_for - 1, 0)
+        self.loads.append(sorted(device_ids))
         return super().load(list(device_ids))
 
     def save(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> set[str]:
+        self.saves.append(sorted(states))
         failed = super().save(states, latest)
         if failed:
             self.journal.append("state-refused")
@@ -123,6 +143,7 @@ class Rig:
     consumer: ShardConsumer
     journal: list[str]
     children: list[tuple[dict[str, Any], ...]]
+    wall: FakeClock
 
     async def run_until_drained(self) -> Ending:
         """Run until every scripted read is done, then ask for shutdown (SIGTERM) and return the ending."""
@@ -134,28 +155,50 @@ class Rig:
     def stored(self) -> Lease:
         return self.table.leases[SHARD]
 
+    @property
+    def archive(self) -> JournalArchive:
+        assert isinstance(self.sinks.archive, JournalArchive)
+        return self.sinks.archive
+
+    @property
+    def states(self) -> JournalStates:
+        assert isinstance(self.sinks.states, JournalStates)
+        return self.sinks.states
+
 
 def make_rig(
     steps: Iterable[ReadResult | BaseException] = (),
     *,
-    pacing: Pacing = PACING,
     clock: FakeClock | None = None,
-    checkpoint: str = Sentinel.TRIM_HORIZON,
+    lease: Lease | None = None,
+    policy: FilePolicy | None = None,
+    sinks: Sinks | None = None,
 ) -> Rig:
     journal: list[str] = []
     table = FakeLeaseTable(journal=journal)
-    lease = table.put(Lease(SHARD, ME, 3, checkpoint))
+    lease = table.put(lease or Lease(SHARD, ME, 3, Sentinel.TRIM_HORIZON))
     held = HeldLease(lease, table, ME, FAILOVER_MS, clock=clock or time.monotonic)
-    sinks = Sinks(
-        archive=JournalArchive(journal=journal),
-        states=JournalStates(journal=journal),
-        alerts=RecoveringAlerts(journal=journal),
-    )
+    sinks = sinks or Sinks()
+    sinks.archive = JournalArchive(objects=sinks.archive.objects, journal=journal)
+    sinks.snapshots = JournalSnapshots(objects=sinks.snapshots.objects, journal=journal)
+    sinks.states = JournalStates(states=sinks.states.states, journal=journal)
+    sinks.alerts = RecoveringAlerts(journal=journal)
+    sinks.policy = policy or FilePolicy()
     reader = FakeReader(steps)
     metrics = ConsumerMetrics()
     children: list[tuple[dict[str, Any], ...]] = []
-    consumer = ShardConsumer(held, reader, sinks.pipeline(), metrics, pacing, on_children=children.append)
-    return Rig(table, held, reader, sinks, metrics, consumer, journal, children)
+    wall = FakeClock(T0 / 1000)  # the records arrived at T0: no file is idle until the test says so
+    shard = ResidentShard(SHARD, sinks.resident(), lease.prepared_end)
+    consumer = ShardConsumer(
+        held,
+        reader,
+        shard,
+        metrics,
+        PACING,
+        on_children=children.append,
+        wall_ms=lambda: int(wall() * 1000),
+    )
+    return Rig(table, held, reader, sinks, metrics, consumer, journal, children, wall)
 
 
 def three_devices(count: int, first_seq: int = SEQ0, device_seq: int = 0) -> list[KinesisRecord]:
@@ -173,21 +216,19 @@ def per_device(processed: Iterable[ProcessedRecord]) -> dict[str, list[int]]:
     return out
 
 
-def checkpoints_before(journal: list[str], marker: str) -> list[int]:
-    """Sequence numbers checkpointed before the last ``marker`` entry of the journal."""
-    last = max(i for i, entry in enumerate(journal) if entry == marker)
-    return [int(e.split(":", 1)[1]) for e in journal[:last] if e.startswith("checkpoint:")]
-
-
 def after_steal(table: FakeLeaseTable) -> int:
     """Index of the first lease-table write after another worker took the lease."""
     return 1 + next(i for i, (op, _, owner) in enumerate(table.writes) if op == "take" and owner != ME)
 
 
-# --- process_records and checkpoints -------------------------------------------------------------------
+def archived(rig: Rig) -> list[str]:
+    return [r.sequence_number for records in rig.archive.objects.values() for r in records]
 
 
-def test_records_are_archived_in_shard_order_and_checkpointed_after_the_sinks() -> None:
+# --- files and checkpoints -----------------------------------------------------------------------------
+
+
+def test_batches_fill_one_file_which_is_uploaded_with_its_snapshot_before_the_checkpoint() -> None:
     async def body() -> None:
         first, second = three_devices(3), three_devices(2, SEQ0 + 9, device_seq=3)
         rig = make_rig([batch(first, behind=5_000), batch(second)])
@@ -195,30 +236,133 @@ def test_records_are_archived_in_shard_order_and_checkpointed_after_the_sinks() 
         ending = await rig.run_until_drained()
 
         assert ending is Ending.SHUTDOWN_REQUESTED
-        assert rig.sinks.archived() == seqs(first + second)
-        # prepare, flush, then commit: each batch's span is recorded before its sink writes, and every
-        # checkpoint follows the archive and state writes of its batch
+        last = second[-1].sequence_number
+        assert list(rig.archive.objects) == [f"{SHARD}/{first[0].sequence_number}"]
+        assert archived(rig) == seqs(first + second)
+        # the file's span is prepared, the file and the snapshot go up, then the checkpoint names the
+        # snapshot; only then may the devices' items be written (they were first seen in this file)
         assert rig.journal == [
             "prepare:worker-me",
-            f"archive:{first[-1].sequence_number}",
+            f"archive:{last}",
+            f"snapshot:{last}",
+            f"checkpoint:{last}",
             "state",
-            f"checkpoint:{first[-1].sequence_number}",
-            "prepare:worker-me",
-            f"archive:{second[-1].sequence_number}",
-            "state",
-            f"checkpoint:{second[-1].sequence_number}",
             "release:None",
         ]
-        assert rig.stored().checkpoint == second[-1].sequence_number
-        assert rig.stored().owner is None
+        stored = rig.stored()
+        assert (stored.checkpoint, stored.snapshot, stored.owner) == (last, f"{SHARD}/{last}", None)
+        assert stored.batch == f"{first[0].sequence_number}-{last}"
+        shard, sequence, states = decode_snapshot(rig.sinks.snapshots.objects[f"{SHARD}/{last}"])
+        assert (shard, sequence, sorted(states)) == (SHARD, last, ["watch-a", "watch-b", "watch-c"])
+        assert states["watch-a"].last_sequence == second[-3].sequence_number
+        assert set(rig.states.latest) == {"watch-a", "watch-b", "watch-c"}
+        assert rig.states.loads == [["watch-a", "watch-b", "watch-c"]]  # read once, when first seen
         assert metric(rig.metrics, "vitalstream_records_total", outcome="processed") == 15
-        assert metric(rig.metrics, "vitalstream_checkpoints_total") == 2
+        assert metric(rig.metrics, "vitalstream_checkpoints_total") == 1
+        assert metric(rig.metrics, "vitalstream_archive_files_total") == 1
         assert rig.reader.close_calls == 1
 
     arun(body())
 
 
-def test_alert_sink_failure_retries_from_the_lowest_failure_and_archives_each_record_once() -> None:
+def test_files_are_cut_by_record_count_inside_a_batch_and_each_is_checkpointed() -> None:
+    async def body() -> None:
+        records = three_devices(5)  # 15 records: files of 4, 4, 4, then the flush takes the last 3
+        rig = make_rig([batch(records)], policy=FilePolicy(max_records=4))
+
+        await rig.run_until_drained()
+
+        assert rig.table.checkpoints() == [records[i].sequence_number for i in (3, 7, 11, 14)]
+        assert list(rig.archive.objects) == [f"{SHARD}/{records[i].sequence_number}" for i in (0, 4, 8, 12)]
+        assert archived(rig) == seqs(records)
+        # each snapshot holds the states as of its file's last record, not of the whole batch
+        _, _, states = decode_snapshot(rig.sinks.snapshots.objects[f"{SHARD}/{records[3].sequence_number}"])
+        assert states["watch-a"].last_sequence == records[3].sequence_number
+        assert states["watch-c"].last_sequence == records[2].sequence_number
+
+    arun(body())
+
+
+def test_an_idle_shards_file_is_cut_when_it_reaches_its_age() -> None:
+    async def body() -> None:
+        records = three_devices(2)
+        rig = make_rig([batch(records)], policy=FilePolicy(max_age_ms=60_000))
+        task = asyncio.create_task(rig.consumer.run())
+        await asyncio.wait_for(rig.reader.drained.wait(), GUARD_S)
+        assert rig.table.checkpoints() == []  # 0 s old: the file stays open
+
+        rig.wall.advance(60.0)
+
+        await eventually(lambda: rig.table.checkpoints() == [records[-1].sequence_number], "an age cut")
+        rig.consumer.request_shutdown()
+        assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert rig.table.checkpoints() == [records[-1].sequence_number]  # nothing left to flush
+
+    arun(body())
+
+
+def test_device_items_are_coalesced_one_write_per_device_per_interval_and_at_once_on_a_change() -> None:
+    async def body() -> None:
+        sinks = Sinks(latest_interval_ms=60_000)
+        calm = three_devices(2)
+        # watch-b is at rest at 130 bpm from its 3rd sample on: tachycardia opens after 30 s
+        rising = shard_records(
+            interleaved(samples("watch-a", 12, first_seq=2), samples("watch-b", 12, 130, first_seq=2)),
+            SEQ0 + 6,
+        )
+        rig = make_rig([batch(calm), batch(rising)], policy=FilePolicy(max_records=6), sinks=sinks)
+
+        await rig.run_until_drained()
+
+        # after the first file's checkpoint every device is written once; then only watch-b, whose
+        # tachycardia opened, until the shutdown's flush writes what is still pending (watch-c, with
+        # nothing new, is not written again)
+        assert rig.states.saves == [["watch-a", "watch-b", "watch-c"], ["watch-b"], ["watch-a", "watch-b"]]
+        assert rig.states.latest["watch-b"].anomalies == (AnomalyType.TACHYCARDIA,)
+        assert rig.states.latest["watch-a"].sequence_number == rising[-2].sequence_number
+        assert archived(rig) == seqs(calm + rising)
+
+    arun(body())
+
+
+def test_a_new_owner_restores_the_snapshot_and_continues_an_episode_without_a_second_alert() -> None:
+    async def body() -> None:
+        episode = shard_records(samples("watch-b", 16, heart_rate=130))  # 75 s at 130 bpm
+        first = make_rig([batch(episode[:10])], policy=FilePolicy(max_records=10))
+        await first.run_until_drained()
+        assert [a.deviceId for a in first.sinks.alerts.published.values()] == ["watch-b"]
+
+        # the next owner starts from the lease as the first left it, with the same sinks
+        lease = first.stored()
+        sinks = first.sinks
+        taken = Lease(SHARD, ME, lease.counter, lease.checkpoint, batch=lease.batch, snapshot=lease.snapshot)
+        second = make_rig([batch(episode[10:])], lease=taken, sinks=sinks)
+        await second.run_until_drained()
+
+        assert second.sinks.alerts.published == {}  # RecoveringAlerts is new: nothing published again
+        assert second.states.loads == []  # every device came from the snapshot
+        assert archived(second) == seqs(episode)  # the two owners' files, in the shared archive
+
+    arun(body())
+
+
+def test_a_prepared_file_is_cut_again_at_the_same_end_by_the_next_owner() -> None:
+    async def body() -> None:
+        records = three_devices(4)
+        # an owner prepared a file of records 0..7, uploaded it and died before the checkpoint
+        span = f"{records[0].sequence_number}-{records[7].sequence_number}"
+        prepared = Lease(SHARD, ME, 3, Sentinel.TRIM_HORIZON, batch=span)
+        rig = make_rig([batch(records)], lease=prepared)
+
+        await rig.run_until_drained()
+
+        assert rig.table.checkpoints() == [records[7].sequence_number, records[-1].sequence_number]
+        assert list(rig.archive.objects) == [f"{SHARD}/{records[i].sequence_number}" for i in (0, 8)]
+
+    arun(body())
+
+
+def test_alert_sink_failure_reruns_the_records_and_archives_each_once() -> None:
     async def body() -> None:
         # watch-b is at rest at 130 bpm for 45 s: a tachycardia alert, which SNS refuses three times
         records = shard_records(interleaved(samples("watch-a", 10), samples("watch-b", 10, heart_rate=130)))
@@ -226,61 +370,62 @@ def test_alert_sink_failure_retries_from_the_lowest_failure_and_archives_each_re
         alerts = rig.sinks.alerts
         assert isinstance(alerts, RecoveringAlerts)
         alerts.refuse_devices, alerts.refuse_for = {"watch-b"}, 3
-        first_failure = int(records[1].sequence_number)  # watch-b's first record
 
         await rig.run_until_drained()
 
         assert rig.journal.count("alerts-refused") == 3
-        assert all(seq < first_failure for seq in checkpoints_before(rig.journal, "alerts-refused"))
-        archived = rig.sinks.archived()
-        assert sorted(archived, key=int) == seqs(records)  # every record exactly once
-        for device, positions in per_device(rig.sinks.archive.records).items():
-            assert positions == sorted(positions), device
+        assert archived(rig) == seqs(records)  # every record exactly once, in shard order
         assert [a.deviceId for a in alerts.published.values()] == ["watch-b"]
-        assert rig.table.checkpoints()[-1] == records[-1].sequence_number
+        assert rig.table.checkpoints() == [records[-1].sequence_number]
         assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="alerts") == 3
         assert metric(rig.metrics, "vitalstream_records_total", outcome="retried") > 0
 
     arun(body())
 
 
-def test_state_table_outage_holds_the_checkpoint_then_every_record_is_archived_once() -> None:
+def test_state_table_outage_at_first_sight_holds_the_records_then_every_one_is_archived_once() -> None:
     async def body() -> None:
         records = three_devices(4)
         rig = make_rig([batch(records)])
-        states = rig.sinks.states
-        assert isinstance(states, JournalStates)
-        states.down_for = 3
+        rig.states.down_for = 3
 
         await rig.run_until_drained()
 
-        assert rig.table.checkpoints() == [records[-1].sequence_number]  # nothing before the recovery
-        assert rig.sinks.archived() == seqs(records)
-        assert set(states.latest) == {"watch-a", "watch-b", "watch-c"}
+        assert rig.table.checkpoints() == [records[-1].sequence_number]
+        assert archived(rig) == seqs(records)
+        assert set(rig.states.latest) == {"watch-a", "watch-b", "watch-c"}
         assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="state") == 3
 
     arun(body())
 
 
-def test_state_write_refused_for_one_device_holds_the_checkpoint_and_archives_each_record_once() -> None:
+def test_a_refused_item_write_stays_pending_and_lands_later() -> None:
     async def body() -> None:
         records = three_devices(4)
         rig = make_rig([batch(records)])
-        states = rig.sinks.states
-        assert isinstance(states, JournalStates)
-        states.refuse_writes, states.refuse_for = {"watch-b"}, 2
+        rig.states.refuse_writes, rig.states.refuse_for = {"watch-b"}, 2
 
         await rig.run_until_drained()
 
         assert rig.journal.count("state-refused") == 2
-        assert checkpoints_before(rig.journal, "state-refused") == []  # never inside a failing batch
-        assert rig.table.checkpoints() == [records[-1].sequence_number]
-        # the whole batch runs again under its own span: watch-b's records, archived before its state
-        # commit was refused, are found in the batch's object and are not archived a second time
-        assert sorted(rig.sinks.archived(), key=int) == seqs(records)
-        assert states.latest["watch-b"].sequence_number == records[-2].sequence_number
-        for device, positions in per_device(rig.sinks.archive.records).items():
-            assert positions == sorted(positions), device
+        assert rig.table.checkpoints() == [records[-1].sequence_number]  # item writes never hold it
+        assert rig.states.latest["watch-b"].sequence_number == records[-2].sequence_number
+        assert archived(rig) == seqs(records)
+
+    arun(body())
+
+
+def test_an_archive_outage_holds_the_checkpoint_until_the_file_is_up() -> None:
+    async def body() -> None:
+        records = three_devices(3)
+        rig = make_rig([batch(records)], policy=FilePolicy(max_records=6))
+        rig.archive.down_for = 2
+
+        await rig.run_until_drained()
+
+        assert rig.table.checkpoints() == [records[5].sequence_number, records[-1].sequence_number]
+        assert archived(rig) == seqs(records)
+        assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="archive") == 2
 
     arun(body())
 
@@ -293,7 +438,7 @@ def test_a_poison_record_goes_to_the_dead_letters_and_the_shard_moves_on() -> No
 
         await rig.run_until_drained()
 
-        assert rig.sinks.archived() == [records[0].sequence_number, records[2].sequence_number]
+        assert archived(rig) == [records[0].sequence_number, records[2].sequence_number]
         (reject,) = rig.sinks.dead_letters.stored.values()
         assert reject.sequence_number == records[1].sequence_number
         assert reject.data == b"{not json"
@@ -312,27 +457,29 @@ def test_get_records_throttling_backs_off_then_recovers() -> None:
         await rig.run_until_drained()
 
         assert metric(rig.metrics, "vitalstream_throttles_total", api="GetRecords") == 2
-        assert rig.sinks.archived() == seqs(records)
+        assert archived(rig) == seqs(records)
         assert rig.table.checkpoints() == [records[-1].sequence_number]
 
     arun(body())
 
 
-def test_a_throttled_checkpoint_is_kept_for_the_next_one() -> None:
+def test_a_throttled_checkpoint_is_written_again_before_anything_new_is_read() -> None:
     async def body() -> None:
-        first, second = three_devices(1), three_devices(1, SEQ0 + 3, device_seq=1)
-        rig = make_rig([batch(first)])
+        records = three_devices(2)
+        rig = make_rig([batch(records)], policy=FilePolicy(max_records=3))
         rig.table.failing["checkpoint"] = throttle("UpdateItem")
+        task = asyncio.create_task(rig.consumer.run())
+        throttled = lambda: metric(rig.metrics, "vitalstream_throttles_total", api="DynamoDB") >= 2  # noqa: E731
+        await eventually(throttled, "the checkpoint was refused twice")
+        assert rig.reader.reads == 1  # the cut file's checkpoint comes first
 
-        async def recover() -> ReadResult:
-            rig.table.failing.clear()
-            return batch(second)
+        rig.table.failing.clear()
 
-        rig.reader.steps.append(recover)
-        await rig.run_until_drained()
-
-        assert rig.table.checkpoints() == [second[-1].sequence_number]
-        assert metric(rig.metrics, "vitalstream_throttles_total", api="DynamoDB") == 1
+        await asyncio.wait_for(rig.reader.drained.wait(), GUARD_S)
+        rig.consumer.request_shutdown()
+        assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert rig.table.checkpoints() == [records[2].sequence_number, records[-1].sequence_number]
+        assert archived(rig) == seqs(records)
 
     arun(body())
 
@@ -340,7 +487,7 @@ def test_a_throttled_checkpoint_is_kept_for_the_next_one() -> None:
 # --- endings -------------------------------------------------------------------------------------------
 
 
-def test_shard_end_checkpoints_shard_end_then_releases_and_reports_children() -> None:
+def test_shard_end_flushes_the_file_writes_every_item_then_checkpoints_shard_end() -> None:
     async def body() -> None:
         first, last = three_devices(2), three_devices(1, SEQ0 + 6, device_seq=2)
         children = ({"ShardId": "shardId-000000000001"}, {"ShardId": "shardId-000000000002"})
@@ -350,13 +497,15 @@ def test_shard_end_checkpoints_shard_end_then_releases_and_reports_children() ->
         ending = await asyncio.wait_for(rig.consumer.run(), GUARD_S)
 
         assert ending is Ending.SHARD_ENDED
-        assert rig.sinks.archived() == seqs(first + last)
-        assert rig.table.checkpoints() == [
-            first[-1].sequence_number,
-            last[-1].sequence_number,
-            Sentinel.SHARD_END,
-        ]
-        assert rig.journal[-2:] == ["checkpoint:SHARD_END", "release:None"]
+        assert archived(rig) == seqs(first + last)
+        assert rig.table.checkpoints() == [last[-1].sequence_number, Sentinel.SHARD_END]
+        # the children's owners read their devices from the table: every item is there first
+        assert rig.journal[-3:] == ["state", "checkpoint:SHARD_END", "release:None"]
+        assert {d: s.last_sequence for d, s in rig.states.states.items()} == {
+            "watch-a": last[0].sequence_number,
+            "watch-b": last[1].sequence_number,
+            "watch-c": last[2].sequence_number,
+        }
         assert rig.stored().finished
         assert rig.stored().owner is None
         assert rig.children == [children]
@@ -377,24 +526,23 @@ def test_an_empty_read_at_the_end_of_a_shard_ends_it() -> None:
     arun(body())
 
 
-def test_lease_lost_at_renewal_stops_before_the_batch_in_hand() -> None:
+def test_lease_lost_at_renewal_stops_and_writes_nothing_more() -> None:
     async def body() -> None:
         first = three_devices(1)
         second = three_devices(1, SEQ0 + 3, device_seq=1)
-        third = three_devices(1, SEQ0 + 6, device_seq=2)
-        rig = make_rig([batch(first)])
+        rig = make_rig([batch(first)], policy=FilePolicy(max_records=3))
 
         async def stolen_then_renewed() -> ReadResult:
             rig.table.steal(SHARD)  # another worker's take bumps the counter
             assert await rig.held.renew() is False  # the lease loop's next renewal finds out
             return batch(second)
 
-        rig.reader.steps.extend([stolen_then_renewed, batch(third)])
+        rig.reader.steps.extend([stolen_then_renewed, batch(three_devices(1, SEQ0 + 6, device_seq=2))])
 
         ending = await asyncio.wait_for(rig.consumer.run(), GUARD_S)
 
         assert ending is Ending.LEASE_LOST
-        assert rig.sinks.archived() == seqs(first)
+        assert archived(rig) == seqs(first)
         assert rig.table.writes[after_steal(rig.table) :] == []  # no checkpoint, no release
         assert rig.stored().owner != ME
         assert rig.stored().checkpoint == first[-1].sequence_number
@@ -404,59 +552,25 @@ def test_lease_lost_at_renewal_stops_before_the_batch_in_hand() -> None:
     arun(body())
 
 
-def test_lease_lost_at_checkpoint_stops_reading_and_writing() -> None:
+def test_a_lease_lost_before_the_file_is_prepared_uploads_nothing() -> None:
     async def body() -> None:
         first = three_devices(1)
         second = three_devices(1, SEQ0 + 3, device_seq=1)
-        third = three_devices(1, SEQ0 + 6, device_seq=2)
-        rig = make_rig([batch(first)])
+        rig = make_rig([batch(first)], policy=FilePolicy(max_records=3))
 
         async def stolen() -> ReadResult:
             rig.table.steal(SHARD)
             return batch(second)
 
-        rig.reader.steps.extend([stolen, batch(third)])
+        rig.reader.steps.extend([stolen, batch(three_devices(1, SEQ0 + 6, device_seq=2))])
 
         ending = await asyncio.wait_for(rig.consumer.run(), GUARD_S)
 
         assert ending is Ending.LEASE_LOST
-        # the lease moved while the second batch was read: preparing it fails, so nothing of it is
-        # written, and nothing after the steal is read or written
-        assert rig.sinks.archived() == seqs(first)
+        # the second file's prepare finds the lease moved: nothing of it is uploaded or checkpointed
+        assert archived(rig) == seqs(first)
         assert rig.table.writes[after_steal(rig.table) :] == []
         assert rig.stored().checkpoint == first[-1].sequence_number
-        assert rig.reader.reads == 2
-
-    arun(body())
-
-
-def test_shutdown_mid_batch_finishes_it_checkpoints_and_releases() -> None:
-    async def body() -> None:
-        first = three_devices(2)
-        second = three_devices(1, SEQ0 + 6, device_seq=2)
-        # checkpoints are not due during the run: only the shutdown writes one
-        rig = make_rig([batch(first), batch(second)], pacing=Pacing(0.01, 0.0, 60.0, 0.01))
-        loop = asyncio.get_running_loop()
-        archive = rig.sinks.archive
-        assert isinstance(archive, JournalArchive)
-        original = archive.write
-
-        def write_then_sigterm(
-            shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
-        ) -> str | None:
-            loop.call_soon_threadsafe(rig.consumer.request_shutdown)  # SIGTERM while the sinks run
-            return original(shard_id, records, span)
-
-        archive.write = write_then_sigterm  # type: ignore[method-assign]
-
-        ending = await asyncio.wait_for(rig.consumer.run(), GUARD_S)
-
-        assert ending is Ending.SHUTDOWN_REQUESTED
-        assert rig.sinks.archived() == seqs(first)
-        assert rig.journal[-2:] == [f"checkpoint:{first[-1].sequence_number}", "release:None"]
-        assert rig.stored().owner is None
-        assert rig.reader.reads == 1
-        assert metric(rig.metrics, "vitalstream_lease_events_total", event="released") == 1
 
     arun(body())
 
@@ -476,6 +590,23 @@ def test_shutdown_before_any_record_releases_without_a_checkpoint() -> None:
     arun(body())
 
 
+def test_a_handoff_request_flushes_checkpoints_and_hands_the_lease_over() -> None:
+    async def body() -> None:
+        records = three_devices(2)
+        rig = make_rig([batch(records)])
+        task = asyncio.create_task(rig.consumer.run())
+        await asyncio.wait_for(rig.reader.drained.wait(), GUARD_S)
+
+        rig.held.lease = await rig.table.request_handoff(rig.held.lease, "worker-thief") or rig.held.lease
+
+        assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert rig.table.checkpoints() == [records[-1].sequence_number]
+        assert rig.stored().owner == "worker-thief"
+        assert metric(rig.metrics, "vitalstream_lease_events_total", event="handed_over") == 1
+
+    arun(body())
+
+
 # --- fencing -------------------------------------------------------------------------------------------
 
 
@@ -490,22 +621,26 @@ def test_fenced_worker_starts_no_batch_until_a_renewal_succeeds() -> None:
 
         await eventually(lambda: rig.reader.reads >= 1, "the worker read a batch")
         await asyncio.sleep(0.05)  # give a wrongly unfenced worker every chance to process
-        assert rig.sinks.archived() == []
+        assert metric(rig.metrics, "vitalstream_records_total", outcome="processed") == 0
 
         rig.table.failing["renew"] = throttle("UpdateItem")
         with pytest.raises(ClientError):
             await rig.held.renew()
         await asyncio.sleep(0.05)
         assert rig.held.fenced()
-        assert rig.sinks.archived() == []
+        assert metric(rig.metrics, "vitalstream_records_total", outcome="processed") == 0
 
         rig.table.failing.clear()
         assert await rig.held.renew() is True
         assert not rig.held.fenced()
-        await eventually(lambda: rig.sinks.archived() == seqs(records), "the batch ran after the renewal")
+        await eventually(
+            lambda: metric(rig.metrics, "vitalstream_records_total", outcome="processed") == 3,
+            "the batch ran after the renewal",
+        )
 
         rig.consumer.request_shutdown()
         assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert archived(rig) == seqs(records)
 
     arun(body())
 
@@ -521,7 +656,7 @@ def test_shutdown_while_fenced_ends_without_waiting_for_a_renewal() -> None:
         rig.consumer.request_shutdown()  # SIGTERM while the lease table is unreachable
 
         assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
-        assert rig.sinks.archived() == []
+        assert archived(rig) == []
         assert rig.stored().owner is None  # released (the table answers again by now)
 
     arun(body())
@@ -539,6 +674,6 @@ def test_a_lease_lost_while_fenced_ends_lease_lost() -> None:
         assert await rig.held.renew() is False
 
         assert await asyncio.wait_for(task, GUARD_S) is Ending.LEASE_LOST
-        assert rig.sinks.archived() == []
+        assert archived(rig) == []
 
     arun(body())

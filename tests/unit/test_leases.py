@@ -299,3 +299,20 @@ def test_a_handoff_under_way_counts_for_the_thief_and_is_not_asked_for_twice() -
     third = plan(leases, observer, "w3", 0, config)
     assert third.steal is not None
     assert third.steal.shard_id != "shard-0"  # never the lease already promised to w2
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "batch", "expected"),
+    [
+        (Sentinel.TRIM_HORIZON, None, None),
+        (Sentinel.TRIM_HORIZON, "5-9", 9),  # a file prepared before the first checkpoint
+        ("4", "5-9", 9),  # prepared past the checkpoint: the next owner cuts it again at 9
+        ("9", "5-9", None),  # checkpointed: nothing pending
+        ("12", "5-9", None),
+        (Sentinel.SHARD_END, "5-9", None),
+    ],
+)
+def test_prepared_end_is_a_prepared_file_the_checkpoint_has_not_passed(
+    checkpoint: str, batch: str | None, expected: int | None
+) -> None:
+    assert Lease("s", "me", 1, checkpoint, batch=batch).prepared_end == expected

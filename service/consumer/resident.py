@@ -1,0 +1,223 @@
+"""One shard's resident state: device states in memory, the open archive file, the latest-state view.
+
+The Flink / Kafka Streams shape. A lease owner holds every device state of its shard in memory: it
+restores them once, from the snapshot the lease's checkpoint names (``restore``), and reads a device
+from the device table only the first time it sees one the snapshot does not hold — never per batch.
+Each batch (``process``) is run through the core against those states; its alerts and dead letters
+are stored at once; its processed records go into the open archive file; the device table gets the
+coalesced latest-state writes that are due. When the file is cut (``core.archive_file``) the outcome
+carries it, closed, with a snapshot of the states as of its last record; the caller uploads both
+(``upload``), commits the checkpoint that names the snapshot, then calls ``committed``.
+
+Contract with the caller (``worker.ShardConsumer``):
+
+- ``process`` consumes a prefix of the records it is given (``consumed``); the rest belong to the next
+  file. With ``failures`` (a sink refused some devices) nothing is consumed and nothing applied: the
+  same records must be given again. What did land is idempotent: alerts are put-if-absent by id, and
+  the caller passes the positions of the dead letters already stored.
+- A closed file must be uploaded and checkpointed before ``process`` is called with later records.
+- Everything here is synchronous boto3 I/O: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from service.core import (
+    BatchResult,
+    Detector,
+    DeviceState,
+    KinesisRecord,
+    ProcessedRecord,
+    Reject,
+    decode_records,
+    process_batch,
+)
+from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
+from service.core.latest_state import LatestStateCoalescer, Write
+from service.core.snapshot import decode_snapshot, encode_snapshot
+from service.ports import (
+    AlertPublisher,
+    ArchiveFiles,
+    DeadLetterStore,
+    DeviceStateStore,
+    SinkError,
+    SnapshotStore,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentSinks:
+    """What every shard of a replica shares: the core, the sinks, the file and view cadences."""
+
+    detector: Detector
+    states: DeviceStateStore
+    alerts: AlertPublisher
+    dead_letters: DeadLetterStore
+    archive: ArchiveFiles
+    snapshots: SnapshotStore
+    policy: FilePolicy
+    latest_interval_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    result: BatchResult
+    consumed: int
+    failures: list[str]
+    failed_devices: frozenset[str]
+    failed_sinks: frozenset[str]  # "state", "alerts", "dead_letter"
+    closed: ClosedFile | None = None
+    latest_written: int = 0
+
+
+class ResidentShard:
+    def __init__(self, shard_id: str, sinks: ResidentSinks, forced_last: int | None = None) -> None:
+        self.shard_id = shard_id
+        self._sinks = sinks
+        self._states: dict[str, DeviceState] = {}
+        self._file = ArchiveFile(sinks.policy, forced_last)
+        self._latest = LatestStateCoalescer(sinks.latest_interval_ms)
+
+    @property
+    def devices(self) -> int:
+        return len(self._states)
+
+    @property
+    def buffered(self) -> int:
+        """Processed records in the open file, not yet uploaded."""
+        return len(self._file.records)
+
+    def restore(self, snapshot_key: str | None) -> int:
+        """Load the states of the snapshot at ``snapshot_key`` (none: start empty); how many.
+        ``SinkError`` (``SnapshotMissingError`` when the object is gone) propagates."""
+        if snapshot_key is None:
+            return 0
+        _, _, states = decode_snapshot(self._sinks.snapshots.get(snapshot_key))
+        self._states = states
+        self._latest.cover(states)
+        return len(states)
+
+    def process(
+        self, records: Sequence[KinesisRecord], now_ms: int, dead_lettered: Collection[tuple[str, int | None]]
+    ) -> StepOutcome:
+        """Run the prefix of ``records`` that belongs to the open file. ``dead_lettered``: positions of
+        rejects an earlier run of these very records already stored; they are not stored again."""
+        room = self._file.room(records)
+        if room == 0 and self._file.empty:  # a recorded cut whose records are gone (trimmed)
+            self._file.forced_last = None
+            room = self._file.room(records)
+        if room == 0:  # the first record starts the next file: cut this one first
+            return StepOutcome(BatchResult(), 0, [], frozenset(), frozenset(), self._cut())
+        part = records[:room]
+        decoded = decode_records(part)
+        sinks: set[str] = set()
+        unavailable = self._load_unknown(decoded.device_ids)
+        if unavailable:
+            sinks.add("state")
+        result = process_batch(decoded, self._states, self._sinks.detector, now_ms, unavailable)
+        failed = set(unavailable) | self._publish(result, sinks)
+        failed_rejects = self._dead_letter(result, dead_lettered, sinks)
+        failures = result.item_failures(failed, failed_rejects)
+        if failures:  # all or nothing: the same records come again, and apply again from the same states
+            written = self.write_latest(now_ms, sinks)
+            return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks), None, written)
+        self._states.update(result.states)
+        self._file.add(result.processed)
+        self._file.take(part)
+        self._latest.observe(result.states, _latest(result.processed))
+        closed = self._cut() if room < len(records) or self._file.full() else None
+        written = self.write_latest(now_ms, sinks)
+        return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed, written)
+
+    def close_if_idle(self, now_ms: int) -> ClosedFile | None:
+        """Cut the open file when it has been open for its age by ``now_ms`` (an idle shard)."""
+        return self._cut() if self._file.expired(now_ms) else None
+
+    def close(self) -> ClosedFile | None:
+        """Cut the open file now (shutdown, handoff, shard end); None when it is empty."""
+        return None if self._file.empty else self._cut()
+
+    def upload(self, closed: ClosedFile) -> str:
+        """Store the file and its snapshot (each once, whoever else tried); the snapshot's key.
+        Raises ``SinkError``."""
+        self._sinks.archive.write_file(self.shard_id, closed.first, closed.arrival_ms, closed.records)
+        return self._sinks.snapshots.put(self.shard_id, closed.last, closed.snapshot)
+
+    def committed(self, closed: ClosedFile) -> None:
+        """The checkpoint naming ``closed``'s snapshot is written: its devices may go to the table."""
+        self._latest.cover(closed.devices)
+
+    def write_latest(self, now_ms: int, failed_sinks: set[str] | None = None, *, flush: bool = False) -> int:
+        """Write the device-table items that are due (all pending ones with ``flush``); how many
+        landed. A refused write stays pending; ``failed_sinks`` gets "state" when one was refused."""
+        writes = self._latest.due(now_ms, flush=flush)
+        if not writes:
+            return 0
+        states = {device: state for device, (state, _) in writes.items()}
+        latest = {device: record for device, (_, record) in writes.items() if record is not None}
+        try:
+            refused = self._sinks.states.save(states, latest)
+        except SinkError:
+            refused = set(writes)
+        landed: dict[str, Write] = {d: w for d, w in writes.items() if d not in refused}
+        self._latest.written(landed, now_ms)
+        if refused and failed_sinks is not None:
+            failed_sinks.add("state")
+        return len(landed)
+
+    @property
+    def latest_pending(self) -> int:
+        return self._latest.pending
+
+    def _cut(self) -> ClosedFile:
+        last = self._file.last
+        assert last is not None
+        snapshot = encode_snapshot(self.shard_id, last, self._states)
+        return self._file.close(snapshot, frozenset(self._states))
+
+    def _load_unknown(self, device_ids: Iterable[str]) -> frozenset[str]:
+        """Read devices never seen since the lease was taken; the ones that could not be read."""
+        unknown = [d for d in device_ids if d not in self._states]
+        if not unknown:
+            return frozenset()
+        try:
+            loaded = self._sinks.states.load(unknown)
+        except SinkError:
+            return frozenset(unknown)
+        self._states.update(loaded.states)
+        return loaded.unavailable
+
+    def _publish(self, result: BatchResult, sinks: set[str]) -> set[str]:
+        if not result.alerts:
+            return set()
+        try:
+            failed = self._sinks.alerts.publish(result.alerts)
+        except SinkError:
+            failed = {alert.deviceId for alert in result.alerts}
+        if failed:
+            sinks.add("alerts")
+        return failed
+
+    def _dead_letter(
+        self, result: BatchResult, dead_lettered: Collection[tuple[str, int | None]], sinks: set[str]
+    ) -> list[Reject]:
+        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
+        if not fresh:
+            return []
+        try:
+            failed = self._sinks.dead_letters.put(fresh)
+        except SinkError:
+            failed = fresh
+        if failed:
+            sinks.add("dead_letter")
+        return failed
+
+
+def _latest(records: Iterable[ProcessedRecord]) -> dict[str, ProcessedRecord]:
+    latest: dict[str, ProcessedRecord] = {}
+    for record in records:
+        if not record.out_of_order:
+            latest[record.device_id] = record
+    return latest

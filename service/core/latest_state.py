@@ -1,0 +1,90 @@
+"""The latest-state coalescer: which devices' items the device table gets now, and which can wait.
+
+A device's item (its detector state and latest record) is written at most once per ``interval_ms`` —
+and at once when its status or open anomalies differ from what the table last got from this owner —
+instead of once per batch. Writes carry the newest pending state, so a later write replaces every
+skipped one; the table's own forward-only condition keeps a device from moving backwards.
+
+One rule keeps takeovers exact: a device is written only once the shard's snapshot that a committed
+checkpoint names holds it (``covered``). A new owner restores that snapshot and reads a device it does
+not hold from the table; were the table ahead of the checkpoint for such a device, its replayed records
+would be skipped as already applied. So a device first seen after the last checkpoint waits (at most
+one archive file's age) for the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from service.core.anomalies import AnomalyType, Status
+from service.core.records import ProcessedRecord
+from service.core.state import DeviceState
+
+Look = tuple[Status, tuple[AnomalyType, ...]]
+Write = tuple[DeviceState, ProcessedRecord | None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    state: DeviceState
+    latest: ProcessedRecord | None
+
+
+class LatestStateCoalescer:
+    def __init__(self, interval_ms: int) -> None:
+        self._interval_ms = interval_ms
+        self._pending: dict[str, _Pending] = {}
+        self._written_at: dict[str, int] = {}
+        self._written_look: dict[str, Look] = {}
+        self._covered: set[str] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def cover(self, devices: Iterable[str]) -> None:
+        """These devices are in the snapshot of a committed checkpoint: they may be written."""
+        self._covered.update(devices)
+
+    def observe(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> None:
+        """Devices whose state a batch moved, with their newest in-order record (when it had one)."""
+        for device_id, state in states.items():
+            record = latest.get(device_id)
+            pending = self._pending.get(device_id)
+            if pending is None:
+                self._pending[device_id] = _Pending(state, record)
+            else:
+                pending.state = state
+                pending.latest = record or pending.latest
+
+    def due(self, now_ms: int, *, flush: bool = False) -> dict[str, Write]:
+        """The writes to make now (all covered ones with ``flush``); ``written`` confirms them."""
+        out: dict[str, Write] = {}
+        for device_id, pending in self._pending.items():
+            if device_id not in self._covered:
+                continue
+            written = self._written_at.get(device_id)
+            if (
+                flush
+                or written is None
+                or now_ms - written >= self._interval_ms
+                or self._changed(device_id, pending.latest)
+            ):
+                out[device_id] = (pending.state, pending.latest)
+        return out
+
+    def written(self, writes: Mapping[str, Write], now_ms: int) -> None:
+        """These writes landed (or were refused as behind): drop them unless newer ones came since."""
+        for device_id, (state, latest) in writes.items():
+            pending = self._pending.get(device_id)
+            if pending is not None and pending.state is state:
+                del self._pending[device_id]
+            self._written_at[device_id] = now_ms
+            if latest is not None:
+                self._written_look[device_id] = (latest.status, latest.anomalies)
+
+    def _changed(self, device_id: str, latest: ProcessedRecord | None) -> bool:
+        if latest is None:
+            return False
+        return self._written_look.get(device_id) != (latest.status, latest.anomalies)
