@@ -26,6 +26,7 @@ import msgspec
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
+from service.adapters._s3_put import put_if_absent
 from service.core import ProcessedRecord
 from service.ports import BatchSpan, SinkError
 
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 
 SUFFIX = ".jsonl.gz"
 CONTENT_TYPE = "application/gzip"
-_TAKEN = frozenset({"PreconditionFailed", "412"})
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-_UNSUPPORTED = frozenset({"NotImplemented", "501"})
 
 Position = tuple[str, int | None]
 
@@ -107,34 +105,7 @@ class S3Archive:
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:
         """True when this call created the object; False when the key already existed."""
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                IfNoneMatch="*",
-                ContentType=CONTENT_TYPE,
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in _TAKEN:
-                return False
-            if code not in _UNSUPPORTED:
-                raise
-            return self._head_then_put(key, body)
-        return True
-
-    def _head_then_put(self, key: str, body: bytes) -> bool:
-        """For endpoints without conditional writes: not atomic, but a batch's shard has one writer."""
-        try:
-            self._client.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) not in _NOT_FOUND:
-                raise
-        else:
-            return False
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
-        return True
+        return put_if_absent(self._client, self._bucket, key, body, CONTENT_TYPE)
 
     def _positions(self, key: str) -> set[Position]:
         body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
