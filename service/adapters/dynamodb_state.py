@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.core import DeviceState, ProcessedRecord, StateFormatError, decode_state, encode_state, iso_ms
+from service.core import (
+    DeviceState,
+    ProcessedRecord,
+    StateFormatError,
+    decode_state,
+    encode_state,
+    iso_ms,
+    padded_sequence,
+)
 from service.ports import LoadedStates
 
 if TYPE_CHECKING:
@@ -33,17 +41,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, KeysAndAttributesTypeDef
 
 BATCH_GET_LIMIT = 100
-SEQUENCE_DIGITS = 40
 _FORWARD_ONLY = (
     "attribute_not_exists(deviceId) OR shardId <> :shard OR lastSeq < :seq "
     "OR (lastSeq = :seq AND lastSubSeq < :sub)"
 )
 _OPTIONAL = ("spo2", "skinTemp", "battery")
-
-
-def padded_sequence(sequence_number: str) -> str:
-    """A Kinesis sequence number (decimal, ≤ 128 bits) as a string that sorts like the integer."""
-    return sequence_number.zfill(SEQUENCE_DIGITS)
 
 
 class DynamoDeviceStateStore:

@@ -18,7 +18,14 @@ from service.adapters import (
     SnsAlertPublisher,
     SqsDeadLetterStore,
 )
-from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, decode_records, process_batch
+from service.core import (
+    DEFAULT_CONFIG,
+    Detector,
+    KinesisRecord,
+    decode_records,
+    padded_sequence,
+    process_batch,
+)
 from service.core.records import ProcessedRecord
 from tests.events import SHARD_ID, T0_MS, episode, sample, sequence
 from tests.integration.conftest import AwsStack
@@ -56,7 +63,7 @@ def test_archive_retry_over_the_same_span_adds_only_the_missing_records(aws: Aws
     third = archive.write(SHARD_ID, [x1, a2, x3])
 
     assert first is not None
-    assert first.endswith(f"{sequence(1)}-{sequence(3)}.jsonl.gz")
+    assert first.endswith(f"{padded_sequence(sequence(1))}-{padded_sequence(sequence(3))}.jsonl.gz")
     assert again == third != first
     assert archived_positions(aws) == [sequence(1), sequence(2), sequence(3)]
 
