@@ -1,4 +1,5 @@
-"""The embedded AWS emulator: moto's server on 127.0.0.1, with its known Kinesis write race closed.
+"""The embedded AWS emulator: moto's server on 127.0.0.1, with its known Kinesis write race closed
+and SQS FIFO deduplication as SQS does it.
 
 moto's ``Shard.put_record`` reads the shard's highest sequence number and then stores the record
 under the next one, without a lock (its own comment says "not safe for concurrency"): two concurrent
@@ -6,6 +7,11 @@ PutRecords to one shard can take the same number and the second overwrites the f
 lost. ``EmbeddedAws`` serialises every shard write — and the reads that iterate the same dict — with
 one process-wide lock, installed in the emulator's own process; DynamoDB item writes get one too, so a
 conditional write is atomic as in DynamoDB.
+
+moto's FIFO queues drop a send whose ``MessageDeduplicationId`` matches a message *still in the
+queue* (its check-then-append also unlocked); SQS drops it for 5 minutes after the first send, even
+when that message was received and deleted since. ``EmbeddedAws`` remembers each accepted id for the
+5 minutes, per queue (per message group under ``DeduplicationScope: messageGroup``), under a lock.
 
     with EmbeddedAws() as endpoint_url:
         ...  # boto3 clients with endpoint_url=endpoint_url
@@ -20,6 +26,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from types import TracebackType
@@ -29,6 +36,8 @@ EMULATOR_KEY = "testing"  # an emulator accepts any credentials; this one is not
 
 _KINESIS_LOCK = threading.RLock()
 _DYNAMODB_LOCK = threading.RLock()
+_SQS_LOCK = threading.Lock()
+SQS_DEDUPLICATION_S = 300.0  # the SQS FIFO deduplication interval
 _installed = False
 _install_guard = threading.Lock()
 
@@ -37,18 +46,20 @@ def serialise_racy_writes() -> None:
     """Wrap moto's Kinesis shard reads/writes in one lock and its DynamoDB item writes in another
     (idempotent). moto checks a DynamoDB condition and applies the write without a lock, and its
     server answers on several threads: two conditional takes of one lease could both succeed, which
-    real DynamoDB never allows."""
+    real DynamoDB never allows. FIFO sends are deduplicated as SQS does (``_deduplicated``)."""
     global _installed  # noqa: PLW0603 - a once-per-process patch of moto's classes
     with _install_guard:
         if _installed:
             return
         from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 - only when embedding
         from moto.kinesis.models import Shard  # noqa: PLC0415 - as above
+        from moto.sqs.models import Queue  # noqa: PLC0415 - as above
 
         for name in ("put_record", "get_records"):
             setattr(Shard, name, _locked(getattr(Shard, name), _KINESIS_LOCK))
         for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
             setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), _DYNAMODB_LOCK))
+        setattr(Queue, "add_message", _deduplicated(Queue.add_message))  # noqa: B010 - mypy: no method assignment
         _installed = True
 
 
@@ -59,6 +70,31 @@ def _locked(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., 
             return method(*args, **kwargs)
 
     return locked
+
+
+def _deduplicated(add_message: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """moto's ``Queue.add_message``, but a FIFO message whose deduplication id the queue accepted
+    less than ``SQS_DEDUPLICATION_S`` ago (in its group, under ``messageGroup`` scope) is dropped,
+    whether or not that first message is still in the queue. The caller's send still succeeds."""
+
+    @functools.wraps(add_message)
+    def add(queue: Any, message: Any) -> None:
+        if not queue.fifo_queue or message.deduplication_id is None:
+            add_message(queue, message)
+            return
+        per_group = queue.attributes.get("DeduplicationScope") == "messageGroup"
+        scope = (message.group_id if per_group else None, message.deduplication_id)
+        now = time.monotonic()
+        with _SQS_LOCK:
+            accepted: dict[tuple[str | None, str], float] = queue.__dict__.setdefault("_accepted_ids", {})
+            for expired in [k for k, at in accepted.items() if now - at >= SQS_DEDUPLICATION_S]:
+                del accepted[expired]
+            if scope in accepted:
+                return
+            accepted[scope] = now
+            add_message(queue, message)
+
+    return add
 
 
 def use_emulator_credentials() -> None:

@@ -1,12 +1,24 @@
 """Dead-letter stores: rejects with their raw bytes (base64), shard, sequence number and reason.
 
-``S3DeadLetterStore`` writes one object per reject at a key fixed by its position, so a redelivery
-rewrites the same object. ``SqsDeadLetterStore`` sends ``Reject.to_json`` bodies in batches; a body
-too large for a message goes to an ``overflow`` S3 store and the queue gets a pointer to it.
+A reject's identity is its position: shard, sequence number and sub-sequence number. Both stores
+keep one copy per position across owners, so a new lease owner that replays a batch the killed
+owner had already dead-lettered stores nothing twice:
+
+- ``S3DeadLetterStore`` writes one object per reject at a key fixed by its position, put-if-absent
+  (``If-None-Match: *``): a key already taken counts as stored and is left as it was. Exact at any
+  distance in time.
+- ``SqsDeadLetterStore`` sends ``Reject.to_json`` bodies in batches; a body too large for a message
+  goes to an ``overflow`` S3 store and the queue gets a pointer to it. On a FIFO queue (a name ending
+  ``.fifo``, as the template's) each message carries ``MessageGroupId`` = the shard and
+  ``MessageDeduplicationId`` = a digest of the position (``position_id``), the pointer too. SQS drops
+  a send whose id it accepted in the **last 5 minutes**, even when that message was received and
+  deleted since: a takeover (≤ 15 s) never stores twice; a replay more than 5 minutes after the first
+  send (a long outage, a reset checkpoint) can. On a standard queue nothing is deduplicated.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -14,6 +26,7 @@ import msgspec
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
+from service.adapters._s3_put import put_if_absent
 from service.core import Reject
 from service.ports import SinkError
 
@@ -28,6 +41,13 @@ SQS_MAX_MESSAGE_BYTES = 256 * 1024
 _ATTRIBUTE_ALLOWANCE = 512  # room for the message attributes, which count towards the size
 
 
+def position_id(reject: Reject) -> str:
+    """A deterministic id of the reject's position (64 hex digits; SQS allows 128 characters)."""
+    sub = "" if reject.sub_sequence_number is None else str(reject.sub_sequence_number)
+    position = f"{reject.shard_id}/{reject.sequence_number}/{sub}"
+    return hashlib.sha256(position.encode("utf-8")).hexdigest()
+
+
 def reject_key(prefix: str, reject: Reject) -> str:
     position = reject.sequence_number
     if reject.sub_sequence_number is not None:
@@ -36,7 +56,7 @@ def reject_key(prefix: str, reject: Reject) -> str:
 
 
 class S3DeadLetterStore:
-    """``DeadLetterStore`` on one bucket: one JSON object per reject."""
+    """``DeadLetterStore`` on one bucket: one JSON object per reject position, never overwritten."""
 
     def __init__(self, client: S3Client, bucket: str, prefix: str = "") -> None:
         self._client = client
@@ -57,17 +77,16 @@ class S3DeadLetterStore:
         return failed
 
     def put_one(self, reject: Reject) -> str:
-        """Store one reject; return its key. Raises ``ClientError``."""
+        """Store one reject unless its position is already stored; return its key. Raises
+        ``ClientError``."""
         key = reject_key(self._prefix, reject)
-        self._client.put_object(
-            Bucket=self._bucket, Key=key, Body=reject.to_json(), ContentType="application/json"
-        )
+        put_if_absent(self._client, self._bucket, key, reject.to_json(), "application/json")
         return key
 
 
 class SqsDeadLetterStore:
-    """``DeadLetterStore`` on one SQS queue. Raises ``SinkError`` when the queue refuses a whole
-    call; entries SQS reports as failed are returned."""
+    """``DeadLetterStore`` on one SQS queue (FIFO: deduplicated per position for 5 minutes). Raises
+    ``SinkError`` when the queue refuses a whole call; entries SQS reports as failed are returned."""
 
     def __init__(
         self,
@@ -78,6 +97,7 @@ class SqsDeadLetterStore:
     ) -> None:
         self._client = client
         self._queue_url = queue_url
+        self._fifo = queue_url.endswith(".fifo")  # SQS requires the suffix of every FIFO queue name
         self._overflow = overflow
         self._max_body = max_message_bytes - _ATTRIBUTE_ALLOWANCE
         self._max_batch = max_message_bytes
@@ -129,19 +149,23 @@ class SqsDeadLetterStore:
             yield batch
 
     def _send(self, batch: list[tuple[Reject, str]]) -> list[Reject]:
-        entries: list[SendMessageBatchRequestEntryTypeDef] = [
-            {
-                "Id": str(index),
-                "MessageBody": body,
-                "MessageAttributes": {
-                    "reason": {"DataType": "String", "StringValue": reject.reason.value},
-                    "shardId": {"DataType": "String", "StringValue": reject.shard_id},
-                },
-            }
-            for index, (reject, body) in enumerate(batch)
-        ]
+        entries = [self._entry(str(index), reject, body) for index, (reject, body) in enumerate(batch)]
         try:
             response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
         except ClientError as exc:
             raise SinkError(f"dead-letter queue {self._queue_url}: {error_code(exc)}") from exc
         return [batch[int(entry["Id"])][0] for entry in response.get("Failed", [])]
+
+    def _entry(self, entry_id: str, reject: Reject, body: str) -> SendMessageBatchRequestEntryTypeDef:
+        entry: SendMessageBatchRequestEntryTypeDef = {
+            "Id": entry_id,
+            "MessageBody": body,
+            "MessageAttributes": {
+                "reason": {"DataType": "String", "StringValue": reject.reason.value},
+                "shardId": {"DataType": "String", "StringValue": reject.shard_id},
+            },
+        }
+        if self._fifo:
+            entry["MessageGroupId"] = reject.shard_id
+            entry["MessageDeduplicationId"] = position_id(reject)
+        return entry

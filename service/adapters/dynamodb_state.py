@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.core import DeviceState, ProcessedRecord, StateFormatError, decode_state, encode_state, iso_ms
-from service.core.records import padded_sequence
+from service.core import (
+    DeviceState,
+    ProcessedRecord,
+    StateFormatError,
+    decode_state,
+    encode_state,
+    iso_ms,
+    padded_sequence,
+)
 from service.ports import LoadedStates
 
 if TYPE_CHECKING:

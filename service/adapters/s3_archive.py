@@ -5,12 +5,14 @@ The consumer writes archive *files* (``write_file``; see ``core.archive_file``),
 sequence number zero-padded to 40 digits; a replay from the same checkpoint writes the same key. The
 Lambda shim writes one object per batch (``write``), keyed as below.
 
-Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``. With a ``BatchSpan`` (the
-pipeline always gives one) the date is the batch's first Kinesis record's arrival date (UTC) and
-``first``/``last`` are the batch's first and last Kinesis sequence numbers, whatever subset of it is
-archived: a batch read again, in whole, finds its own key, even when some of its devices were
-committed the first time and are skipped now. Without a span they are those of the records archived
-(event date; ``{seq}.{sub}`` for a KPL user record). The gzip stream is byte-deterministic (mtime 0).
+Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``, the sequence numbers
+zero-padded to 40 digits (``padded_sequence``, as the device table's ``lastSeq``) so that a shard's
+keys list in stream order. With a ``BatchSpan`` (the pipeline always gives one) the date is the
+batch's first Kinesis record's arrival date (UTC) and ``first``/``last`` are the batch's first and
+last Kinesis sequence numbers, whatever subset of it is archived: a batch read again, in whole, finds
+its own key, even when some of its devices were committed the first time and are skipped now.
+Without a span they are those of the records archived (event date; ``{seq}.{sub}`` for a KPL user
+record, ``seq`` padded). The gzip stream is byte-deterministic (mtime 0).
 
 Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
 key taken reads the existing object; records it already holds are done. Records it does not hold
@@ -31,9 +33,8 @@ import msgspec
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.adapters._s3 import put_if_absent
-from service.core import ProcessedRecord
-from service.core.records import padded_sequence
+from service.adapters._s3_put import put_if_absent
+from service.core import ProcessedRecord, padded_sequence
 from service.ports import BatchSpan, SinkError
 
 if TYPE_CHECKING:
@@ -62,15 +63,21 @@ def _label(position: Position) -> str:
     return sequence if sub is None else f"{sequence}.{sub}"
 
 
+def _key_label(position: Position) -> str:
+    sequence, sub = position
+    return padded_sequence(sequence) if sub is None else f"{padded_sequence(sequence)}.{sub}"
+
+
 def archive_stem(
     prefix: str, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
 ) -> str:
-    """The key without its suffix, fixed by the shard, a date and the span."""
+    """The key without its suffix, fixed by the shard, a date and the span; a shard's stems sort in
+    stream order."""
     if span is None:
         day_ms = records[0].event_ms
-        label = f"{_label(record_position(records[0]))}-{_label(record_position(records[-1]))}"
+        label = f"{_key_label(record_position(records[0]))}-{_key_label(record_position(records[-1]))}"
     else:
-        day_ms, label = span.arrival_ms, f"{span.first}-{span.last}"
+        day_ms, label = span.arrival_ms, f"{padded_sequence(span.first)}-{padded_sequence(span.last)}"
     day = datetime.fromtimestamp(day_ms / 1000, UTC).strftime("%Y-%m-%d")
     return f"{prefix}dt={day}/shard={shard_id}/{label}"
 
@@ -126,6 +133,7 @@ class S3Archive:
         return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:
+        """True when this call created the object; False when the key already existed."""
         return put_if_absent(self._client, self._bucket, key, body, CONTENT_TYPE)
 
     def _positions(self, key: str) -> set[Position]:

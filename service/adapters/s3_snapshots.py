@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.adapters._s3 import NOT_FOUND, put_if_absent
+from service.adapters._s3_put import NOT_FOUND, put_if_absent
 from service.core.records import padded_sequence
 from service.ports import SinkError, SnapshotMissingError
 

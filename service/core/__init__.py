@@ -19,7 +19,14 @@ from service.core.decode import (
     records_from_lambda_event,
 )
 from service.core.detection import Detector
-from service.core.records import KinesisRecord, ProcessedRecord, Reject, RejectReason, iso_ms
+from service.core.records import (
+    KinesisRecord,
+    ProcessedRecord,
+    Reject,
+    RejectReason,
+    iso_ms,
+    padded_sequence,
+)
 from service.core.state import DeviceState, StateFormatError, decode_state, encode_state
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "decode_state",
     "encode_state",
     "iso_ms",
+    "padded_sequence",
     "process_batch",
     "record_from_api",
     "records_from_lambda_event",

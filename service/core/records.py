@@ -12,6 +12,14 @@ import msgspec
 
 from service.core.anomalies import AnomalyType, Status
 
+SEQUENCE_DIGITS = 40  # a 128-bit number has at most 39 decimal digits
+
+
+def padded_sequence(sequence_number: str) -> str:
+    """A Kinesis sequence number (decimal, ≤ 128 bits) as a string that sorts like the integer: the
+    device table's ``lastSeq`` and the archive's keys."""
+    return sequence_number.zfill(SEQUENCE_DIGITS)
+
 
 class KinesisRecord(msgspec.Struct, frozen=True, gc=False):
     """One record as Kinesis delivered it: payload bytes plus where it sits in its shard.
@@ -168,14 +176,6 @@ def _json_sequence(sequence_number: str) -> str:
     if sequence_number.isdigit() and sequence_number.isascii():
         return f'"{sequence_number}"'
     return msgspec.json.encode(sequence_number).decode()
-
-
-SEQUENCE_DIGITS = 40
-
-
-def padded_sequence(sequence_number: str) -> str:
-    """A Kinesis sequence number (decimal, ≤ 128 bits) as a string that sorts like the integer."""
-    return sequence_number.zfill(SEQUENCE_DIGITS)
 
 
 def iso_ms(epoch_ms: int) -> str:

@@ -168,10 +168,22 @@ def _sns_topic(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
 
 
 def _sqs_queue(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
-    url = r.resolver.refs[logical_id]
-    attributes = r.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    sqs, url = r.client("sqs"), r.resolver.refs[logical_id]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     if props.get("SqsManagedSseEnabled") and attributes.get("SqsManagedSseEnabled") != "true":
         r._fail(logical_id, "SQS-managed server-side encryption is off")
+    if not props.get("FifoQueue"):
+        return
+    if attributes.get("FifoQueue") != "true":
+        r._fail(logical_id, "not a FIFO queue (a queue's type is fixed when it is created)")
+    wanted = {name: str(props[name]) for name in _FIFO_SETTABLE if name in props}
+    differ = {name: value for name, value in wanted.items() if attributes.get(name) != value}
+    if differ:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=differ)
+        r._changed(logical_id, f"{', '.join(sorted(differ))} set through the SQS API")
+
+
+_FIFO_SETTABLE = ("DeduplicationScope", "FifoThroughputLimit")  # FifoQueue itself cannot change
 
 
 def _iot_policy(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:

@@ -27,6 +27,12 @@ from tests.tools import missing
 
 REGION = "us-east-1"
 DUMMY_KEY = "testing"  # moto accepts any credentials; these never leave the test process
+# the template's DeadLetterQueue: FIFO, deduplicated per message group (shard), high throughput
+DEAD_LETTER_QUEUE = {
+    "FifoQueue": "true",
+    "DeduplicationScope": "messageGroup",
+    "FifoThroughputLimit": "perMessageGroupId",
+}
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +131,7 @@ class AwsStack:
 @pytest.fixture
 def aws(aws_endpoint: str) -> AwsStack:
     """Device-state and alert-history tables, archive + dead-letter bucket, alert topic with a
-    subscribed queue, and a dead-letter queue — all named uniquely for this test."""
+    subscribed queue, and a FIFO dead-letter queue — all named uniquely for this test."""
     suffix = uuid.uuid4().hex[:10]
     session = boto3.Session(aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY, region_name=REGION)
     dynamodb = session.client("dynamodb", endpoint_url=aws_endpoint)
@@ -154,7 +160,8 @@ def aws(aws_endpoint: str) -> AwsStack:
         Endpoint=alert_queue_arn,
         Attributes={"RawMessageDelivery": "true"},
     )
-    dlq_url = sqs.create_queue(QueueName=f"dead-letter-{suffix}")["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=f"dead-letter-{suffix}.fifo", Attributes=DEAD_LETTER_QUEUE)
+    dlq_url = dlq["QueueUrl"]
     settings = Settings(
         region=REGION,
         endpoint_url=aws_endpoint,

@@ -1,12 +1,14 @@
 """Adapter contracts that the handler tests cannot reach: conflicting archive spans, forward-only
-state writes, throttled reads, oversized dead letters, alerts already published."""
+state writes, throttled reads, oversized and repeated dead letters, alerts already published."""
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from typing import Any
 
+import msgspec
 import pytest
 
 from service.adapters import (
@@ -16,7 +18,14 @@ from service.adapters import (
     SnsAlertPublisher,
     SqsDeadLetterStore,
 )
-from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, decode_records, process_batch
+from service.core import (
+    DEFAULT_CONFIG,
+    Detector,
+    KinesisRecord,
+    decode_records,
+    padded_sequence,
+    process_batch,
+)
 from service.core.records import ProcessedRecord
 from tests.events import SHARD_ID, T0_MS, episode, sample, sequence
 from tests.integration.conftest import AwsStack
@@ -54,7 +63,7 @@ def test_archive_retry_over_the_same_span_adds_only_the_missing_records(aws: Aws
     third = archive.write(SHARD_ID, [x1, a2, x3])
 
     assert first is not None
-    assert first.endswith(f"{sequence(1)}-{sequence(3)}.jsonl.gz")
+    assert first.endswith(f"{padded_sequence(sequence(1))}-{padded_sequence(sequence(3))}.jsonl.gz")
     assert again == third != first
     assert archived_positions(aws) == [sequence(1), sequence(2), sequence(3)]
 
@@ -121,11 +130,41 @@ def test_oversized_dead_letter_goes_to_s3_with_a_pointer(aws: AwsStack) -> None:
     assert [m["body"]["sequenceNumber"] for m in aws.drain(dlq)] == [sequence(2)]
 
     assert SqsDeadLetterStore(aws.sqs, dlq, overflow=overflow, max_message_bytes=2048).put(rejects) == []
-    pointer, small = sorted(aws.drain(dlq), key=lambda m: m["body"]["sequenceNumber"])
+    (pointer,) = aws.drain(dlq)  # the small one was stored by the first call: not sent again
     assert pointer["body"]["overflow"]["key"] == f"dead-letter/shard={SHARD_ID}/{sequence(1)}.json"
     stored = aws.objects(aws.settings.archive_bucket, "dead-letter/")[pointer["body"]["overflow"]["key"]]
     assert json.loads(stored)["reason"] == pointer["body"]["reason"] == pointer["attributes"]["reason"]
-    assert small["body"]["reason"] == "invalid_json"
+
+
+def test_a_dead_letter_is_stored_once_per_position_whoever_sends_it(aws: AwsStack) -> None:
+    """Two owners of one shard (the killed one and its successor) send the same rejects: the queue
+    holds each position once, also when the first copies were already received and deleted."""
+    shard_a = decode_records(kinesis_records([b"nope", b"[1]", b"{}"], [1, 2, 3])).rejects
+    shard_b = [msgspec.structs.replace(r, shard_id="shardId-000000000001") for r in shard_a]
+    dlq = aws.settings.dead_letter_queue_url
+    old_owner, new_owner = SqsDeadLetterStore(aws.sqs, dlq), SqsDeadLetterStore(aws.sqs, dlq)
+
+    assert old_owner.put(shard_a + shard_b) == []
+    assert new_owner.put(shard_a) == []
+    first = aws.drain(dlq)
+    assert new_owner.put(shard_b + shard_a) == []
+    again = aws.drain(dlq)
+
+    positions = Counter((m["body"]["shardId"], m["body"]["sequenceNumber"]) for m in first + again)
+    assert positions == {(r.shard_id, r.sequence_number): 1 for r in shard_a + shard_b}
+    assert again == []
+
+
+def test_s3_dead_letter_is_put_if_absent(aws: AwsStack) -> None:
+    (reject,) = decode_records(kinesis_records([b"nope"], [1])).rejects
+    store = S3DeadLetterStore(aws.s3, aws.settings.archive_bucket, "dead-letter/")
+    later = msgspec.structs.replace(reject, detail="a different run's detail")
+
+    assert store.put([reject]) == []
+    assert store.put([later]) == []  # already stored: a success, and the first copy stays
+
+    (body,) = aws.objects(aws.settings.archive_bucket, "dead-letter/").values()
+    assert json.loads(body)["detail"] == reject.detail
 
 
 def test_alert_already_published_is_not_sent_again(aws: AwsStack) -> None:

@@ -1,20 +1,23 @@
 """The shard consumer under faults, as processes on real endpoints (loopback only, bounded in time).
 
 Each test runs ``vitalstream consume`` replicas against the emulator, feeds numbered samples, injects a
-fault (start together, ``kill -9``, rolling SIGTERM, resharding, throttling and 5xx, a poison burst),
-then reads every sink back: nothing sent is missing from the archive, nothing is archived twice, and
-each device's samples were processed in their own order.
+fault (start together, ``kill -9``, rolling SIGTERM, resharding, throttling and 5xx, a poison burst,
+``kill -9`` between dead-lettering and the checkpoint), then reads every sink back: nothing sent is
+missing from the archive, nothing is archived or dead-lettered twice, and each device's samples were
+processed in their own order.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from service.consumer.leases import Sentinel
 from tests.integration.conftest import AwsStack
 from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error, kinesis_throttle, s3_slow_down
@@ -232,6 +235,51 @@ def test_a_poison_burst_all_goes_to_the_dead_letters_and_the_lag_recovers(make_r
     assert {d["reason"] for d in rig.dead_letters} == {"invalid_json"}
     assert behind
     assert max(behind) <= 1_000
+
+
+def test_kill_9_after_dead_lettering_before_the_checkpoint_stores_no_dead_letter_twice(
+    make_rig: RigFactory,
+) -> None:
+    """The victim never checkpoints (its archive files would be cut after 10 minutes), so the survivor
+    replays every batch the victim dead-lettered from, and sends those rejects again: each is stored
+    once all the same."""
+    poison = 60
+    rig = make_rig(2)
+    (victim,) = rig.replicas.start(1, extra_env={"VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS": "600000"})
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=20, rate=10)
+    feed.put(40)
+    feed.put(0, poison=poison)
+    feed.put(40)
+    wait_for(lambda: len(rig.dead_letters) >= poison, 60, f"{poison} dead letters in the queue", 0.1)
+    checkpoints = victim.value("vitalstream_checkpoints_total")
+    victim.process.send_signal(signal.SIGKILL)
+    assert victim.process.wait(10) == -signal.SIGKILL
+    unmoved = {item["checkpoint"]["S"] for item in rig.leases()}
+
+    (survivor,) = rig.replicas.start(1)
+    rig.replicas.wait_ready()
+    wait_drained(rig, feed)
+
+    def resent() -> int:
+        return int(survivor.value("vitalstream_dead_letters_total", reason="invalid_json"))
+
+    wait_for(lambda: resent() >= poison, 60, "the survivor to dead-letter the replayed poison again")
+    time.sleep(2)  # any late duplicate would be visible by now
+    positions = [(d["shardId"], d["sequenceNumber"], d.get("subSequenceNumber")) for d in rig.dead_letters]
+    stored = Counter(positions)
+    report(
+        "kill -9 after dead letters",
+        poison=feed.poison_sent,
+        sent=poison + resent(),
+        stored=sum(stored.values()),
+        duplicated=sum(n - 1 for n in stored.values()),
+    )
+    assert checkpoints == 0
+    assert unmoved == {str(Sentinel.TRIM_HORIZON)}  # so the survivor replayed from the start
+    assert resent() == poison
+    assert len(stored) == poison
+    assert max(stored.values()) == 1
 
 
 def _is_open(shard: dict[str, object]) -> bool:

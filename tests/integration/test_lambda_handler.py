@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.config import Settings
+from service.core import padded_sequence
 from tests.events import (
     episode,
     interleave,
@@ -84,7 +85,7 @@ def test_happy_batch_reaches_every_sink(aws: AwsStack, invoke: Invoke) -> None:
     assert len(objects) == 1
     (key,) = objects
     assert key.startswith("telemetry/dt=2026-03-01/shard=shardId-000000000000/")
-    assert key.endswith(f"/{seqs[0]}-{seqs[-1]}.jsonl.gz")
+    assert key.endswith(f"/{padded_sequence(seqs[0])}-{padded_sequence(seqs[-1])}.jsonl.gz")
     lines = archived_lines(aws)
     assert [line["sequenceNumber"] for line in lines] == seqs
     for line in lines:
@@ -251,7 +252,8 @@ def test_kpl_aggregated_record_is_deaggregated(aws: AwsStack, invoke: Invoke) ->
         ("watch-b", plain_seq, None),
     ]
     (key,) = aws.objects(aws.settings.archive_bucket, aws.settings.archive_prefix)
-    assert key.endswith(f"/{aggregated_seq}-{plain_seq}.jsonl.gz")  # the batch span: Kinesis records
+    span = f"{padded_sequence(aggregated_seq)}-{padded_sequence(plain_seq)}"
+    assert key.endswith(f"/{span}.jsonl.gz")  # the batch span: Kinesis records
     item = state_item(aws, "watch-a")
     assert item is not None
     assert (item["lastSeq"]["S"], item["lastSubSeq"]["N"], item["heartRate"]["N"]) == (

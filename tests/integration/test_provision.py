@@ -67,8 +67,9 @@ def snapshot(endpoint: str, prefix: str, outputs: dict[str, str]) -> dict[str, A
         "topic_kms": client("sns").get_topic_attributes(TopicArn=outputs["AlertTopicArn"])["Attributes"][
             "KmsMasterKeyId"
         ],
-        "dlq_sse": client("sqs").get_queue_attributes(
-            QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["SqsManagedSseEnabled"]
+        "dlq": client("sqs").get_queue_attributes(
+            QueueUrl=outputs["DeadLetterQueueUrl"],
+            AttributeNames=["SqsManagedSseEnabled", "FifoQueue", "DeduplicationScope", "FifoThroughputLimit"],
         )["Attributes"],
         "device_policy": client("iot").get_policy(policyName=outputs["DevicePolicyName"])["policyDocument"],
         "rule": (rule["sql"], rule["actions"], rule["errorAction"]),
@@ -101,6 +102,13 @@ def test_provision_builds_every_resource_and_a_rerun_changes_nothing(
     assert before["stream"] == ("ACTIVE", "KMS", 1)
     assert {status for _, _, status in before["tables"].values()} == {"ENABLED"}
     assert set(before["public_access"].values()) == {True}
+    assert before["dlq"] == {
+        "SqsManagedSseEnabled": "true",
+        "FifoQueue": "true",
+        "DeduplicationScope": "messageGroup",
+        "FifoThroughputLimit": "perMessageGroupId",
+    }
+    assert first.outputs["DeadLetterQueueUrl"].endswith(f"/{prefix}-dead-letter.fifo")
     assert before["rule"][0] == "SELECT *, topic(2) AS topicDeviceId FROM 'wearables/+/telemetry'"
     assert before["rule"][1][0]["kinesis"]["partitionKey"] == "${topic(2)}"
     assert before["mappings"][0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

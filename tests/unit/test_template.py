@@ -143,6 +143,21 @@ def test_stream_topic_and_queues_are_encrypted() -> None:
         assert queue["SqsManagedSseEnabled"] is True
 
 
+def test_dead_letter_queue_is_fifo_deduplicated_per_shard_and_batch_failures_standard() -> None:
+    dead_letters = RESOURCES["DeadLetterQueue"]["Properties"]
+    assert dead_letters["QueueName"] == {"Fn::Sub": "${NamePrefix}-dead-letter.fifo"}
+    assert dead_letters["FifoQueue"] is True
+    assert dead_letters["DeduplicationScope"] == "messageGroup"
+    assert dead_letters["FifoThroughputLimit"] == "perMessageGroupId"
+    assert "ContentBasedDeduplication" not in dead_letters  # the adapter names each position itself
+    failures = RESOURCES["BatchFailureQueue"]["Properties"]
+    assert "FifoQueue" not in failures  # Lambda's on-failure destination cannot be a FIFO queue
+    mapping = RESOURCES["ProcessorEventSourceMapping"]["Properties"]
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["BatchFailureQueue", "Arn"]
+    }
+
+
 def test_optional_parts_are_conditional() -> None:
     assert RESOURCES["RawDeliveryStream"]["Condition"] == "WithFirehose"
     assert RESOURCES["ProcessorFunction"]["Condition"] == "WithFunction"

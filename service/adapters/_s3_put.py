@@ -1,4 +1,9 @@
-"""S3 writes shared by the adapters: put-if-absent, with a fallback for endpoints without it."""
+"""S3 put-if-absent, shared by the archive and the dead-letter objects.
+
+``put_if_absent`` writes with ``If-None-Match: *``: atomic on S3 and emulators that support it. An
+endpoint that answers ``NotImplemented`` gets a HEAD, then a plain PUT when the key is free — not
+atomic, but every key written this way has one writer at a time (a shard's lease owner).
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,19 @@ from service.adapters._errors import error_code
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-TAKEN = frozenset({"PreconditionFailed", "412"})
+_TAKEN = frozenset({"PreconditionFailed", "412"})
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _UNSUPPORTED = frozenset({"NotImplemented", "501"})
 
 
 def put_if_absent(client: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> bool:
-    """Create the object (``If-None-Match: *``); True when this call created it, False when the key
-    already existed. Raises ``ClientError`` for any other refusal."""
+    """True when this call created the object; False when the key already existed (the object is
+    left as it was). Raises ``ClientError`` for any other refusal."""
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType=content_type)
     except ClientError as exc:
         code = error_code(exc)
-        if code in TAKEN:
+        if code in _TAKEN:
             return False
         if code not in _UNSUPPORTED:
             raise
@@ -32,7 +37,6 @@ def put_if_absent(client: S3Client, bucket: str, key: str, body: bytes, content_
 
 
 def _head_then_put(client: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> bool:
-    """For endpoints without conditional writes: not atomic, but a shard's keys have one writer."""
     try:
         client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
