@@ -2,7 +2,8 @@
 
 Kinesis and the lease table are used from the event loop through aioboto3; the sinks are the very
 boto3 adapters of the Lambda shim (``composition.build_pipeline``), run in worker threads, one batch
-per shard at a time. SIGTERM and SIGINT start a graceful shutdown; the process exits 0 when every
+per shard at a time. One ``RequestCounter`` counts every client (sinks, Kinesis, lease table) and is
+exported on ``/metrics``. SIGTERM and SIGINT start a graceful shutdown; the process exits 0 when every
 lease is checkpointed and released.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
+from service.accounting import RequestCounter
 from service.config import ConsumerSettings
 from service.consumer import logs
 from service.consumer.fanout import FanOutReader, register_consumer
@@ -56,8 +58,9 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
         loop.call_later(stop_after_s, stop.set)
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-    metrics = ConsumerMetrics()
-    pipeline = build_pipeline(settings, connections=SINK_CONNECTIONS)
+    requests = RequestCounter()
+    metrics = ConsumerMetrics(requests=requests)
+    pipeline = build_pipeline(settings, connections=SINK_CONNECTIONS, requests=requests)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
     if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
         config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
@@ -65,6 +68,8 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
     stream_at = where | {"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
     async with session.client("kinesis", **stream_at) as kinesis, session.client("dynamodb", **where) as ddb:
+        requests.attach(kinesis)
+        requests.attach(ddb)
         table = LeaseTable(ddb, settings.lease_table)
         readers = await _readers(kinesis, settings)
         scheduler = Scheduler(
