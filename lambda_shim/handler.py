@@ -2,7 +2,8 @@
 
 One call into the pipeline per event. The returned ``batchItemFailures`` name, for each device whose
 effects did not all land, its first record in the batch (and each reject that could not be stored);
-Lambda retries from the lowest, and records already applied are skipped on the way.
+Lambda retries from the lowest, and records already applied are skipped on the way. ``REQUESTS``
+counts every AWS request of this container's clients (``service.accounting``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+from service.accounting import RequestCounter
 from service.core import records_from_lambda_event
 
 if TYPE_CHECKING:
     from service.pipeline import Pipeline
+
+REQUESTS = RequestCounter()
 
 
 @functools.cache
@@ -23,7 +27,7 @@ def _runtime() -> Pipeline:
     from lambda_shim.bootstrap import build_pipeline  # noqa: PLC0415 - keeps the cold import small
     from service.config import Settings  # noqa: PLC0415 - as above
 
-    return build_pipeline(Settings())
+    return build_pipeline(Settings(), requests=REQUESTS)
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:

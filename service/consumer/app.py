@@ -1,9 +1,10 @@
 """The composition root of Kubernetes mode: settings → aioboto3 clients, sinks, lease table → scheduler.
 
 Kinesis and the lease table are used from the event loop through aioboto3; the sinks are the very
-boto3 adapters of the Lambda shim plus the shard snapshots (``composition.build_resident_sinks``), run
-in worker threads, one batch per shard at a time, against each shard's resident state. SIGTERM and
-SIGINT start a graceful shutdown; the process exits 0 when every
+boto3 adapters of the Lambda shim plus the shard snapshots (``build_resident_sinks``), run in worker
+threads, one batch per shard at a time, against each shard's resident state. One ``RequestCounter``
+counts every client (sinks, Kinesis, lease table) and is exported on ``/metrics``. SIGTERM and SIGINT
+start a graceful shutdown; the process exits 0 when every
 lease is checkpointed and released.
 """
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import disable_created_metrics
 
+from service.accounting import RequestCounter
 from service.config import ConsumerSettings
 from service.consumer import logs
 from service.consumer.fanout import FanOutReader, register_consumer
@@ -60,8 +62,9 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
         loop.call_later(stop_after_s, stop.set)
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-    metrics = ConsumerMetrics()
-    sinks = build_resident_sinks(settings, connections=SINK_CONNECTIONS)
+    requests = RequestCounter()
+    metrics = ConsumerMetrics(requests=requests)
+    sinks = build_resident_sinks(settings, connections=SINK_CONNECTIONS, requests=requests)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
     if settings.enhanced_fan_out:  # every subscription holds a connection: one per lease, and room for calls
         config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
@@ -69,6 +72,8 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
     stream_at = where | {"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
     async with session.client("kinesis", **stream_at) as kinesis, session.client("dynamodb", **where) as ddb:
+        requests.attach(kinesis)
+        requests.attach(ddb)
         table = LeaseTable(ddb, settings.lease_table)
         readers = await _readers(kinesis, settings)
         scheduler = Scheduler(
@@ -101,7 +106,10 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
 
 
 def build_resident_sinks(
-    settings: ConsumerSettings, session: boto3.Session | None = None, connections: int = 10
+    settings: ConsumerSettings,
+    session: boto3.Session | None = None,
+    connections: int = 10,
+    requests: RequestCounter | None = None,
 ) -> ResidentSinks:
     """Kubernetes mode's sinks: the pipeline's, plus shard snapshots in the archive bucket, and the
     archive-file and latest-state cadences of the settings."""
@@ -112,10 +120,10 @@ def build_resident_sinks(
     from service.composition import build_pipeline, client, sink_config  # noqa: PLC0415
 
     session = session or boto3.Session()
-    pipeline = build_pipeline(settings, session, connections)
+    pipeline = build_pipeline(settings, session, connections, requests)
     assert isinstance(pipeline.archive, S3Archive)
     snapshots = S3SnapshotStore(
-        client(session, "s3", settings, sink_config(connections)),
+        client(session, "s3", settings, sink_config(connections), requests),
         settings.archive_bucket,
         settings.snapshot_prefix,
     )

@@ -2,11 +2,18 @@
 
 Names and labels are a public contract: the Grafana dashboard and the PrometheusRule in the Helm chart
 query them. Latency is from the device's own timestamp to the moment every sink acknowledged.
+Request accounting (``service.accounting``) is read at scrape time from its ``RequestCounter``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from service.accounting import RequestCounter
 
 LATENCY_BUCKETS = (
     0.025,
@@ -32,14 +39,50 @@ LATENCY_BUCKETS = (
 ARCHIVE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0, 120.0, 180.0, 300.0, 600.0)
 
 
+class RequestCollector(Collector):
+    """The counts of a ``RequestCounter`` as counters: requests by service and operation (each attempt
+    that got a response), DynamoDB item writes and reads by table name."""
+
+    def __init__(self, requests: RequestCounter) -> None:
+        self._requests = requests
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counts = self._requests.snapshot()
+        calls = CounterMetricFamily(
+            "vitalstream_aws_requests",
+            "AWS requests sent (each attempt that got a response), by service and operation",
+            labels=["service", "operation"],
+        )
+        for (service, operation), n in sorted(counts.requests.items()):
+            calls.add_metric([service, operation], n)
+        writes = CounterMetricFamily(
+            "vitalstream_dynamodb_item_writes",
+            "DynamoDB item writes billed (refused conditional writes included), by table",
+            labels=["table"],
+        )
+        for table, n in sorted(counts.item_writes.items()):
+            writes.add_metric([table], n)
+        reads = CounterMetricFamily(
+            "vitalstream_dynamodb_item_reads", "DynamoDB item reads billed, by table", labels=["table"]
+        )
+        for table, n in sorted(counts.item_reads.items()):
+            reads.add_metric([table], n)
+        yield from (calls, writes, reads)
+
+
 class ConsumerMetrics:
-    """Every metric the consumer exports. ``outcome`` of a record is one of ``OUTCOMES``."""
+    """Every metric the consumer exports. ``outcome`` of a record is one of ``OUTCOMES``. ``requests``
+    counts the AWS clients the consumer attaches to it (a new, empty counter when None)."""
 
     OUTCOMES = ("processed", "rejected", "duplicate", "retried")
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, requests: RequestCounter | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.requests = requests if requests is not None else RequestCounter()
         r = self.registry
+        r.register(RequestCollector(self.requests))
         self.records = Counter(
             "vitalstream_records", "Records read from Kinesis, by outcome", ["outcome"], registry=r
         )

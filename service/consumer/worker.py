@@ -380,4 +380,3 @@ class ShardConsumer:
             stop.cancel()
             lost.cancel()
         return bool(done)
-

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.accounting import RequestCounts
 from service.demo.ledger import LatencySummary
 
 
@@ -183,6 +184,21 @@ class Scrape:
     @property
     def leases(self) -> int:
         return int(self.total("vitalstream_leases_held"))
+
+    def requests(self) -> RequestCounts:
+        """The replicas' request accounting, summed (``service.accounting``)."""
+        requests: dict[tuple[str, str], int] = {}
+        writes: dict[str, int] = {}
+        reads: dict[str, int] = {}
+        for sample, labels, value in self.samples:
+            if sample == "vitalstream_aws_requests_total":
+                key = (labels["service"], labels["operation"])
+                requests[key] = requests.get(key, 0) + int(value)
+            elif sample == "vitalstream_dynamodb_item_writes_total":
+                writes[labels["table"]] = writes.get(labels["table"], 0) + int(value)
+            elif sample == "vitalstream_dynamodb_item_reads_total":
+                reads[labels["table"]] = reads.get(labels["table"], 0) + int(value)
+        return RequestCounts(requests, writes, reads)
 
     def latency(self) -> LatencySummary:
         """Event-to-sink latency percentiles from the merged histogram (bucket-interpolated)."""

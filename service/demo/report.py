@@ -5,6 +5,8 @@
 - ``duplicate_effects``: archive lines beyond the first for one (deviceId, seq), alert messages
   beyond the first per alertId, dead-letter messages beyond the first per record. Must be 0.
 - Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
+- Request accounting: the AWS requests the processing sent (``service.accounting``), per 1,000
+  records sent, and what they would cost a month at 10K devices (``service.cost``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 import msgspec
 
+from service.accounting import RequestCounts
 from service.core import KinesisRecord, decode_records
 from service.core.telemetry import parse_rfc3339_ms
+from service.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
 from service.demo.ledger import LatencySummary
 from service.score import Scorecard, ScoredAlert, score
 from simulator.truth import TruthEntry
@@ -77,6 +81,12 @@ class DemoReport:
     alerts: dict[str, dict[str, float | int | None]]
     alerts_during_runs: int
     unacknowledged: int  # records still in flight when the report was taken (drain timed out)
+    aws_calls_per_1k: float  # every request the processing sent, per 1,000 records sent
+    calls_per_1k: dict[str, float]  # by "service.Operation"
+    dynamodb_item_writes_per_1k: dict[str, float]  # by table
+    dynamodb_item_reads_per_1k: dict[str, float]  # by table
+    s3_puts_per_1k: float
+    monthly_cost_usd: dict[str, float]  # at FLEET_DEVICES, by what is billed, and "total"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +107,7 @@ def build_report(
     duration_s: float,
     shards: int,
     mode: str,
+    requests: RequestCounts,
     unacknowledged: int = 0,
 ) -> DemoReport:
     archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
@@ -107,6 +118,8 @@ def build_report(
     lost = len(expected.valid - set(archived)) + max(0, expected.rejects - len(dead_keys))
     duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
     card = score(truth, _scored(sinks.alerts), GRACE_MS)
+    per_1k = PerThousand.of(requests, sent)
+    cost = monthly_cost(per_1k, FLEET_EVENTS_PER_S)
     return DemoReport(
         devices=devices,
         duration_s=round(duration_s, 1),
@@ -127,6 +140,20 @@ def build_report(
         alerts=_by_type(card),
         alerts_during_runs=len(card.alerts_in_runs),
         unacknowledged=unacknowledged,
+        aws_calls_per_1k=round(per_1k.calls(), 1),
+        calls_per_1k={f"{s}.{o}": round(n, 1) for (s, o), n in sorted(per_1k.requests.items())},
+        dynamodb_item_writes_per_1k={t: round(n, 1) for t, n in sorted(per_1k.item_writes.items())},
+        dynamodb_item_reads_per_1k={t: round(n, 1) for t, n in sorted(per_1k.item_reads.items())},
+        s3_puts_per_1k=round(per_1k.calls("s3", "PutObject"), 2),
+        monthly_cost_usd={
+            "dynamodb_writes": round(cost.dynamodb_writes, 2),
+            "dynamodb_reads": round(cost.dynamodb_reads, 2),
+            "s3": round(cost.s3, 2),
+            "sns": round(cost.sns, 2),
+            "sqs": round(cost.sqs, 2),
+            "kinesis": round(cost.kinesis, 2),
+            "total": round(cost.total, 2),
+        },
     )
 
 
@@ -181,7 +208,32 @@ def render(report: DemoReport) -> str:
             f"  {_ratio(row['recall']):>6}"
         )
     lines.append(f"alerts during runs (must be 0): {report.alerts_during_runs}")
+    lines.extend(_accounting(report))
     return "\n".join(lines)
+
+
+def _accounting(report: DemoReport) -> list[str]:
+    by_service: dict[str, float] = {}
+    for key, n in report.calls_per_1k.items():
+        service = key.split(".", 1)[0]
+        by_service[service] = by_service.get(service, 0.0) + n
+    services = ", ".join(f"{s} {n:,.1f}" for s, n in sorted(by_service.items()))
+    writes = report.dynamodb_item_writes_per_1k
+    reads = report.dynamodb_item_reads_per_1k
+    cost = report.monthly_cost_usd
+    parts = ", ".join(f"{name.replace('_', ' ')} ${cost[name]:,.0f}" for name in cost if name != "total")
+    return [
+        f"AWS requests per 1K records: {report.aws_calls_per_1k:,.1f} ({services or 'none'})",
+        f"DynamoDB item writes per 1K records: {sum(writes.values()):,.1f} ({_tables(writes)})",
+        f"DynamoDB item reads per 1K records: {sum(reads.values()):,.1f} ({_tables(reads)})",
+        f"S3 PUTs per 1K records: {report.s3_puts_per_1k:,.2f}",
+        f"estimated monthly cost at {FLEET_DEVICES:,} devices ({FLEET_EVENTS_PER_S:,} events/s), list prices "
+        f"of {PRICES_AS_OF}: ${cost['total']:,.0f} ({parts}; compute not included)",
+    ]
+
+
+def _tables(counts: dict[str, float]) -> str:
+    return ", ".join(f"{table} {n:,.1f}" for table, n in counts.items()) or "none"
 
 
 def _ms(value: float | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 
 from lambda_shim import handler as shim
+from service.accounting import RequestCounts
 from service.adapters.kinesis_writer import KinesisPublisher
 from service.demo.ledger import AckLedger, LatencySummary
 from service.demo.replicas import ReplicaSet
@@ -120,6 +121,7 @@ class DemoSession:
                 time.sleep(1.0)
             view.update(feed.report.sent, acknowledged, latency, counts, force=True)
             view.close()
+            requests = processing.requests()
         elapsed = time.monotonic() - started
         alerts.extend(_drain(sqs, alert_queue))
         return build_report(
@@ -133,11 +135,14 @@ class DemoSession:
             duration_s=elapsed,
             shards=self._shards,
             mode=mode,
+            requests=requests,
             unacknowledged=max(feed.report.sent - acknowledged, 0),
         )
 
     def _lambda(self, sqs: Any, kinesis: Any, stream: str, batch_size: int) -> _Processing:
-        """Serverless mode: the local event source mapping invokes the shim in-process."""
+        """Serverless mode: the local event source mapping invokes the shim in-process. Its requests are
+        the shim's (``shim.REQUESTS``, counted from here on); the mapping's own reads are Lambda's."""
+        before = shim.REQUESTS.snapshot()
         ledger = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
             self._outputs.get("BatchFailureQueueUrl")
@@ -150,7 +155,11 @@ class DemoSession:
         )
         config = EsmConfig(batch_size=batch_size, batching_window_s=0.5, bisect_on_error=True)
         mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
-        return _Processing(mapping, lambda: (ledger.acknowledged, ledger.latency()))
+        return _Processing(
+            mapping,
+            lambda: (ledger.acknowledged, ledger.latency()),
+            lambda: shim.REQUESTS.snapshot().since(before),
+        )
 
     def _consumers(self, count: int) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
@@ -162,7 +171,7 @@ class DemoSession:
             scrape = replica_set.scrape()
             return scrape.settled, scrape.latency()
 
-        return _Processing(_Replicas(replica_set, count), progress)
+        return _Processing(_Replicas(replica_set, count), progress, lambda: replica_set.scrape().requests())
 
     def _subscribe_alert_queue(self, sqs: Any) -> str:
         url = str(sqs.create_queue(QueueName=f"demo-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"])
@@ -195,14 +204,16 @@ class DemoSession:
 
 
 class _Processing:
-    """Whatever processes the stream in this demo, with how many records it has settled and how fast."""
+    """Whatever processes the stream in this demo, with how many records it has settled and how fast,
+    and the AWS requests it has sent so far."""
 
     def __init__(
         self,
         runner: contextlib.AbstractContextManager[Any],
         progress: Callable[[], tuple[int, LatencySummary]],
+        requests: Callable[[], RequestCounts],
     ) -> None:
-        self._runner, self.progress = runner, progress
+        self._runner, self.progress, self.requests = runner, progress, requests
 
     def __enter__(self) -> _Processing:
         self._runner.__enter__()

@@ -37,6 +37,21 @@ def test_a_short_demo_loses_nothing_and_duplicates_no_effect(
     assert report["alerts_during_runs"] == 0
     assert "lost 0, duplicate effects 0" in out
 
+    # request accounting, scraped from the replicas: per 1,000 records sent
+    calls, writes = report["calls_per_1k"], report["dynamodb_item_writes_per_1k"]
+    assert report["aws_calls_per_1k"] == pytest.approx(sum(calls.values()), abs=1)
+    for call in ("kinesis.GetRecords", "dynamodb.BatchGetItem", "dynamodb.UpdateItem", "s3.PutObject"):
+        assert calls[call] > 0, call
+    thousands = report["sent"] / 1000
+    assert report["s3_puts_per_1k"] * thousands >= report["s3_objects"]  # one PUT at least per object
+    assert sum(writes.values()) * thousands >= report["dynamodb_items"]  # every device item was written
+    assert max(report["dynamodb_item_reads_per_1k"].values()) > 0
+    cost = report["monthly_cost_usd"]
+    assert cost["total"] == pytest.approx(sum(v for k, v in cost.items() if k != "total"), abs=0.1)
+    assert cost["dynamodb_writes"] > 0
+    assert "AWS requests per 1K records" in out
+    assert "estimated monthly cost at 10,000 devices" in out
+
 
 def test_a_bad_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--duration", "5s"]) == 2

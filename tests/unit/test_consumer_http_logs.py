@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service.accounting import Items, RequestCounter
 from service.consumer.http import HealthServer
 from service.consumer.logs import JsonFormatter, bind
 from service.consumer.metrics import ConsumerMetrics
@@ -48,8 +49,12 @@ async def serving(flags: Flags, metrics: ConsumerMetrics) -> tuple[HealthServer,
 
 def test_metrics_endpoint_serves_the_consumer_registry() -> None:
     async def body() -> None:
-        metrics = ConsumerMetrics()
+        requests = RequestCounter()
+        metrics = ConsumerMetrics(requests=requests)
         metrics.records.labels("processed").inc(3)
+        requests.count("dynamodb", "UpdateItem", Items(writes={"device-state": 1}))
+        requests.count("dynamodb", "BatchWriteItem", Items(writes={"device-state": 7}))
+        requests.count("kinesis", "GetRecords", Items())
         server, port = await serving(Flags(), metrics)
         try:
             status, headers, text = await request(port, "/metrics")
@@ -60,6 +65,10 @@ def test_metrics_endpoint_serves_the_consumer_registry() -> None:
         assert int(headers["Content-Length"]) == len(text)
         assert b'vitalstream_records_total{outcome="processed"} 3.0' in text
         assert b'vitalstream_throttles_total{api="GetRecords"} 0.0' in text
+        assert b'vitalstream_aws_requests_total{operation="UpdateItem",service="dynamodb"} 1.0' in text
+        assert b'vitalstream_aws_requests_total{operation="GetRecords",service="kinesis"} 1.0' in text
+        assert b'vitalstream_dynamodb_item_writes_total{table="device-state"} 8.0' in text
+        assert b"# TYPE vitalstream_dynamodb_item_reads_total counter" in text
 
     arun(body())
 

@@ -30,6 +30,7 @@ def test_the_package_holds_the_handlers_import_closure_and_nothing_else() -> Non
         "service/config.py",
         "service/pipeline.py",
         "service/composition.py",
+        "service/accounting.py",
         "service/ports.py",
     ):
         assert wanted in files

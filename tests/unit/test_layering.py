@@ -16,7 +16,7 @@ RUNTIME = [
     *sorted((ROOT / "lambda_shim").glob("*.py")),
     *(
         ROOT / "service" / name
-        for name in ("pipeline.py", "ports.py", "config.py", "composition.py", "bridge.py")
+        for name in ("pipeline.py", "ports.py", "config.py", "composition.py", "bridge.py", "accounting.py")
     ),
 ]
 
