@@ -33,6 +33,11 @@ Then a **probe batch** per size, with the consumer stopped: the records-per-batc
 devices, through the same ``Pipeline`` the consumer builds (``build_pipeline``) with every sink call
 timed, so the table says where a batch's time goes on this emulator.
 
+(3) **Calls per 1,000 records** (``--cost``, see ``consumer_cost.py``): 500 devices at one event / 5 s
+onto 2 shards with 2 replicas, counted by a proxy in front of the emulator, for this tree and for
+``--baseline`` (default: the last commit with one device-state write per record and one S3 object per
+batch), side by side.
+
 Prints; never asserts. See docs/performance.md.
 """
 
@@ -52,8 +57,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import boto3
+from consumer_cost import run_cost  # bench/ is on sys.path (above)
 
 from service.adapters.kinesis_writer import KinesisPublisher
 from service.composition import build_pipeline
@@ -68,6 +75,10 @@ from service.publishing import Message, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
 from simulator.scenario import parse_duration_ms
+
+# The last commit of the per-batch consumer: a state read and write per device per batch, one S3
+# object per batch (issue: fleet-scale sinks).
+COST_BASELINE = "ce7baa571f8139313bf9896c662ae7996e9bd102"
 
 REGION = "us-east-1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -466,9 +477,16 @@ def main() -> int:
     parser.add_argument("--latency-shards", type=int, default=2)
     parser.add_argument("--duration", default="60s")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="(3) only: calls per 1K records vs --baseline")
+    parser.add_argument("--baseline", default=COST_BASELINE, help="(3): the commit to compare against")
+    parser.add_argument("--cost-devices", type=int, default=500)
+    parser.add_argument("--cost-duration", default="120s")
     args = parser.parse_args()
     use_emulator_credentials()
     print(f"VitalStream consumer bench on the embedded emulator (moto), {os.cpu_count()} cores", flush=True)
+    if args.cost:
+        run_cost(args.baseline, args.cost_devices, parse_duration_ms(args.cost_duration))
+        return 0
     drain_rows = []
     for shards in args.shards:
         drain_rows.append(drain_point(shards, args.records, args.drain_devices, args.drain_timeout))

@@ -277,36 +277,33 @@ class ShardConsumer:
         return False
 
     def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
-        m, result, failed = self._metrics, step.result, step.failed_devices
-        lowest = min((int(s) for s in step.failures), default=None)
-        retried = 0 if lowest is None else sum(1 for r in records if r.seq_int >= lowest)
-        now_ms = self._now_ms()
-        processed = 0
-        arrivals: dict[tuple[str, int], int] = {}
-        for record in result.processed:
-            if record.device_id not in failed:
-                processed += 1
-                m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
-                arrivals[(record.device_id, record.event_ms)] = record.arrival_ms
-        m.records.labels("processed").inc(processed)
-        m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
-        m.records.labels("retried").inc(retried)
+        m, result = self._metrics, step.result
         m.latest_state_writes.inc(step.latest_written)
-        if "dead_letter" not in step.failed_sinks:
-            m.records.labels("rejected").inc(len(result.rejects))
-            for reject in result.rejects:
-                m.dead_letters.labels(str(reject.reason)).inc()
-        for alert in result.alerts:
-            if alert.deviceId not in failed:
-                m.alerts.labels(str(alert.type)).inc()
-                detected = parse_rfc3339_ms(alert.detectedAt)
-                if detected is not None:
-                    m.detection_latency.labels("device").observe(max(now_ms - detected, 0) / 1000)
-                    arrival = arrivals.get((alert.deviceId, detected))
-                    if arrival is not None:
-                        m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
         for sink in step.failed_sinks:
             m.sink_errors.labels(sink).inc()
+        if step.failures:  # nothing was applied: these records run again, from the lowest failure on
+            lowest = min(int(s) for s in step.failures)
+            m.records.labels("retried").inc(sum(1 for r in records if r.seq_int >= lowest))
+            return
+        now_ms = self._now_ms()
+        arrivals: dict[tuple[str, int], int] = {}
+        for record in result.processed:
+            m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
+            arrivals[(record.device_id, record.event_ms)] = record.arrival_ms
+        m.records.labels("processed").inc(len(result.processed))
+        m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
+        m.records.labels("rejected").inc(len(result.rejects))
+        for reject in result.rejects:
+            m.dead_letters.labels(str(reject.reason)).inc()
+        for alert in result.alerts:
+            m.alerts.labels(str(alert.type)).inc()
+            detected = parse_rfc3339_ms(alert.detectedAt)
+            if detected is None:
+                continue
+            m.detection_latency.labels("device").observe(max(now_ms - detected, 0) / 1000)
+            arrival = arrivals.get((alert.deviceId, detected))
+            if arrival is not None:
+                m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
 
     async def _checkpoint(self, sequence: str, snapshot: str | None = None) -> bool:
         try:

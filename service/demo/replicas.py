@@ -75,8 +75,11 @@ class Replica:
 class ReplicaSet:
     """Starts replicas with ``env`` (the stack's ``VITALSTREAM_*`` settings and credentials)."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "replica") -> None:
-        self._env, self._log_dir, self._name = dict(env), log_dir, name
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, name: str = "replica", source: Path | None = None
+    ) -> None:
+        """``source``: run the ``service`` package of another source tree (a bench's baseline)."""
+        self._env, self._log_dir, self._name, self._source = dict(env), log_dir, name, source
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self.replicas: list[Replica] = []
 
@@ -103,6 +106,7 @@ class ReplicaSet:
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "consume"],
             env=env,
+            cwd=self._source,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -200,12 +204,13 @@ class Scrape:
                 reads[labels["table"]] = reads.get(labels["table"], 0) + int(value)
         return RequestCounts(requests, writes, reads)
 
-    def latency(self) -> LatencySummary:
-        """Event-to-sink latency percentiles from the merged histogram (bucket-interpolated)."""
+    def latency(self, histogram: str = "vitalstream_event_to_sink_seconds", **labels: str) -> LatencySummary:
+        """Percentiles of one histogram of every replica (event-to-sink by default), bucket-interpolated;
+        ``labels`` select its series."""
         buckets: dict[float, float] = {}
-        for sample, labels, value in self.samples:
-            if sample == "vitalstream_event_to_sink_seconds_bucket":
-                bound = float(labels["le"])
+        for sample, found, value in self.samples:
+            if sample == f"{histogram}_bucket" and all(found.get(k) == v for k, v in labels.items()):
+                bound = float(found["le"])
                 buckets[bound] = buckets.get(bound, 0.0) + value
         return histogram_summary(buckets)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -87,6 +87,8 @@ class DemoReport:
     dynamodb_item_reads_per_1k: dict[str, float]  # by table
     s3_puts_per_1k: float
     monthly_cost_usd: dict[str, float]  # at FLEET_DEVICES, by what is billed, and "total"
+    detection_latency: LatencySummary | None = None  # device timestamp → alert published (consumer mode)
+    archive_latency: LatencySummary | None = None  # device timestamp → archive file uploaded (consumer)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +111,7 @@ def build_report(
     mode: str,
     requests: RequestCounts,
     unacknowledged: int = 0,
+    latencies: Mapping[str, LatencySummary] | None = None,
 ) -> DemoReport:
     archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
     alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
@@ -154,6 +157,8 @@ def build_report(
             "kinesis": round(cost.kinesis, 2),
             "total": round(cost.total, 2),
         },
+        detection_latency=(latencies or {}).get("detection"),
+        archive_latency=(latencies or {}).get("archive"),
     )
 
 
@@ -198,6 +203,8 @@ def render(report: DemoReport) -> str:
         ),
         f"latency device → sinks acknowledged: p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, "
         f"p99 {_ms(lat.p99_ms)} over {lat.count:,} records",
+        *_latency_line("detection latency device → alert published", report.detection_latency, "alerts"),
+        *_latency_line("archive latency device → file uploaded", report.archive_latency, "records"),
         f"S3 objects {report.s3_objects:,}, DynamoDB device items {report.dynamodb_items:,}, "
         f"alert messages {report.alert_messages:,} (read back through an SQS subscription)",
         "alerts by type           alerts  episodes  precision  recall",
@@ -210,6 +217,13 @@ def render(report: DemoReport) -> str:
     lines.append(f"alerts during runs (must be 0): {report.alerts_during_runs}")
     lines.extend(_accounting(report))
     return "\n".join(lines)
+
+
+def _latency_line(title: str, lat: LatencySummary | None, what: str) -> list[str]:
+    if lat is None or not lat.count:
+        return []
+    percentiles = f"p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, p99 {_ms(lat.p99_ms)}"
+    return [f"{title}: {percentiles} over {lat.count:,} {what}"]
 
 
 def _accounting(report: DemoReport) -> list[str]:

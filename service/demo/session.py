@@ -35,6 +35,7 @@ from simulator.truth import TruthEntry
 
 REGION = "us-east-1"
 DRAIN_TIMEOUT_S = 180.0
+DEMO_FILE_AGE_MS = 10_000  # a minute's demo shows several archive files per shard (the default is 60 s)
 
 
 class DemoSession:
@@ -90,23 +91,22 @@ class DemoSession:
     ) -> DemoReport:
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
-        start_ms = int(time.time() * 1000)
-        fleet = Fleet(
-            devices, seed, start_ms, start_ms + duration_ms, scenario=demo_scenario(duration_ms, share)
-        )
         stream = self._env["VITALSTREAM_STREAM_NAME"]
         processing = (
             self._consumers(replicas)
             if mode == "consumer"
             else self._lambda(sqs, kinesis, stream, batch_size)
         )
-        publisher = KinesisPublisher(kinesis, stream)
-        feed = _Feed(fleet, publisher)
         view = LiveView(sys.stderr)
         alerts: list[dict[str, Any]] = []
         self._log(f"{devices:,} devices for {duration_ms / 1000:.0f} s, {self._shards} shards, {mode} mode")
         started = time.monotonic()
         with processing:
+            # the fleet's clock starts when it starts publishing, not before the processing was ready
+            start_ms = int(time.time() * 1000)
+            scenario = demo_scenario(duration_ms, share)
+            fleet = Fleet(devices, seed, start_ms, start_ms + duration_ms, scenario=scenario)
+            feed = _Feed(fleet, KinesisPublisher(kinesis, stream))
             feed.start()
             deadline: float | None = None
             while True:
@@ -121,7 +121,9 @@ class DemoSession:
                 time.sleep(1.0)
             view.update(feed.report.sent, acknowledged, latency, counts, force=True)
             view.close()
+            processing.wait_archived(DRAIN_TIMEOUT_S)
             requests = processing.requests()
+            latencies = processing.latencies()
         elapsed = time.monotonic() - started
         alerts.extend(_drain(sqs, alert_queue))
         return build_report(
@@ -137,6 +139,7 @@ class DemoSession:
             mode=mode,
             requests=requests,
             unacknowledged=max(feed.report.sent - acknowledged, 0),
+            latencies=latencies,
         )
 
     def _lambda(self, sqs: Any, kinesis: Any, stream: str, batch_size: int) -> _Processing:
@@ -164,14 +167,34 @@ class DemoSession:
     def _consumers(self, count: int) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
         log_dir = Path(tempfile.mkdtemp(prefix="vitalstream-demo-"))
-        replica_set = ReplicaSet(self._env | {"VITALSTREAM_SHARD_SYNC_MS": "5000"}, log_dir)
-        self._log(f"{count} consumer replicas; their JSON logs in {log_dir}")
+        env = {
+            "VITALSTREAM_SHARD_SYNC_MS": "5000",
+            "VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS": str(DEMO_FILE_AGE_MS),
+        }
+        replica_set = ReplicaSet(self._env | env, log_dir)
+        self._log(
+            f"{count} consumer replicas, archive files every {DEMO_FILE_AGE_MS // 1000} s per shard; "
+            f"their JSON logs in {log_dir}"
+        )
 
         def progress() -> tuple[int, LatencySummary]:
             scrape = replica_set.scrape()
             return scrape.settled, scrape.latency()
 
-        return _Processing(_Replicas(replica_set, count), progress, lambda: replica_set.scrape().requests())
+        def latencies() -> dict[str, LatencySummary]:
+            scrape = replica_set.scrape()
+            return {
+                "detection": scrape.latency("vitalstream_detection_latency_seconds", since="device"),
+                "archive": scrape.latency("vitalstream_archive_latency_seconds", since="device"),
+            }
+
+        def unarchived() -> int:
+            scrape = replica_set.scrape()
+            processed = scrape.total("vitalstream_records_total", outcome="processed")
+            return int(processed - scrape.total("vitalstream_archive_latency_seconds_count", since="device"))
+
+        requests = lambda: replica_set.scrape().requests()  # noqa: E731
+        return _Processing(_Replicas(replica_set, count), progress, requests, latencies, unarchived)
 
     def _subscribe_alert_queue(self, sqs: Any) -> str:
         url = str(sqs.create_queue(QueueName=f"demo-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"])
@@ -212,8 +235,17 @@ class _Processing:
         runner: contextlib.AbstractContextManager[Any],
         progress: Callable[[], tuple[int, LatencySummary]],
         requests: Callable[[], RequestCounts],
+        latencies: Callable[[], dict[str, LatencySummary]] = dict,
+        unarchived: Callable[[], int] = lambda: 0,
     ) -> None:
         self._runner, self.progress, self.requests = runner, progress, requests
+        self.latencies, self._unarchived = latencies, unarchived
+
+    def wait_archived(self, timeout_s: float) -> None:
+        """Wait (up to ``timeout_s``) until every processed record's archive file is uploaded."""
+        deadline = time.monotonic() + timeout_s
+        while self._unarchived() > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def __enter__(self) -> _Processing:
         self._runner.__enter__()

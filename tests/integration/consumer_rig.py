@@ -55,6 +55,10 @@ def stream_env(aws: AwsStack, kinesis_endpoint: str, stream: str, lease_table: s
         "VITALSTREAM_DEAD_LETTER_BUCKET": s.dead_letter_bucket,
         "VITALSTREAM_DEAD_LETTER_PREFIX": s.dead_letter_prefix,
         "VITALSTREAM_SHARD_SYNC_MS": "1000",
+        # archive files (and so checkpoints) every 2 s of arrival time: the tests read the archive back;
+        # device items at most every 5 s (the default is a minute)
+        "VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS": "2000",
+        "VITALSTREAM_LATEST_STATE_INTERVAL_MS": "5000",
         "VITALSTREAM_LOG_LEVEL": "INFO",
     }
 
@@ -177,6 +181,21 @@ class ConsumerRig:
                 lines.extend(json.loads(line) for line in gzip.decompress(body).splitlines())
         archived = Counter((line["deviceId"], int(line["seq"])) for line in lines)
         return ReadBack(archived, _order_breaks(lines), self.dead_letters)
+
+    def archive_keys(self) -> list[str]:
+        s = self.aws.settings
+        pages = self.aws.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=s.archive_bucket, Prefix=s.archive_prefix
+        )
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def first_sequence(self, shard_id: str) -> str:
+        """The sequence number of the shard's oldest record."""
+        iterator = self.kinesis.get_shard_iterator(
+            StreamName=self.stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        (record,) = self.kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
+        return str(record["SequenceNumber"])
 
     @property
     def dead_letters(self) -> list[dict[str, Any]]:

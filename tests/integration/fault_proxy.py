@@ -1,4 +1,5 @@
-"""An HTTP proxy on 127.0.0.1 in front of the AWS endpoint that answers chosen calls with AWS's errors.
+"""An HTTP proxy on 127.0.0.1 in front of the AWS endpoint that answers chosen calls with AWS's errors,
+and counts every call that passes it (an outside count of what a process asks AWS for).
 
 No emulator throttles by itself, so the consumer's back-off is proven by putting this between it and
 the emulator: while a fault is switched on, matching requests get the error AWS would send (Kinesis
@@ -11,11 +12,12 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
@@ -64,6 +66,41 @@ def s3_slow_down(bucket: str) -> Fault:
     )
 
 
+_TARGET_PREFIXES = {"DynamoDB_20120810": "dynamodb", "Kinesis_20131202": "kinesis", "AmazonSQS": "sqs"}
+
+
+def call_of(method: str, path: str, target: str, data: bytes) -> tuple[str, str]:
+    """(service, operation) of one request: JSON protocols by their target header, SNS by its query
+    action, anything else as S3 by method and path."""
+    if target:
+        prefix, _, operation = target.partition(".")
+        return _TARGET_PREFIXES.get(prefix, prefix), operation
+    if method == "POST" and (data.startswith(b"Action=") or b"&Action=" in data):
+        action = parse_qs(data.decode(errors="replace")).get("Action", ["?"])[0]
+        return "sns", action
+    key = urlsplit(path).path.strip("/").partition("/")[2]
+    names = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+    if not key:
+        return "s3", "ListObjects" if method == "GET" else f"{method}Bucket"
+    return "s3", names.get(method, method)
+
+
+def item_writes(operation: str, data: bytes) -> dict[str, int]:
+    """DynamoDB item writes a request asks for, by table (1 per PutItem/UpdateItem/DeleteItem)."""
+    if operation not in {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}:
+        return {}
+    body = json.loads(data or b"{}")
+    if operation == "BatchWriteItem":
+        return {table: len(requests) for table, requests in body.get("RequestItems", {}).items()}
+    if operation == "TransactWriteItems":
+        writes: Counter[str] = Counter()
+        for item in body.get("TransactItems", []):
+            for action in item.values():
+                writes[action["TableName"]] += 1
+        return dict(writes)
+    return {body["TableName"]: 1}
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -71,6 +108,8 @@ class FaultProxy:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.injected: dict[str, int] = {}  # answers given instead of the endpoint's, by fault name
+        self.calls: Counter[tuple[str, str]] = Counter()  # (service, operation) of every request
+        self.item_writes: Counter[str] = Counter()  # DynamoDB item writes asked for, by table
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,6 +122,7 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else b""
                 target = self.headers.get("X-Amz-Target", "")
+                proxy._count(self.command, self.path, target, data)
                 fault = proxy._match(target, self.path, data)
                 if fault is not None:
                     self._answer(fault.status, fault.body, {"Content-Type": fault.content_type})
@@ -125,6 +165,13 @@ class FaultProxy:
             with self._lock:
                 for fault in faults:
                     self._faults.remove(fault)
+
+    def _count(self, method: str, path: str, target: str, data: bytes) -> None:
+        service, operation = call_of(method, path, target, data)
+        writes = item_writes(operation, data) if service == "dynamodb" else {}
+        with self._lock:
+            self.calls[(service, operation)] += 1
+            self.item_writes.update(writes)
 
     def _match(self, target: str, path: str, data: bytes) -> Fault | None:
         with self._lock:

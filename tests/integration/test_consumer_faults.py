@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from service.consumer.leases import Sentinel
+from service.core.records import padded_sequence
 from tests.integration.conftest import AwsStack
 from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error, kinesis_throttle, s3_slow_down
@@ -280,6 +281,64 @@ def test_kill_9_after_dead_lettering_before_the_checkpoint_stores_no_dead_letter
     assert resent() == poison
     assert len(stored) == poison
     assert max(stored.values()) == 1
+
+
+def test_kill_9_with_an_archive_file_half_buffered_loses_nothing_and_its_key_is_written_by_the_next_owner(
+    make_rig: RigFactory,
+) -> None:
+    """The victim's files would be cut after 10 minutes: everything it processed is still buffered in
+    memory when it dies. The survivor replays from the (never moved) checkpoints and writes each shard's
+    first file under the key the victim would have used: shard + the shard's first sequence number."""
+    rig = make_rig(2)
+    (victim,) = rig.replicas.start(1, extra_env={"VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS": "600000"})
+    rig.replicas.wait_ready()
+    feed = rig.feed(devices=20, rate=10)
+    feed.put(120)
+    wait_for(lambda: victim.value("vitalstream_records_total", outcome="processed") >= 120, 60, "120 done")
+    assert rig.archive_keys() == []  # processed, alerted, but not yet archived: buffered
+    victim.process.send_signal(signal.SIGKILL)
+    assert victim.process.wait(10) == -signal.SIGKILL
+
+    rig.replicas.start(1)
+    rig.replicas.wait_ready()
+    feed.put(40)
+    settled(rig, feed, "kill -9 with a half-buffered file")
+    shards = sorted(item["leaseKey"]["S"] for item in rig.leases())
+    for shard_id in shards:
+        first = padded_sequence(rig.first_sequence(shard_id))
+        keys = [k for k in rig.archive_keys() if f"/shard={shard_id}/" in k]
+        assert min(keys).endswith(f"/shard={shard_id}/{first}.jsonl.gz")
+
+
+def test_a_steal_mid_episode_hands_the_state_over_and_raises_exactly_one_alert(make_rig: RigFactory) -> None:
+    rig = make_rig(2)
+    (first,) = rig.replicas.start(1)
+    rig.replicas.wait_ready()
+    wait_for(lambda: rig.held() == {first.worker_id: 2}, 60, "one replica holding both leases")
+    shards = sorted(item["leaseKey"]["S"] for item in rig.leases())
+    patients = [rig.device_on({shard}, prefix=f"patient{i}") for i, shard in enumerate(shards)]
+    feed = rig.feed(devices=20, rate=10)
+    feed.start()
+    for patient in patients:  # 50 s at 35 bpm: a bradycardia episode on each shard, raised
+        feed.put_episode(patient, 10)
+    wait_for(lambda: {a["deviceId"] for a in rig.alerts()} >= set(patients), 60, "both episodes' alerts")
+
+    (thief,) = rig.replicas.start(1)
+    split = {first.worker_id: 1, thief.worker_id: 1}
+    wait_for(lambda: rig.held() == split, 60, "a 1/1 split: the new replica stole a lease")
+    for patient in patients:  # the episodes go on: one of them now on the thief, from the snapshot
+        feed.put_episode(patient, 10)
+    time.sleep(4)
+    feed.stop()
+    settled(
+        rig,
+        feed,
+        "steal mid-episode",
+        handed_over=first.value("vitalstream_lease_events_total", event="handed_over"),
+    )
+    for patient in patients:
+        assert [a["type"] for a in rig.alerts() if a["deviceId"] == patient] == ["BRADYCARDIA"], patient
+    assert first.value("vitalstream_lease_events_total", event="handed_over") == 1
 
 
 def _is_open(shard: dict[str, object]) -> bool:

@@ -1,0 +1,189 @@
+"""What Kubernetes mode asks AWS for, per 1,000 records: this tree against a baseline commit, one run.
+
+    python bench/consumer.py --cost                       # 500 devices, 100 events/s, 2 shards, 2 replicas
+    python bench/consumer.py --cost --baseline REV --cost-duration 120s
+
+Per side (the baseline's ``service`` package is checked out into a temporary worktree and run by the same
+interpreter and dependencies): a fresh embedded emulator, the stack provisioned on it, a counting
+proxy (``tests/integration/fault_proxy.py``) in front of it for every call the replicas make — the
+outside count — and two ``vitalstream consume`` replicas sharing two shards through it. The fleet
+(``--cost-devices``, one event per 5 s each) publishes straight to the emulator for the duration; the
+replicas then drain and stop (SIGTERM: files flushed, items written). Printed per 1,000 records
+sent: device-table + alert-history item writes (the sink writes), lease-table item writes, S3 PUTs,
+BatchGetItem calls, every call, and records/s; for this tree also the replicas' own
+``vitalstream_aws_requests_total`` / ``vitalstream_dynamodb_item_writes_total`` beside the proxy's
+count of the same moment (they must agree within 5 %). Prints; never asserts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from service.adapters.kinesis_writer import KinesisPublisher
+from service.demo.replicas import ReplicaSet
+from service.emulator import EmbeddedAws
+from service.provisioning import provision_stack
+from service.publishing import Message
+from simulator.fleet import Fleet
+from simulator.pacing import paced
+from tests.integration.fault_proxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+SHARDS, REPLICAS = 2, 2
+
+
+@dataclass
+class CostRow:
+    label: str
+    sent: int = 0
+    run_s: float = 0.0
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)
+    tables: dict[str, str] = field(default_factory=dict)  # role -> table name
+    own_calls: int | None = None  # the replicas' own count, at the moment ``proxy_calls`` was read
+    own_writes: int | None = None
+    proxy_calls: int = 0
+    proxy_writes: int = 0
+
+    def per_k(self, value: float) -> float:
+        return 1000 * value / max(self.sent, 1)
+
+    @property
+    def sink_writes(self) -> int:
+        return self.writes[self.tables["state"]] + self.writes[self.tables["alerts"]]
+
+
+def baseline_tree(rev: str) -> Path:
+    """``rev`` checked out (detached) in a temporary worktree of this repository."""
+    where = Path(tempfile.mkdtemp(prefix="vitalstream-baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True)
+    return where
+
+
+def drop_tree(where: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False)
+
+
+def cost_point(label: str, source: Path | None, devices: int, duration_ms: int) -> CostRow:
+    row = CostRow(label)
+    with EmbeddedAws() as endpoint:
+        stack = provision_stack(
+            f"bench-cost-{label}",
+            endpoint_url=endpoint,
+            region=REGION,
+            parameters={"ShardCount": str(SHARDS)},
+        )
+        env = dict(stack.environment)
+        row.tables = {
+            "state": env["VITALSTREAM_DEVICE_STATE_TABLE"],
+            "alerts": env["VITALSTREAM_ALERT_HISTORY_TABLE"],
+            "leases": env["VITALSTREAM_LEASE_TABLE"],
+        }
+        proxy = FaultProxy(endpoint).start()
+        try:
+            log_dir = Path(tempfile.mkdtemp(prefix=f"vitalstream-bench-cost-{label}-"))
+            replicas = ReplicaSet(env | {"VITALSTREAM_ENDPOINT_URL": proxy.url}, log_dir, source=source)
+            replicas.start(REPLICAS)
+            replicas.wait_ready(timeout_s=120)
+            kinesis = boto3.client("kinesis", region_name=REGION, endpoint_url=endpoint)
+            _publish(kinesis, env["VITALSTREAM_STREAM_NAME"], devices, duration_ms, row)
+            _drain(replicas, row)
+            if source is None:
+                own = replicas.scrape().requests()
+                with proxy._lock:  # the same moment as the scrape, give or take a renewal
+                    row.proxy_calls = sum(proxy.calls.values())
+                    row.proxy_writes = sum(proxy.item_writes.values())
+                row.own_calls = own.calls()
+                row.own_writes = sum(own.item_writes.values())
+            replicas.stop()
+            row.calls, row.writes = Counter(proxy.calls), Counter(proxy.item_writes)
+        finally:
+            proxy.stop()
+    return row
+
+
+def _publish(kinesis: object, stream: str, devices: int, duration_ms: int, row: CostRow) -> None:
+    start_ms = int(time.time() * 1000)
+    fleet = Fleet(devices, 1, start_ms, start_ms + duration_ms)
+    publisher = KinesisPublisher(kinesis, stream)
+    started = time.monotonic()
+    done = threading.Event()
+
+    def run() -> None:
+        tick: list[Message] = []
+        try:
+            for sends, low, high in paced(fleet, realtime=True, stop=done):
+                if low == 0:
+                    tick = sends.messages()
+                report = publisher.publish(tick[low:high])
+                row.sent += report.sent
+        finally:
+            publisher.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join()
+    row.run_s = time.monotonic() - started
+
+
+def _drain(replicas: ReplicaSet, row: CostRow, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and replicas.scrape().settled < row.sent:
+        time.sleep(1.0)
+
+
+def print_cost(rows: list[CostRow], devices: int, duration_ms: int) -> None:
+    print(
+        f"\n(3) AWS calls per 1,000 records: {devices:,} devices (1 event / 5 s each) for "
+        f"{duration_ms / 1000:.0f} s, {SHARDS} shards, {REPLICAS} replicas; counted by a proxy in front "
+        "of the emulator"
+    )
+    header = (
+        f"{'':12}{'records':>9}{'sink writes':>13}{'lease writes':>14}{'S3 PUTs':>9}"
+        f"{'BatchGet':>10}{'all calls':>11}{'rec/s':>8}"
+    )
+    print(header)
+    for row in rows:
+        print(
+            f"{row.label:12}{row.sent:>9,}{row.per_k(row.sink_writes):>13.1f}"
+            f"{row.per_k(row.writes[row.tables['leases']]):>14.1f}"
+            f"{row.per_k(row.calls[('s3', 'PutObject')]):>9.2f}"
+            f"{row.per_k(row.calls[('dynamodb', 'BatchGetItem')]):>10.2f}"
+            f"{row.per_k(sum(row.calls.values())):>11.1f}{row.sent / max(row.run_s, 1e-9):>8.1f}"
+        )
+    if len(rows) == 2 and rows[0].sink_writes:
+        before, after = rows
+        print(
+            f"ratio after/before: sink writes {after.sink_writes / max(before.sink_writes, 1):.3f}, "
+            f"all calls {sum(after.calls.values()) / max(sum(before.calls.values()), 1):.3f}"
+        )
+    for row in rows:
+        if row.own_calls is not None and row.own_writes is not None:
+            calls = f"{row.own_calls:,} vs {row.proxy_calls:,} ({_gap(row.own_calls, row.proxy_calls)})"
+            writes = f"{row.own_writes:,} vs {row.proxy_writes:,} ({_gap(row.own_writes, row.proxy_writes)})"
+            print(f"{row.label}: own count vs the proxy's, same moment: calls {calls}, item writes {writes}")
+
+
+def _gap(own: int, outside: int) -> str:
+    return f"{100 * (own - outside) / max(outside, 1):+.1f} %"
+
+
+def run_cost(baseline: str, devices: int, duration_ms: int) -> list[CostRow]:
+    rows = []
+    tree = baseline_tree(baseline)
+    try:
+        rows.append(cost_point("before", tree, devices, duration_ms))
+    finally:
+        drop_tree(tree)
+    rows.append(cost_point("after", None, devices, duration_ms))
+    print_cost(rows, devices, duration_ms)
+    return rows
