@@ -7,36 +7,38 @@ sample raises (at most one per type: one alert per episode). Rules, with the thr
 - TACHYCARDIA: heart rate ≥ tachycardia_bpm, at rest, for the sustain window.
 - BRADYCARDIA: 0 < heart rate ≤ bradycardia_bpm for the sustain window.
 - LOW_SPO2: spo2 < low_spo2_pct for the sustain window (a sample without spo2 is no evidence either way).
-- HR_SPIKE: at rest, within the brady..tachy band (those have their own types), departing from the
+- HR_SPIKE: at rest and still, within the brady..tachy band (those have their own types), departing from the
   device's own exponentially weighted baseline by ≥ max(spike_sigma·sd, spike_min_delta_bpm).
 - SENSOR_FAULT: the same heart-rate value repeated for no_reading_sustain_ms when it is 0 (no
   reading), or for flat_reading_sustain_ms otherwise (a stuck sensor).
 - HIGH_HEART_RATE: heart rate > high_heart_rate_bpm; raised only when alert_high_heart_rate is set.
 
-"At rest" means no sample with a cadence ≥ rest_steps_per_min within the last recovery_ms: heart
-rate stays high for minutes after a run, and that is not tachycardia at rest.
+"At rest" means neither active (sustained movement) nor recovering from it, and HR_SPIKE also needs
+no movement explaining the rate: see ``service.core.activity``. A few steps in a chair are rest; the
+minutes after a run are not.
 """
 
 from __future__ import annotations
 
 import math
 
+from service.core.activity import ActivityContext, ActivityModel
 from service.core.anomalies import SEVERITY, Alert, AnomalyType, DetectionConfig, alert_id
 from service.core.records import iso_ms
 from service.core.state import _QUIET_EPISODES, EPISODE_TYPES, NONE, QUIET, DeviceState, Episode
 
 _TACHY, _BRADY, _SPO2, _SPIKE, _FAULT, _HIGH = range(6)
-_MS_PER_MIN = 60_000
 _NOMINAL_INTERVAL_MS = 5_000
+_ACTIVE, _STILL = ActivityContext.ACTIVE, ActivityContext.STILL
 
 
 class Detector:
-    __slots__ = ("_cfg", "_ln2_over_half_life", "_rest_steps_per_ms")
+    __slots__ = ("_activity", "_cfg", "_ln2_over_half_life")
 
     def __init__(self, config: DetectionConfig) -> None:
         self._cfg = config
         self._ln2_over_half_life = math.log(2) / config.baseline_half_life_ms
-        self._rest_steps_per_ms = config.rest_steps_per_min / _MS_PER_MIN
+        self._activity = ActivityModel(config)
 
     @property
     def config(self) -> DetectionConfig:
@@ -57,19 +59,18 @@ class Detector:
         cfg = self._cfg
         max_gap = cfg.max_gap_ms
         previous = state.last_event_ms
-        gap = t - previous if previous != NONE else _NOMINAL_INTERVAL_MS
+        elapsed = gap = t - previous if previous != NONE else _NOMINAL_INTERVAL_MS
         if gap > max_gap:
             gap = max_gap
             state.flat_since = t  # a dropout breaks a run of identical readings
-        if steps and steps >= self._rest_steps_per_ms * max(gap, 1_000):
-            state.last_active_ms = t
-        at_rest = state.last_active_ms == NONE or t - state.last_active_ms >= cfg.recovery_ms
+        context = self._activity.step(state, t, elapsed, gap, steps)
+        at_rest = context != _ACTIVE
         if heart_rate != state.flat_value:
             state.flat_value, state.flat_since = heart_rate, t
         state.last_event_ms = t
 
         spiking = False
-        if at_rest and cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
+        if context == _STILL and cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
             spiking = self._baseline_step(state, heart_rate, gap)
         episodes = state.episodes
         holds = (
