@@ -26,7 +26,14 @@ from service.core.telemetry import parse_rfc3339_ms
 from service.publishing import Message, Publisher, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
-from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates
+from simulator.scenario import (
+    DEFAULT_ANOMALY_RATE,
+    DEFAULT_INCIDENTAL_RATE,
+    MAX_INCIDENTAL_RATE,
+    Scenario,
+    Segment,
+    default_rates,
+)
 from simulator.truth import encode_truth
 
 NAME = "simulate"
@@ -100,6 +107,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SEGMENT=R",
         help="override one segment's rate, e.g. RUN=0.5, DROPOUT=0.02, TACHYCARDIA=0.1 (repeatable)",
     )
+    scenario.add_argument(
+        "--incidental-rate",
+        type=float,
+        default=DEFAULT_INCIDENTAL_RATE,
+        metavar="R",
+        help="bursts of a few to a dozen steps per device-hour at rest "
+        f"(default {DEFAULT_INCIDENTAL_RATE:g})",
+    )
+    scenario.add_argument(
+        "--no-incidental-movement",
+        action="store_true",
+        help="resting wearers never take a step (for comparison; the ground truth is the same)",
+    )
     scenario.add_argument("--duplicate-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--out-of-order-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--malformed-prob", type=_probability, default=0.0005, metavar="P")
@@ -122,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--anomaly-rate must be ≥ 0, got {args.anomaly_rate}")
     if args.duration < args.interval:
         return _usage_error("--duration must cover at least one --interval")
+    if not 0 <= args.incidental_rate <= MAX_INCIDENTAL_RATE:
+        return _usage_error(
+            f"--incidental-rate must be within 0..{MAX_INCIDENTAL_RATE:g}, got {args.incidental_rate}"
+        )
     rates = default_rates(args.anomaly_rate)
     rates.update(dict(args.segment_rate))
     scenario = Scenario(
@@ -129,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         duplicate_prob=args.duplicate_prob,
         out_of_order_prob=args.out_of_order_prob,
         malformed_prob=args.malformed_prob,
+        incidental_rate=0.0 if args.no_incidental_movement else args.incidental_rate,
     )
     fleet = Fleet(args.devices, args.seed, args.start, args.start + args.duration, args.interval, scenario)
     publisher: Publisher | None = None

@@ -126,13 +126,18 @@ class Fleet:
             yield self._tick(self.start_ms + k * self.interval_ms)
         self.events.finish()
 
-    def _tick(self, base: int) -> Sends:  # noqa: PLR0915  (the hot loop: locals are speed)
+    def _tick(self, base: int) -> Sends:  # noqa: PLR0912, PLR0915  (the hot loop: inline is speed)
         out = Sends()
         out_ids, out_payloads, out_event, out_send = out.device_ids, out.payloads, out.event_ms, out.send_ms
         events = self.events
         special, start_segment, end_segment = events.special, events.start_segment, events.end_segment
         anomalous, stream_fault = events.anomalous, events.stream_fault
         hazard, fault_threshold = events.hazard_units, events.fault_units
+        incidental, burst_steps, burst_bpm = (
+            events.incidental_units,
+            events.burst_steps,
+            phys.BURST_BPM_PER_STEP,
+        )
         self.circadian = circadian = phys.circadian_table(base)
         getrandbits, random = self.rng.getrandbits, self.rng.random
         ids, prefixes, phase, skew = self.ids, self.prefixes, self.phase, self.skew
@@ -141,7 +146,7 @@ class Fleet:
         noise, fast, slow, drive, cadence = self.noise, self.fast, self.slow, self.drive, self.cadence
         segment, segment_end = self.segment, self.segment_end
         rise, fall, slow_rate = events.rise, events.fall, events.slow_rate
-        fidget = 1 if self.interval_ms >= 4_000 else 0  # one step per interval stays below 20/min
+        fidget = 1 if self.interval_ms >= 4_000 else 0  # the odd step a wrist counts at rest
         decay, kick, floor = phys.NOISE_DECAY, phys.NOISE_KICK, phys.MIN_RESTING_READING
         fast_share, slow_share = phys.FAST_SHARE, phys.SLOW_SHARE
         minute_prefix = events.timestamps.minute_prefix
@@ -156,6 +161,14 @@ class Fleet:
                     seg = end_segment(i, t)
             elif b >> 31 < hazard:
                 seg = start_segment(i, t)
+            cad = cadence[i]
+            if cad:
+                steps = cad + ((b >> 9) & 3) - 1
+            elif hazard <= b >> 31 < incidental:  # incidental movement: a burst of steps at rest
+                steps = burst_steps[(b >> 9) & 15]
+                fast[i] += steps * burst_bpm
+            else:
+                steps = 0 if (b >> 9) & 31 else fidget
             d = drive[i]
             f = fast[i]
             target = d * fast_share
@@ -168,8 +181,6 @@ class Fleet:
             noise[i] = nz
             hr = int(resting[i] + circadian[zone[i]] + f + s + nz * hrv[i] + 0.5)
             hr = max(hr, floor)
-            cad = cadence[i]
-            steps = cad + ((b >> 9) & 3) - 1 if cad else (0 if (b >> 9) & 31 else fidget)
             bat = battery[i] - drain[i]
             if bat < phys.CHARGE_BELOW_MILLI or bat > phys.BATTERY_MILLI:
                 bat = events.charge(i, bat)
