@@ -69,14 +69,19 @@ class Detector:
             state.flat_value, state.flat_since = heart_rate, t
         state.last_event_ms = t
 
-        spiking = False
-        if context == _STILL and cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
-            spiking = self._baseline_step(state, heart_rate, gap)
+        # HR_SPIKE: a recent movement explains a departure, so a moving sample is no evidence either
+        # way (it neither starts nor clears an episode: steps during a spike do not end it).
+        spiking: bool | None = False
+        if cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
+            if context == _STILL:
+                spiking = self._baseline_step(state, heart_rate, gap)
+            elif context != _ACTIVE:
+                spiking = None
         episodes = state.episodes
         holds = (
             at_rest and heart_rate >= cfg.tachycardia_bpm,
             0 < heart_rate <= cfg.bradycardia_bpm,
-            spo2 is not None and spo2 < cfg.low_spo2_pct,
+            None if spo2 is None else spo2 < cfg.low_spo2_pct,  # no SpO2: no evidence either way
             spiking,
         )
         # SENSOR_FAULT: a zero (no reading) is a symptom from the first sample and must persist for
@@ -102,7 +107,7 @@ class Detector:
         t: int,
         heart_rate: int,
         spo2: int | None,
-        holds: tuple[bool, bool, bool, bool],
+        holds: tuple[bool, bool, bool | None, bool | None],
         fault_since: int,
         high_holds: bool,
         alerts: list[Alert],
@@ -120,7 +125,7 @@ class Detector:
         for kind, (current, holding, sustain) in enumerate(
             zip(state.episodes[:4], holds, sustains, strict=True)
         ):
-            if kind == _SPO2 and spo2 is None:  # a sample without SpO2 is no evidence either way
+            if holding is None:  # no evidence either way: the episode stays as it is
                 stepped.append(current)
                 continue
             following, new = current.observe(holding, t, sustain, clear, max_gap)

@@ -113,6 +113,11 @@ def _ms(iso: str) -> int:
             ["HR_SPIKE"],
         ),
         ("a spike after a burst of steps", [(5, 62, (8,)), (90, 102, (0,))], ["HR_SPIKE"]),
+        (
+            "steps every 20 s for 90 s do not split a spike",
+            [(30, 102, (0,)), (90, 102, (0, 0, 0, 6)), (60, 102, (0,))],
+            ["HR_SPIKE"],
+        ),
     ],
 )
 def test_hr_spike_is_gated_by_movement_and_activity(
