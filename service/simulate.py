@@ -35,6 +35,7 @@ from simulator.scenario import (
     default_rates,
 )
 from simulator.truth import encode_truth
+from simulator.variability import VariabilityFormatError, load_nn_intervals
 
 NAME = "simulate"
 HELP = "simulate a wearable fleet (labelled anomalies, stream faults) into a file or a publisher"
@@ -120,6 +121,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resting wearers never take a step (for comparison; the ground truth is the same)",
     )
+    scenario.add_argument(
+        "--variability",
+        type=Path,
+        metavar="NN.npy",
+        help="a recorded NN-interval series (ms; .npy or one value per line) to replay as every "
+        "device's resting rhythm instead of synthetic noise",
+    )
     scenario.add_argument("--duplicate-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--out-of-order-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--malformed-prob", type=_probability, default=0.0005, metavar="P")
@@ -146,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(
             f"--incidental-rate must be within 0..{MAX_INCIDENTAL_RATE:g}, got {args.incidental_rate}"
         )
+    nn_intervals: tuple[float, ...] = ()
+    if args.variability is not None:
+        try:
+            nn_intervals = load_nn_intervals(args.variability)
+        except (OSError, VariabilityFormatError) as exc:
+            return _usage_error(f"--variability {args.variability}: {exc}")
     rates = default_rates(args.anomaly_rate)
     rates.update(dict(args.segment_rate))
     scenario = Scenario(
@@ -154,8 +168,14 @@ def run(args: argparse.Namespace) -> int:
         out_of_order_prob=args.out_of_order_prob,
         malformed_prob=args.malformed_prob,
         incidental_rate=0.0 if args.no_incidental_movement else args.incidental_rate,
+        nn_intervals_ms=nn_intervals,
     )
-    fleet = Fleet(args.devices, args.seed, args.start, args.start + args.duration, args.interval, scenario)
+    try:
+        fleet = Fleet(
+            args.devices, args.seed, args.start, args.start + args.duration, args.interval, scenario
+        )
+    except VariabilityFormatError as exc:
+        return _usage_error(f"--variability {args.variability}: {exc}")
     publisher: Publisher | None = None
     if args.target is not None:
         build = _publishers_attribute("build_publisher")

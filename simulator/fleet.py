@@ -11,6 +11,9 @@ Contract:
   (no per-device objects), so 100K devices fit comfortably in memory.
 - ``drain_truth()`` returns the ground truth completed since the last call (see ``simulator.truth``);
   after ``ticks()`` is exhausted every injected item has been reported.
+- With ``Scenario.nn_intervals_ms`` (a recorded NN-interval series, ``simulator.variability``) each
+  device's resting rate follows that recording, from its own starting point, instead of synthetic
+  noise; everything else (segments, faults, ground truth) is as without it.
 - The model is in ``simulator.physiology``, the scenario (rates, durations, guarantees) in
   ``simulator.scenario``; rare events (segment changes, stream faults) leave the hot loop through
   ``simulator.events``.
@@ -26,6 +29,7 @@ from service.publishing import Message
 from simulator import physiology as phys
 from simulator.scenario import MS_PER_HOUR, Scenario, Segment
 from simulator.truth import TruthEntry
+from simulator.variability import rhythm
 
 
 @dataclass(slots=True)
@@ -116,6 +120,11 @@ class Fleet:
         self.last_ms = [0] * n  # event time of the current segment's latest sample
         rested = self.scenario.min_rest_ms if self.scenario.rested_at_start else 0
         self.rested_since = [self.start_ms - rested] * n
+        # A recorded rhythm replaces the synthetic noise (its draws stay, so the events do too).
+        self.rhythm = rhythm(self.scenario.nn_intervals_ms, interval) if self.scenario.nn_intervals_ms else []
+        if self.rhythm:
+            self.hrv = [0.0] * n
+        self.rhythm_start = [i * len(self.rhythm) // n for i in range(n)]
 
     def drain_truth(self) -> list[TruthEntry]:
         entries, self.truth = self.truth, []
@@ -125,6 +134,16 @@ class Fleet:
         for k in range((self.end_ms - self.start_ms) // self.interval_ms):
             yield self._tick(self.start_ms + k * self.interval_ms)
         self.events.finish()
+
+    def _resting(self, base: int) -> list[float]:
+        """Each device's resting rate at fleet time ``base``: its own, times the recorded rhythm."""
+        beats = self.rhythm
+        if not beats:
+            return self.resting
+        k, m = (base - self.start_ms) // self.interval_ms, len(beats)
+        return [
+            rate * beats[(k + start) % m] for rate, start in zip(self.resting, self.rhythm_start, strict=True)
+        ]
 
     def _tick(self, base: int) -> Sends:  # noqa: PLR0912, PLR0915  (the hot loop: inline is speed)
         out = Sends()
@@ -141,7 +160,7 @@ class Fleet:
         self.circadian = circadian = phys.circadian_table(base)
         getrandbits, random = self.rng.getrandbits, self.rng.random
         ids, prefixes, phase, skew = self.ids, self.prefixes, self.phase, self.skew
-        resting, hrv, zone, spo2_base, skin = self.resting, self.hrv, self.zone, self.spo2, self.skin
+        resting, hrv, zone, spo2_base, skin = self._resting(base), self.hrv, self.zone, self.spo2, self.skin
         battery, drain, seq = self.battery, self.drain, self.seq
         noise, fast, slow, drive, cadence = self.noise, self.fast, self.slow, self.drive, self.cadence
         segment, segment_end = self.segment, self.segment_end

@@ -112,6 +112,8 @@ class Scenario:
     baseline_warmup_ms: int = 3 * MS_PER_MINUTE
     incidental_rate: float = DEFAULT_INCIDENTAL_RATE  # 0: resting wearers never take a step
     incidental_steps: tuple[int, int] = DEFAULT_INCIDENTAL_STEPS
+    # A recorded NN-interval series (ms) to replay as the resting rhythm (see simulator.fleet).
+    nn_intervals_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for segment, rate in self.rates.items():

@@ -250,6 +250,7 @@ def test_incidental_movement_off_moves_nothing_else(tmp_path: Path) -> None:
         (["--devices", "5", "--interval", "0.2s", "--out", "x.jsonl"], "--interval"),
         (["--devices", "5"], "--out"),
         (["--devices", "5", "--incidental-rate", "-1", "--out", "x.jsonl"], "--incidental-rate"),
+        (["--devices", "5", "--variability", "missing.npy", "--out", "x.jsonl"], "--variability"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(
