@@ -4,9 +4,9 @@
 the wearer at that sample. Three notions, with the settings of ``DetectionConfig``:
 
 - *Moving*: the sample's own cadence reaches ``rest_steps_per_min``. A movement explains a heart-rate
-  departure from the resting baseline for ``movement_hold_ms`` after it (standing up or walking to the
-  door raises the rate for seconds), so it neither raises HR_SPIKE nor teaches the baseline. It does
-  not make the wearer active: a few steps are no reason to miss a resting heart rate of 140.
+  departure from the resting baseline that starts within ``movement_hold_ms`` after it (standing up
+  or walking to the door raises the rate for seconds), so such a departure starts no HR_SPIKE. It
+  does not make the wearer active: a few steps are no reason to miss a resting heart rate of 140.
 - *Active*: movement sustained over a window. The cadence is exponentially weighted (half-life
   ``activity_half_life_ms``); the wearer is active while it is at or above ``active_steps_per_min``.
   A burst of a dozen steps in one sample lifts it by about 8 steps/min at the default half-life, a
@@ -17,8 +17,7 @@ the wearer at that sample. Three notions, with the settings of ``DetectionConfig
   minute, a 10-minute run the whole cap, steps to the door nothing. A bout that starts while the
   previous one's recovery runs adds to it; one that starts at rest begins from nothing.
 
-At rest = neither active nor recovering. TACHYCARDIA needs rest; HR_SPIKE and baseline learning
-need rest without a movement explaining the rate.
+At rest = neither active nor recovering. TACHYCARDIA, HR_SPIKE and baseline learning need rest.
 """
 
 from __future__ import annotations

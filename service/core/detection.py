@@ -7,15 +7,16 @@ sample raises (at most one per type: one alert per episode). Rules, with the thr
 - TACHYCARDIA: heart rate ≥ tachycardia_bpm, at rest, for the sustain window.
 - BRADYCARDIA: 0 < heart rate ≤ bradycardia_bpm for the sustain window.
 - LOW_SPO2: spo2 < low_spo2_pct for the sustain window (a sample without spo2 is no evidence either way).
-- HR_SPIKE: at rest and still, within the brady..tachy band (those have their own types), departing from the
+- HR_SPIKE: at rest, within the brady..tachy band (those have their own types), departing from the
   device's own exponentially weighted baseline by ≥ max(spike_sigma·sd, spike_min_delta_bpm).
 - SENSOR_FAULT: the same heart-rate value repeated for no_reading_sustain_ms when it is 0 (no
   reading), or for flat_reading_sustain_ms otherwise (a stuck sensor).
 - HIGH_HEART_RATE: heart rate > high_heart_rate_bpm; raised only when alert_high_heart_rate is set.
 
-"At rest" means neither active (sustained movement) nor recovering from it, and HR_SPIKE also needs
-no movement explaining the rate: see ``service.core.activity``. A few steps in a chair are rest; the
-minutes after a run are not.
+"At rest" means neither active (sustained movement) nor recovering from it (``service.core.activity``):
+a few steps in a chair are rest, the minutes after a run are not. The baseline learns from resting
+samples that do not depart from it. A departure that starts within movement_hold_ms of a movement is
+explained by it: such samples start no HR_SPIKE, though one already under way goes on through them.
 """
 
 from __future__ import annotations
@@ -69,13 +70,12 @@ class Detector:
             state.flat_value, state.flat_since = heart_rate, t
         state.last_event_ms = t
 
-        # HR_SPIKE: a recent movement explains a departure, so a moving sample is no evidence either
-        # way (it neither starts nor clears an episode: steps during a spike do not end it).
+        # HR_SPIKE: a recent movement explains a departure that starts with it, so it starts no
+        # episode (no evidence either way); a departure already under way goes on through it.
         spiking: bool | None = False
-        if cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
-            if context == _STILL:
-                spiking = self._baseline_step(state, heart_rate, gap)
-            elif context != _ACTIVE:
+        if at_rest and cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
+            spiking = self._baseline_step(state, heart_rate, gap)
+            if spiking and context != _STILL and state.episodes[_SPIKE].quiet:
                 spiking = None
         episodes = state.episodes
         holds = (
@@ -146,22 +146,27 @@ class Detector:
             alerts.append(self._alert(kind, state, device_id, t, heart_rate, spo2))
         return state.open_anomalies()
 
+    def _departs(self, state: DeviceState, heart_rate: int) -> bool:
+        """Whether ``heart_rate`` departs from a warm resting baseline by the spike limit."""
+        cfg = self._cfg
+        if state.baseline_samples < cfg.baseline_warmup_samples:
+            return False
+        limit = max(
+            cfg.spike_sigma * max(math.sqrt(state.baseline_var), cfg.baseline_min_sd_bpm),
+            cfg.spike_min_delta_bpm,
+        )
+        return abs(heart_rate - state.baseline_mean) >= limit
+
     def _baseline_step(self, state: DeviceState, heart_rate: int, gap: int) -> bool:
         """Spike test against the device's resting baseline, then learn from the sample unless it is
         a spike. The EWMA weight is first-order in the gap (gap ≪ half-life; gaps are capped)."""
-        cfg = self._cfg
         samples = state.baseline_samples
         if samples == 0:
             state.baseline_mean, state.baseline_var, state.baseline_samples = float(heart_rate), 0.0, 1
             return False
+        if self._departs(state, heart_rate):
+            return True
         delta = heart_rate - state.baseline_mean
-        if samples >= cfg.baseline_warmup_samples:
-            limit = max(
-                cfg.spike_sigma * max(math.sqrt(state.baseline_var), cfg.baseline_min_sd_bpm),
-                cfg.spike_min_delta_bpm,
-            )
-            if abs(delta) >= limit:
-                return True
         weight = max(self._ln2_over_half_life * gap, 1.0 / (samples + 1))
         state.baseline_mean += weight * delta
         state.baseline_var = (1.0 - weight) * (state.baseline_var + weight * delta * delta)

@@ -131,6 +131,20 @@ def test_hr_spike_is_gated_by_movement_and_activity(
     assert device.types() == alerts, case
 
 
+@pytest.mark.parametrize("burst_at_s", [0, 5, 10])
+def test_steps_while_a_spike_is_under_way_neither_delay_nor_end_it(burst_at_s: int) -> None:
+    device = Device()
+    _moving(device, 1800, 62, (0,))
+    start = device.t
+
+    _moving(device, 5 + burst_at_s, 102, (0,))  # the spike starts while still
+    _moving(device, 5, 102, (6,))  # a few steps
+    _moving(device, 120, 102, (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8))
+
+    sustain = DEFAULT_CONFIG.spike_sustain_ms
+    assert _alerts(device, AnomalyType.HR_SPIKE) == [(iso_ms(start), iso_ms(start + sustain))]
+
+
 # --- the model itself -------------------------------------------------------------------------
 
 
