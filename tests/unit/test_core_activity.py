@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from service.core import DEFAULT_CONFIG, AnomalyType, DeviceState, iso_ms
+from service.core import DEFAULT_CONFIG, AnomalyType, DeviceState, decode_state, encode_state, iso_ms
 from service.core.activity import ActivityContext, ActivityModel
 from service.core.state import NONE
 from service.core.telemetry import parse_rfc3339_ms
@@ -143,6 +143,20 @@ def test_steps_while_a_spike_is_under_way_neither_delay_nor_end_it(burst_at_s: i
 
     sustain = DEFAULT_CONFIG.spike_sustain_ms
     assert _alerts(device, AnomalyType.HR_SPIKE) == [(iso_ms(start), iso_ms(start + sustain))]
+
+
+def test_a_snapshot_mid_bout_or_mid_recovery_continues_identically() -> None:
+    phases = [(600, 68, (0,)), (300, 165, (14,)), (60, 150, (4,)), (240, 135, (0, 0, 6)), (300, 140, (0,))]
+    straight, split = Device(), Device()
+
+    for seconds, heart_rate, pattern in phases:
+        _moving(straight, seconds, heart_rate, pattern)
+        _moving(split, seconds, heart_rate, pattern)
+        split.states = {k: decode_state(encode_state(v)) for k, v in split.states.items()}
+
+    assert split.alerts == straight.alerts
+    assert [a.type for a in split.alerts] == [AnomalyType.TACHYCARDIA]
+    assert split.states == straight.states
 
 
 # --- the model itself -------------------------------------------------------------------------
