@@ -65,11 +65,12 @@ class DetectionConfig:
     condition, so a dropout never stretches a few samples into a sustained episode.
 
     Activity context (``service.core.activity``): a sample whose own cadence reaches
-    ``rest_steps_per_min`` is a movement that explains a heart-rate departure (HR_SPIKE) for
-    ``movement_hold_ms``; the wearer is *active* while the cadence, exponentially weighted with
-    half-life ``activity_half_life_ms``, is at least ``active_steps_per_min``, and then *recovers*
-    for ``recovery_ratio`` · (cadence / ``active_steps_per_min``) · the active time, at most
-    ``recovery_ms``. TACHYCARDIA needs rest: neither active nor recovering.
+    ``rest_steps_per_min`` is a movement: it explains a heart-rate departure (no HR_SPIKE) that
+    starts within ``movement_hold_ms`` after it; the wearer is *active* while the cadence,
+    exponentially weighted with half-life ``activity_half_life_ms``, is at least
+    ``active_steps_per_min``, and then *recovers* for ``recovery_ratio`` · (cadence /
+    ``active_steps_per_min``) · the active time, at most ``recovery_ms``. TACHYCARDIA needs rest:
+    neither active nor recovering.
     """
 
     high_heart_rate_bpm: int = 140
