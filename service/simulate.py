@@ -26,8 +26,16 @@ from service.core.telemetry import parse_rfc3339_ms
 from service.publishing import Message, Publisher, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
-from simulator.scenario import DEFAULT_ANOMALY_RATE, Scenario, Segment, default_rates
+from simulator.scenario import (
+    DEFAULT_ANOMALY_RATE,
+    DEFAULT_INCIDENTAL_RATE,
+    MAX_INCIDENTAL_RATE,
+    Scenario,
+    Segment,
+    default_rates,
+)
 from simulator.truth import encode_truth
+from simulator.variability import VariabilityFormatError, load_nn_intervals
 
 NAME = "simulate"
 HELP = "simulate a wearable fleet (labelled anomalies, stream faults) into a file or a publisher"
@@ -100,6 +108,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SEGMENT=R",
         help="override one segment's rate, e.g. RUN=0.5, DROPOUT=0.02, TACHYCARDIA=0.1 (repeatable)",
     )
+    scenario.add_argument(
+        "--incidental-rate",
+        type=float,
+        default=DEFAULT_INCIDENTAL_RATE,
+        metavar="R",
+        help="bursts of a few to a dozen steps per device-hour at rest "
+        f"(default {DEFAULT_INCIDENTAL_RATE:g})",
+    )
+    scenario.add_argument(
+        "--no-incidental-movement",
+        action="store_true",
+        help="resting wearers never take a step (for comparison; the ground truth is the same)",
+    )
+    scenario.add_argument(
+        "--variability",
+        type=Path,
+        metavar="NN.npy",
+        help="a recorded NN-interval series (ms; .npy or one value per line) to replay as every "
+        "device's resting rhythm instead of synthetic noise",
+    )
     scenario.add_argument("--duplicate-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--out-of-order-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--malformed-prob", type=_probability, default=0.0005, metavar="P")
@@ -122,6 +150,16 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--anomaly-rate must be ≥ 0, got {args.anomaly_rate}")
     if args.duration < args.interval:
         return _usage_error("--duration must cover at least one --interval")
+    if not 0 <= args.incidental_rate <= MAX_INCIDENTAL_RATE:
+        return _usage_error(
+            f"--incidental-rate must be within 0..{MAX_INCIDENTAL_RATE:g}, got {args.incidental_rate}"
+        )
+    nn_intervals: tuple[float, ...] = ()
+    if args.variability is not None:
+        try:
+            nn_intervals = load_nn_intervals(args.variability)
+        except (OSError, VariabilityFormatError) as exc:
+            return _usage_error(f"--variability {args.variability}: {exc}")
     rates = default_rates(args.anomaly_rate)
     rates.update(dict(args.segment_rate))
     scenario = Scenario(
@@ -129,8 +167,15 @@ def run(args: argparse.Namespace) -> int:
         duplicate_prob=args.duplicate_prob,
         out_of_order_prob=args.out_of_order_prob,
         malformed_prob=args.malformed_prob,
+        incidental_rate=0.0 if args.no_incidental_movement else args.incidental_rate,
+        nn_intervals_ms=nn_intervals,
     )
-    fleet = Fleet(args.devices, args.seed, args.start, args.start + args.duration, args.interval, scenario)
+    try:
+        fleet = Fleet(
+            args.devices, args.seed, args.start, args.start + args.duration, args.interval, scenario
+        )
+    except VariabilityFormatError as exc:
+        return _usage_error(f"--variability {args.variability}: {exc}")
     publisher: Publisher | None = None
     if args.target is not None:
         build = _publishers_attribute("build_publisher")

@@ -60,6 +60,12 @@ class EventEngine:
             self.choices.append((total, segment))
         self.total_rate = total
         self.hazard_units = round(total * interval / MS_PER_HOUR * (1 << HAZARD_BITS))
+        # Incidental bursts take the hazard draws just above the segment hazards': disjoint from them,
+        # and no extra draw, so turning them on or off leaves every segment and fault where it was.
+        self.incidental_units = self.hazard_units + round(
+            scenario.incidental_rate * interval / MS_PER_HOUR * (1 << HAZARD_BITS)
+        )
+        self.burst_steps = burst_table(*scenario.incidental_steps)
         self.duplicate_units = round(scenario.duplicate_prob * (1 << FAULT_BITS))
         self.reorder_units = self.duplicate_units + round(scenario.out_of_order_prob * (1 << FAULT_BITS))
         self.fault_units = self.reorder_units + round(scenario.malformed_prob * (1 << FAULT_BITS))
@@ -240,6 +246,11 @@ class EventEngine:
             if seg == Segment.RUN:
                 window_end = fleet.segment_end[i] + fleet.skew[i] + fleet.scenario.recovery_ms
                 fleet.truth.append(TruthEntry("activity", fleet.ids[i], "RUN", fleet.first_ms[i], window_end))
+
+
+def burst_table(low: int, high: int) -> list[int]:
+    """16 burst sizes from ``low`` to ``high`` steps, small ones more often (a draw picks one)."""
+    return [round(low + (high - low) * (k / 15) ** 1.5) for k in range(16)]
 
 
 def _send(out: Sends, device_id: str, payload: bytes, event_ms: int, send_ms: int) -> None:

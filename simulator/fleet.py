@@ -11,6 +11,9 @@ Contract:
   (no per-device objects), so 100K devices fit comfortably in memory.
 - ``drain_truth()`` returns the ground truth completed since the last call (see ``simulator.truth``);
   after ``ticks()`` is exhausted every injected item has been reported.
+- With ``Scenario.nn_intervals_ms`` (a recorded NN-interval series, ``simulator.variability``) each
+  device's resting rate follows that recording, from its own starting point, instead of synthetic
+  noise; everything else (segments, faults, ground truth) is as without it.
 - The model is in ``simulator.physiology``, the scenario (rates, durations, guarantees) in
   ``simulator.scenario``; rare events (segment changes, stream faults) leave the hot loop through
   ``simulator.events``.
@@ -26,6 +29,7 @@ from service.publishing import Message
 from simulator import physiology as phys
 from simulator.scenario import MS_PER_HOUR, Scenario, Segment
 from simulator.truth import TruthEntry
+from simulator.variability import rhythm
 
 
 @dataclass(slots=True)
@@ -116,6 +120,11 @@ class Fleet:
         self.last_ms = [0] * n  # event time of the current segment's latest sample
         rested = self.scenario.min_rest_ms if self.scenario.rested_at_start else 0
         self.rested_since = [self.start_ms - rested] * n
+        # A recorded rhythm replaces the synthetic noise (its draws stay, so the events do too).
+        self.rhythm = rhythm(self.scenario.nn_intervals_ms, interval) if self.scenario.nn_intervals_ms else []
+        if self.rhythm:
+            self.hrv = [0.0] * n
+        self.rhythm_start = [i * len(self.rhythm) // n for i in range(n)]
 
     def drain_truth(self) -> list[TruthEntry]:
         entries, self.truth = self.truth, []
@@ -126,22 +135,37 @@ class Fleet:
             yield self._tick(self.start_ms + k * self.interval_ms)
         self.events.finish()
 
-    def _tick(self, base: int) -> Sends:  # noqa: PLR0915  (the hot loop: locals are speed)
+    def _resting(self, base: int) -> list[float]:
+        """Each device's resting rate at fleet time ``base``: its own, times the recorded rhythm."""
+        beats = self.rhythm
+        if not beats:
+            return self.resting
+        k, m = (base - self.start_ms) // self.interval_ms, len(beats)
+        return [
+            rate * beats[(k + start) % m] for rate, start in zip(self.resting, self.rhythm_start, strict=True)
+        ]
+
+    def _tick(self, base: int) -> Sends:  # noqa: PLR0912, PLR0915  (the hot loop: inline is speed)
         out = Sends()
         out_ids, out_payloads, out_event, out_send = out.device_ids, out.payloads, out.event_ms, out.send_ms
         events = self.events
         special, start_segment, end_segment = events.special, events.start_segment, events.end_segment
         anomalous, stream_fault = events.anomalous, events.stream_fault
         hazard, fault_threshold = events.hazard_units, events.fault_units
+        incidental, burst_steps, burst_bpm = (
+            events.incidental_units,
+            events.burst_steps,
+            phys.BURST_BPM_PER_STEP,
+        )
         self.circadian = circadian = phys.circadian_table(base)
         getrandbits, random = self.rng.getrandbits, self.rng.random
         ids, prefixes, phase, skew = self.ids, self.prefixes, self.phase, self.skew
-        resting, hrv, zone, spo2_base, skin = self.resting, self.hrv, self.zone, self.spo2, self.skin
+        resting, hrv, zone, spo2_base, skin = self._resting(base), self.hrv, self.zone, self.spo2, self.skin
         battery, drain, seq = self.battery, self.drain, self.seq
         noise, fast, slow, drive, cadence = self.noise, self.fast, self.slow, self.drive, self.cadence
         segment, segment_end = self.segment, self.segment_end
         rise, fall, slow_rate = events.rise, events.fall, events.slow_rate
-        fidget = 1 if self.interval_ms >= 4_000 else 0  # one step per interval stays below 20/min
+        fidget = 1 if self.interval_ms >= 4_000 else 0  # the odd step a wrist counts at rest
         decay, kick, floor = phys.NOISE_DECAY, phys.NOISE_KICK, phys.MIN_RESTING_READING
         fast_share, slow_share = phys.FAST_SHARE, phys.SLOW_SHARE
         minute_prefix = events.timestamps.minute_prefix
@@ -156,6 +180,14 @@ class Fleet:
                     seg = end_segment(i, t)
             elif b >> 31 < hazard:
                 seg = start_segment(i, t)
+            cad = cadence[i]
+            if cad:
+                steps = cad + ((b >> 9) & 3) - 1
+            elif hazard <= b >> 31 < incidental:  # incidental movement: a burst of steps at rest
+                steps = burst_steps[(b >> 9) & 15]
+                fast[i] += steps * burst_bpm
+            else:
+                steps = 0 if (b >> 9) & 31 else fidget
             d = drive[i]
             f = fast[i]
             target = d * fast_share
@@ -168,8 +200,6 @@ class Fleet:
             noise[i] = nz
             hr = int(resting[i] + circadian[zone[i]] + f + s + nz * hrv[i] + 0.5)
             hr = max(hr, floor)
-            cad = cadence[i]
-            steps = cad + ((b >> 9) & 3) - 1 if cad else (0 if (b >> 9) & 31 else fidget)
             bat = battery[i] - drain[i]
             if bat < phys.CHARGE_BELOW_MILLI or bat > phys.BATTERY_MILLI:
                 bat = events.charge(i, bat)

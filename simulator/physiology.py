@@ -9,6 +9,9 @@ Heart rate of a device at event time t (bpm)::
 - ``fast`` and ``slow`` are the exercise response: while a bout drives an excess ``drive`` they rise
   towards 88 % and 12 % of it (time constants 30 s and 8 min) and afterwards recover towards zero
   (60 s and 8 min): the quick drop then the long tail of a real post-exercise recovery.
+- A burst of incidental steps at rest (``simulator.scenario.Scenario.incidental_rate``) adds
+  ``BURST_BPM_PER_STEP`` per step to ``fast``, which then recovers as after any exercise: standing up
+  and walking to the door raises the rate a few bpm for a minute or so.
 - ``noise`` is an AR(1) process (lag-1 correlation 0.8, standard deviation ≈ 2.5 bpm) scaled by the
   device's own variability ``hrv`` (0.6-1.4), so consecutive readings are correlated as real ones are.
 """
@@ -44,6 +47,7 @@ WALK_EXCESS_BPM = (15.0, 35.0)
 WALK_STEPS_PER_MIN = (95.0, 120.0)
 RUN_HR_BPM = (140.0, 175.0)
 RUN_STEPS_PER_MIN = (155.0, 180.0)
+BURST_BPM_PER_STEP = 0.5  # a dozen incidental steps: +6 bpm, recovering like any exercise
 
 
 def step_factor(interval_ms: int, time_constant_s: float) -> float:

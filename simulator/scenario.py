@@ -4,6 +4,11 @@ Rates of segments (activity bouts, anomaly episodes, outages) are hazards per de
 the device is eligible**: resting, online, and (for anomalies) rested for ``min_rest_ms`` since its
 last activity bout or episode, with the whole episode fitting before the end of the simulation. Per
 sample faults (duplicate, out-of-order, malformed) are probabilities per sample.
+
+Incidental movement: a resting wearer (also one in an anomaly episode: people with a racing heart
+still shift in the chair) takes a burst of a few to a dozen steps in one sample, ``incidental_rate``
+times per device-hour. Bursts are not activity bouts: they are not in the ground truth, need no
+rest before or after, and never sustain a walking cadence.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ DEFAULT_DURATIONS: dict[Segment, tuple[int, int]] = {
 }
 
 DEFAULT_ANOMALY_RATE = 0.02  # per device-hour and anomaly type: 2 % of devices an hour
+DEFAULT_INCIDENTAL_RATE = 30.0  # bursts of steps per device-hour at rest: a handful every ten minutes
+DEFAULT_INCIDENTAL_STEPS = (2, 12)  # steps in one burst (one sample), inclusive
+MAX_INCIDENTAL_RATE = 360.0  # one burst every 10 s on average: beyond it, rest is walking
 
 
 def default_rates(anomaly_rate: float = DEFAULT_ANOMALY_RATE) -> dict[Segment, float]:
@@ -102,6 +110,10 @@ class Scenario:
     # episodes from its first minute); HR_SPIKE still waits until a device's baseline is warm.
     rested_at_start: bool = False
     baseline_warmup_ms: int = 3 * MS_PER_MINUTE
+    incidental_rate: float = DEFAULT_INCIDENTAL_RATE  # 0: resting wearers never take a step
+    incidental_steps: tuple[int, int] = DEFAULT_INCIDENTAL_STEPS
+    # A recorded NN-interval series (ms) to replay as the resting rhythm (see simulator.fleet).
+    nn_intervals_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for segment, rate in self.rates.items():
@@ -111,6 +123,15 @@ class Scenario:
             value = getattr(self, name)
             if not 0 <= value <= 0.1:
                 raise ValueError(f"{name} must be within 0..0.1, got {value}")
+        if not 0 <= self.incidental_rate <= MAX_INCIDENTAL_RATE:
+            raise ValueError(
+                f"incidental_rate must be within 0..{MAX_INCIDENTAL_RATE:g}, got {self.incidental_rate}"
+            )
+        low_steps, high_steps = self.incidental_steps
+        if not 1 <= low_steps <= high_steps <= 30:
+            raise ValueError(
+                f"incidental_steps must satisfy 1 ≤ low ≤ high ≤ 30, got {self.incidental_steps}"
+            )
         for segment, (low, high) in self.durations.items():
             if not 0 < low <= high:
                 raise ValueError(f"duration of {segment.name} must satisfy 0 < low ≤ high")

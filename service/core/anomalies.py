@@ -63,6 +63,14 @@ class DetectionConfig:
     An episode is raised when its condition has held for ``*_sustain_ms`` and ends once the condition
     has been clear for ``clear_ms``; a gap in samples longer than ``max_gap_ms`` restarts a pending
     condition, so a dropout never stretches a few samples into a sustained episode.
+
+    Activity context (``service.core.activity``): a sample whose own cadence reaches
+    ``rest_steps_per_min`` is a movement: it explains a heart-rate departure (no HR_SPIKE) that
+    starts within ``movement_hold_ms`` after it; the wearer is *active* while the cadence,
+    exponentially weighted with half-life ``activity_half_life_ms``, is at least
+    ``active_steps_per_min``, and then *recovers* for ``recovery_ratio`` · (cadence /
+    ``active_steps_per_min``) · the active time, at most ``recovery_ms``. TACHYCARDIA needs rest:
+    neither active nor recovering.
     """
 
     high_heart_rate_bpm: int = 140
@@ -82,7 +90,10 @@ class DetectionConfig:
     baseline_warmup_samples: int = 24
     baseline_min_sd_bpm: float = 3.0
     rest_steps_per_min: float = 20.0
+    movement_hold_ms: int = 30_000
+    active_steps_per_min: float = 50.0
     activity_half_life_ms: int = 60_000
+    recovery_ratio: float = 0.2
     recovery_ms: int = 300_000
     clear_ms: int = 60_000
     max_gap_ms: int = 60_000

@@ -13,30 +13,33 @@ sample raises (at most one per type: one alert per episode). Rules, with the thr
   reading), or for flat_reading_sustain_ms otherwise (a stuck sensor).
 - HIGH_HEART_RATE: heart rate > high_heart_rate_bpm; raised only when alert_high_heart_rate is set.
 
-"At rest" means no sample with a cadence ≥ rest_steps_per_min within the last recovery_ms: heart
-rate stays high for minutes after a run, and that is not tachycardia at rest.
+"At rest" means neither active (sustained movement) nor recovering from it (``service.core.activity``):
+a few steps in a chair are rest, the minutes after a run are not. The baseline learns from resting
+samples that do not depart from it. A departure that starts within movement_hold_ms of a movement is
+explained by it: such samples start no HR_SPIKE, though one already under way goes on through them.
 """
 
 from __future__ import annotations
 
 import math
 
+from service.core.activity import ActivityContext, ActivityModel
 from service.core.anomalies import SEVERITY, Alert, AnomalyType, DetectionConfig, alert_id
 from service.core.records import iso_ms
 from service.core.state import _QUIET_EPISODES, EPISODE_TYPES, NONE, QUIET, DeviceState, Episode
 
 _TACHY, _BRADY, _SPO2, _SPIKE, _FAULT, _HIGH = range(6)
-_MS_PER_MIN = 60_000
 _NOMINAL_INTERVAL_MS = 5_000
+_ACTIVE, _STILL = ActivityContext.ACTIVE, ActivityContext.STILL
 
 
 class Detector:
-    __slots__ = ("_cfg", "_ln2_over_half_life", "_rest_steps_per_ms")
+    __slots__ = ("_activity", "_cfg", "_ln2_over_half_life")
 
     def __init__(self, config: DetectionConfig) -> None:
         self._cfg = config
         self._ln2_over_half_life = math.log(2) / config.baseline_half_life_ms
-        self._rest_steps_per_ms = config.rest_steps_per_min / _MS_PER_MIN
+        self._activity = ActivityModel(config)
 
     @property
     def config(self) -> DetectionConfig:
@@ -57,25 +60,28 @@ class Detector:
         cfg = self._cfg
         max_gap = cfg.max_gap_ms
         previous = state.last_event_ms
-        gap = t - previous if previous != NONE else _NOMINAL_INTERVAL_MS
+        elapsed = gap = t - previous if previous != NONE else _NOMINAL_INTERVAL_MS
         if gap > max_gap:
             gap = max_gap
             state.flat_since = t  # a dropout breaks a run of identical readings
-        if steps and steps >= self._rest_steps_per_ms * max(gap, 1_000):
-            state.last_active_ms = t
-        at_rest = state.last_active_ms == NONE or t - state.last_active_ms >= cfg.recovery_ms
+        context = self._activity.step(state, t, elapsed, gap, steps)
+        at_rest = context != _ACTIVE
         if heart_rate != state.flat_value:
             state.flat_value, state.flat_since = heart_rate, t
         state.last_event_ms = t
 
-        spiking = False
+        # HR_SPIKE: a recent movement explains a departure that starts with it, so it starts no
+        # episode (no evidence either way); a departure already under way goes on through it.
+        spiking: bool | None = False
         if at_rest and cfg.bradycardia_bpm < heart_rate < cfg.tachycardia_bpm:
             spiking = self._baseline_step(state, heart_rate, gap)
+            if spiking and context != _STILL and state.episodes[_SPIKE].quiet:
+                spiking = None
         episodes = state.episodes
         holds = (
             at_rest and heart_rate >= cfg.tachycardia_bpm,
             0 < heart_rate <= cfg.bradycardia_bpm,
-            spo2 is not None and spo2 < cfg.low_spo2_pct,
+            None if spo2 is None else spo2 < cfg.low_spo2_pct,  # no SpO2: no evidence either way
             spiking,
         )
         # SENSOR_FAULT: a zero (no reading) is a symptom from the first sample and must persist for
@@ -101,7 +107,7 @@ class Detector:
         t: int,
         heart_rate: int,
         spo2: int | None,
-        holds: tuple[bool, bool, bool, bool],
+        holds: tuple[bool, bool, bool | None, bool | None],
         fault_since: int,
         high_holds: bool,
         alerts: list[Alert],
@@ -119,7 +125,7 @@ class Detector:
         for kind, (current, holding, sustain) in enumerate(
             zip(state.episodes[:4], holds, sustains, strict=True)
         ):
-            if kind == _SPO2 and spo2 is None:  # a sample without SpO2 is no evidence either way
+            if holding is None:  # no evidence either way: the episode stays as it is
                 stepped.append(current)
                 continue
             following, new = current.observe(holding, t, sustain, clear, max_gap)
@@ -140,22 +146,27 @@ class Detector:
             alerts.append(self._alert(kind, state, device_id, t, heart_rate, spo2))
         return state.open_anomalies()
 
+    def _departs(self, state: DeviceState, heart_rate: int) -> bool:
+        """Whether ``heart_rate`` departs from a warm resting baseline by the spike limit."""
+        cfg = self._cfg
+        if state.baseline_samples < cfg.baseline_warmup_samples:
+            return False
+        limit = max(
+            cfg.spike_sigma * max(math.sqrt(state.baseline_var), cfg.baseline_min_sd_bpm),
+            cfg.spike_min_delta_bpm,
+        )
+        return abs(heart_rate - state.baseline_mean) >= limit
+
     def _baseline_step(self, state: DeviceState, heart_rate: int, gap: int) -> bool:
         """Spike test against the device's resting baseline, then learn from the sample unless it is
         a spike. The EWMA weight is first-order in the gap (gap ≪ half-life; gaps are capped)."""
-        cfg = self._cfg
         samples = state.baseline_samples
         if samples == 0:
             state.baseline_mean, state.baseline_var, state.baseline_samples = float(heart_rate), 0.0, 1
             return False
+        if self._departs(state, heart_rate):
+            return True
         delta = heart_rate - state.baseline_mean
-        if samples >= cfg.baseline_warmup_samples:
-            limit = max(
-                cfg.spike_sigma * max(math.sqrt(state.baseline_var), cfg.baseline_min_sd_bpm),
-                cfg.spike_min_delta_bpm,
-            )
-            if abs(delta) >= limit:
-                return True
         weight = max(self._ln2_over_half_life * gap, 1.0 / (samples + 1))
         state.baseline_mean += weight * delta
         state.baseline_var = (1.0 - weight) * (state.baseline_var + weight * delta * delta)

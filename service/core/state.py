@@ -3,6 +3,16 @@
 A snapshot restores to identical behaviour: ``decode_state(encode_state(s))`` equals ``s`` field for
 field, so a lease that moves to another replica (or a Lambda container that loads the state from
 DynamoDB) continues an episode in progress without losing or re-raising it.
+
+Versions: ``decode_state`` reads every version up to ``STATE_VERSION`` and returns the current one.
+Fields are positional (msgpack arrays) and only ever appended, so an older snapshot decodes with the
+new fields at their defaults, then its migration fills them in:
+
+- 1 → 2: v1 had no activity context beyond ``last_moving_ms`` (then named ``last_active_ms``), after
+  which it granted the whole recovery window. The migration carries exactly that: activity ends at
+  ``last_moving_ms`` with ``FULL_RECOVERY`` earned, so a device restored in the middle of a
+  post-exercise recovery stays in it until v1 would have let it go, under the deployment's own
+  ``recovery_ms``.
 """
 
 from __future__ import annotations
@@ -11,8 +21,9 @@ import msgspec
 
 from service.core.anomalies import AnomalyType
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 NONE = -1  # "no such moment" for event-time fields (epoch ms are never negative here)
+FULL_RECOVERY = 1 << 40  # ms of recovery "earned" that any recovery_ms cap cuts to the cap
 
 # The order of ``DeviceState.episodes``; append only, so older snapshots stay readable.
 EPISODE_TYPES: tuple[AnomalyType, ...] = (
@@ -79,10 +90,14 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     baseline_mean: float = 0.0
     baseline_var: float = 0.0
     baseline_samples: int = 0
-    last_active_ms: int = NONE
+    last_moving_ms: int = NONE  # the last sample whose own cadence reached rest_steps_per_min
     flat_value: int = NONE
     flat_since: int = NONE
     episodes: tuple[Episode, ...] = _QUIET_EPISODES
+    # version 2: sustained activity and the recovery it earned (see service.core.activity)
+    cadence_spm: float = 0.0  # exponentially weighted cadence, steps per minute
+    active_until_ms: int = NONE  # the last sample at which the wearer was active (sustained)
+    recovery_earned_ms: int = 0  # recovery earned by the bout that ended (or goes on) at active_until_ms
 
     def clone(self) -> DeviceState:
         return msgspec.structs.replace(self)  # shallow is whole: episodes are immutable
@@ -106,12 +121,18 @@ def encode_state(state: DeviceState) -> bytes:
 
 
 def decode_state(blob: bytes) -> DeviceState:
+    """The current-version state a snapshot of any version up to ``STATE_VERSION`` restores to
+    (migrated, see the module docstring). Raises ``StateFormatError`` for bytes that are not a
+    snapshot or a snapshot from a newer version."""
     try:
         state = _DECODER.decode(blob)
     except msgspec.DecodeError as exc:
         raise StateFormatError(str(exc)) from exc
     if state.version > STATE_VERSION:
         raise StateFormatError(f"snapshot version {state.version} is newer than {STATE_VERSION}")
+    if state.version < 2 and state.last_moving_ms != NONE:
+        state.active_until_ms, state.recovery_earned_ms = state.last_moving_ms, FULL_RECOVERY
+    state.version = STATE_VERSION
     missing = len(EPISODE_TYPES) - len(state.episodes)
     if missing > 0:
         state.episodes = state.episodes + (QUIET,) * missing

@@ -12,7 +12,15 @@ import pytest
 from service.cli import main
 from service.core.telemetry import parse_rfc3339_ms
 from simulator.fleet import Fleet
-from simulator.scenario import ANOMALY_TYPES, FAULT_TYPES, Scenario, Segment, default_rates
+from simulator.scenario import (
+    ANOMALY_TYPES,
+    DEFAULT_INCIDENTAL_RATE,
+    DEFAULT_INCIDENTAL_STEPS,
+    FAULT_TYPES,
+    Scenario,
+    Segment,
+    default_rates,
+)
 from simulator.truth import TruthEntry, read_truth
 
 START = "2026-11-28T00:00:00Z"
@@ -22,12 +30,12 @@ BUSY = ("--anomaly-rate", "0.5", "--segment-rate", "DROPOUT=0.3", "--segment-rat
 BUSY_FAULTS = ("--duplicate-prob", "0.01", "--out-of-order-prob", "0.01", "--malformed-prob", "0.01")
 
 
-def _simulate(out_dir: Path, seed: int) -> tuple[bytes, bytes]:
+def _simulate(out_dir: Path, seed: int, *flags: str) -> tuple[bytes, bytes]:
     """Payload and truth bytes of a busy 40-device hour written by ``vitalstream simulate``."""
     out_dir.mkdir()
     out, truth = out_dir / "fleet.jsonl", out_dir / "truth.jsonl"
     argv = ["simulate", "--devices", "40", "--duration", "1h", "--seed", str(seed), "--start", START]
-    assert main([*argv, "--out", str(out), "--truth", str(truth), *BUSY, *BUSY_FAULTS]) == 0
+    assert main([*argv, "--out", str(out), "--truth", str(truth), *BUSY, *BUSY_FAULTS, *flags]) == 0
     return out.read_bytes(), truth.read_bytes()
 
 
@@ -116,7 +124,31 @@ def test_heart_rate_anomalies_hold_their_range_at_rest(run: Run, anomaly: str, l
     for entry in episodes:
         samples = run.during(entry)
         assert len(samples) >= 10
-        assert all(low <= s["heartRate"] <= high and s["steps"] <= 1 for s in samples), entry
+        assert all(low <= s["heartRate"] <= high for s in samples), entry
+        assert all(s["steps"] <= DEFAULT_INCIDENTAL_STEPS[1] for s in samples), entry  # a burst at most
+        assert sum(s["steps"] for s in samples) <= 2 * len(samples), entry  # no walking cadence
+
+
+def _bursts(samples: list[tuple[int, dict[str, Any]]]) -> list[int]:
+    """Step counts of samples with ≥ 2 steps between samples with fewer: incidental bursts."""
+    steps = [0, *(body["steps"] for _, body in samples), 0]
+    return [
+        n
+        for before, n, after in zip(steps, steps[1:], steps[2:], strict=False)
+        if n >= 2 and before < 2 > after
+    ]
+
+
+def test_resting_wearers_take_incidental_bursts_of_steps(run: Run) -> None:
+    bursts = [n for samples in run.samples.values() for n in _bursts(samples)]
+    device_hours = len(run.samples) * 2
+    low, high = DEFAULT_INCIDENTAL_STEPS
+
+    assert 0.5 * DEFAULT_INCIDENTAL_RATE <= len(bursts) / device_hours <= DEFAULT_INCIDENTAL_RATE
+    assert min(bursts) == low
+    assert max(bursts) == high
+    during = [n for entry in run.of("episode", "TACHYCARDIA") for n in _bursts(run.samples[entry.device_id])]
+    assert during  # devices with episodes move too
 
 
 def test_a_spike_departs_from_the_devices_resting_rate(run: Run) -> None:
@@ -192,6 +224,24 @@ def test_seq_strictly_increases_per_device_among_valid_samples(run: Run) -> None
 # --- command line and the offline loop ----------------------------------------------------------
 
 
+def test_incidental_movement_off_moves_nothing_else(tmp_path: Path) -> None:
+    on, off = tmp_path / "on", tmp_path / "off"
+    payloads_on, truth_on = _simulate(on, seed=11)
+    payloads_off, truth_off = _simulate(off, 11, "--no-incidental-movement")
+
+    def bursts(payloads: bytes) -> list[int]:
+        devices: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for line in payloads.splitlines():
+            if (body := _telemetry(line)) is not None:
+                devices[body["deviceId"]].append((0, body))
+        return [n for samples in devices.values() for n in _bursts(samples)]
+
+    assert truth_off == truth_on
+    assert payloads_off != payloads_on
+    assert bursts(payloads_on)
+    assert not bursts(payloads_off)
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
@@ -199,6 +249,8 @@ def test_seq_strictly_increases_per_device_among_valid_samples(run: Run) -> None
         (["--devices", "5", "--duration", "soon", "--out", "x.jsonl"], "--duration"),
         (["--devices", "5", "--interval", "0.2s", "--out", "x.jsonl"], "--interval"),
         (["--devices", "5"], "--out"),
+        (["--devices", "5", "--incidental-rate", "-1", "--out", "x.jsonl"], "--incidental-rate"),
+        (["--devices", "5", "--variability", "missing.npy", "--out", "x.jsonl"], "--variability"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(
