@@ -140,7 +140,7 @@ class DynamoDeviceStateStore:
         assignments = ["#state = :state", "shardId = :shard", "lastSeq = :seq", "lastSubSeq = :sub"]
         removals: list[str] = []
         if record is not None:
-            for name, value in _latest_values(record).items():
+            for name, value in latest_attributes(record).items():
                 placeholder = f":{name}"
                 values[placeholder] = value
                 assignments.append(f"{_name(name)} = {placeholder}")
@@ -165,7 +165,8 @@ def _name(attribute: str) -> str:
     return {"timestamp": "#ts", "status": "#status"}.get(attribute, attribute)
 
 
-def _latest_values(record: ProcessedRecord) -> dict[str, AttributeValueTypeDef]:
+def latest_attributes(record: ProcessedRecord) -> dict[str, AttributeValueTypeDef]:
+    """The latest-state attributes of ``record``, as the device item holds them."""
     values: dict[str, AttributeValueTypeDef] = {
         "timestamp": {"S": iso_ms(record.event_ms)},
         "heartRate": {"N": str(record.heart_rate)},
