@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -264,15 +264,21 @@ class ShardConsumer:
         return True
 
     async def _prepare(self, first: str, last: str) -> bool:
+        where = {"first_sequence": first, "last_sequence": last}
+        return await self._lease_write("prepare", self.held.prepare(first, last), where)
+
+    async def _lease_write(self, what: str, write: Awaitable[bool], where: dict[str, str]) -> bool:
+        """A conditional write on the lease (prepare, checkpoint); False when the lease was lost or
+        the table refused the call (then after a back-off: the caller tries again)."""
         try:
-            if await self.held.prepare(first, last):
+            if await write:
                 return True
-            log.warning("lease_lost at prepare", extra={"first_sequence": first, "last_sequence": last})
+            log.warning("lease_lost at %s", what, extra=where)
         except CALL_ERRORS as exc:
             code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
             delay = self._backoff.next()
-            log.warning("preparing the archive file failed (%s); backing off %.2f s", code, delay)
+            log.warning("%s failed (%s); again in %.2f s", what, code, delay, extra=where)
             await self._pause(delay)
         return False
 
@@ -306,16 +312,8 @@ class ShardConsumer:
                 m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
 
     async def _checkpoint(self, sequence: str, snapshot: str | None = None) -> bool:
-        try:
-            if not await self.held.checkpoint(sequence, snapshot):
-                log.warning("lease_lost at checkpoint", extra={"checkpoint": sequence})
-                return False
-        except CALL_ERRORS as exc:
-            code = describe(exc)
-            self._metrics.throttles.labels("DynamoDB").inc()
-            delay = self._backoff.next()
-            log.warning("checkpoint failed (%s); again in %.2f s", code, delay)
-            await self._pause(delay)
+        written = self.held.checkpoint(sequence, snapshot)
+        if not await self._lease_write("checkpoint", written, {"checkpoint": sequence}):
             return False
         self._metrics.checkpoints.inc()
         self._checkpointed = sequence
