@@ -4,7 +4,9 @@ Key: ``{prefix}shard={shard}/{sequence padded to 40 digits}.msgpack.gz`` — so 
 in stream order. Written put-if-absent: a key already taken holds the same states (the core is
 deterministic and the key names the position), so a second write, by a retry or a zombie owner, is
 dropped. Old snapshots are not needed once a newer checkpoint names a newer one: the template's
-lifecycle rule expires them.
+lifecycle rule ``shard-snapshots`` expires them after 7 days. An expired one that an idle shard's
+checkpoint still names raises ``SnapshotMissingError``; the consumer then reads its devices from the
+device table, which an idle shard's flush left at the checkpoint.
 """
 
 from __future__ import annotations

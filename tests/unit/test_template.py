@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service.config import ConsumerSettings
 from service.provisioning.template import load_template
 
 TEMPLATE = load_template()
@@ -130,9 +131,15 @@ def test_archive_bucket_blocks_public_access_encrypts_and_ages_out() -> None:
         ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
     )
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    (rule,) = props["LifecycleConfiguration"]["Rules"]
-    assert [t["StorageClass"] for t in rule["Transitions"]] == ["STANDARD_IA", "GLACIER"]
-    assert rule["ExpirationInDays"] > 0
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert set(rules) == {"archive-tiering", "shard-snapshots"}
+    tiering = rules["archive-tiering"]
+    assert [t["StorageClass"] for t in tiering["Transitions"]] == ["STANDARD_IA", "GLACIER"]
+    assert tiering["ExpirationInDays"] > 0
+    # shard snapshots live under the consumer's default prefix and expire within days
+    snapshots = rules["shard-snapshots"]
+    assert snapshots["Prefix"] == ConsumerSettings.model_fields["snapshot_prefix"].default
+    assert 1 <= snapshots["ExpirationInDays"] <= 30
 
 
 def test_stream_topic_and_queues_are_encrypted() -> None:
