@@ -480,7 +480,7 @@ def main() -> int:
     parser.add_argument("--cost", action="store_true", help="(3) only: calls per 1K records vs --baseline")
     parser.add_argument("--baseline", default=COST_BASELINE, help="(3): the commit to compare against")
     parser.add_argument("--cost-devices", type=int, default=500)
-    parser.add_argument("--cost-duration", default="120s")
+    parser.add_argument("--cost-duration", default="600s")
     args = parser.parse_args()
     use_emulator_credentials()
     print(f"VitalStream consumer bench on the embedded emulator (moto), {os.cpu_count()} cores", flush=True)
