@@ -4,10 +4,12 @@ The Flink / Kafka Streams shape. A lease owner holds every device state of its s
 restores them once, from the snapshot the lease's checkpoint names (``restore``), and reads a device
 from the device table only the first time it sees one the snapshot does not hold — never per batch.
 Each batch (``process``) is run through the core against those states; its alerts and dead letters
-are stored at once; its processed records go into the open archive file; the device table gets the
-coalesced latest-state writes that are due. When the file is cut (``core.archive_file``) the outcome
-carries it, closed, with a snapshot of the states as of its last record; the caller uploads both
-(``upload``), commits the checkpoint that names the snapshot, then calls ``committed``.
+are stored at once; its processed records go into the open archive file; its moved states go to the
+latest-state coalescer, whose due writes the caller makes off the batch path (``write_latest``, in
+another thread: a slow device table never delays the next batch's alerts). When the file is cut
+(``core.archive_file``) the outcome carries it, closed, with a snapshot of the states as of its last
+record; the caller uploads both (``upload``), commits the checkpoint that names the snapshot, then
+calls ``committed``.
 
 Contract with the caller (``worker.ShardConsumer``):
 
@@ -16,11 +18,13 @@ Contract with the caller (``worker.ShardConsumer``):
   same records must be given again. What did land is idempotent: alerts are put-if-absent by id, and
   the caller passes the positions of the dead letters already stored.
 - A closed file must be uploaded and checkpointed before ``process`` is called with later records.
-- Everything here is synchronous boto3 I/O: call it from a worker thread.
+- Everything here is synchronous boto3 I/O: call it from worker threads. ``write_latest`` may run in
+  one thread while ``process`` runs in another; nothing else may run concurrently.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -62,6 +66,12 @@ class ResidentSinks:
 
 
 @dataclass(frozen=True, slots=True)
+class LatestWrites:
+    landed: int
+    refused: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepOutcome:
     result: BatchResult
     consumed: int
@@ -69,7 +79,6 @@ class StepOutcome:
     failed_devices: frozenset[str]
     failed_sinks: frozenset[str]  # "state", "alerts", "dead_letter"
     closed: ClosedFile | None = None
-    latest_written: int = 0
 
 
 class ResidentShard:
@@ -79,6 +88,7 @@ class ResidentShard:
         self._states: dict[str, DeviceState] = {}
         self._file = ArchiveFile(sinks.policy, forced_last)
         self._latest = LatestStateCoalescer(sinks.latest_interval_ms)
+        self._latest_lock = threading.Lock()  # ``write_latest`` runs beside ``process``
 
     @property
     def devices(self) -> int:
@@ -96,7 +106,8 @@ class ResidentShard:
             return 0
         _, _, states = decode_snapshot(self._sinks.snapshots.get(snapshot_key))
         self._states = states
-        self._latest.cover(states)
+        with self._latest_lock:
+            self._latest.cover(states)
         return len(states)
 
     def process(
@@ -121,15 +132,14 @@ class ResidentShard:
         failed_rejects = self._dead_letter(result, dead_lettered, sinks)
         failures = result.item_failures(failed, failed_rejects)
         if failures:  # all or nothing: the same records come again, and apply again from the same states
-            written = self.write_latest(now_ms, sinks)
-            return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks), None, written)
+            return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks))
         self._states.update(result.states)
         self._file.add(result.processed)
         self._file.take(part)
-        self._latest.observe(result.states, _latest(result.processed))
+        with self._latest_lock:
+            self._latest.observe(result.states, _latest(result.processed))
         closed = self._cut() if room < len(records) or self._file.full() else None
-        written = self.write_latest(now_ms, sinks)
-        return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed, written)
+        return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed)
 
     def close_if_idle(self, now_ms: int) -> ClosedFile | None:
         """Cut the open file when it has been open for its age by ``now_ms`` (an idle shard)."""
@@ -147,14 +157,16 @@ class ResidentShard:
 
     def committed(self, closed: ClosedFile) -> None:
         """The checkpoint naming ``closed``'s snapshot is written: its devices may go to the table."""
-        self._latest.cover(closed.devices)
+        with self._latest_lock:
+            self._latest.cover(closed.devices)
 
-    def write_latest(self, now_ms: int, failed_sinks: set[str] | None = None, *, flush: bool = False) -> int:
-        """Write the device-table items that are due (all pending ones with ``flush``); how many
-        landed. A refused write stays pending; ``failed_sinks`` gets "state" when one was refused."""
-        writes = self._latest.due(now_ms, flush=flush)
+    def write_latest(self, now_ms: int, *, flush: bool = False) -> LatestWrites:
+        """Write the device-table items that are due (every pending one with ``flush``). A refused
+        write stays pending and is tried again by the next call."""
+        with self._latest_lock:
+            writes = self._latest.due(now_ms, flush=flush)
         if not writes:
-            return 0
+            return LatestWrites(0, 0)
         states = {device: state for device, (state, _) in writes.items()}
         latest = {device: record for device, (_, record) in writes.items() if record is not None}
         try:
@@ -162,14 +174,14 @@ class ResidentShard:
         except SinkError:
             refused = set(writes)
         landed: dict[str, Write] = {d: w for d, w in writes.items() if d not in refused}
-        self._latest.written(landed, now_ms)
-        if refused and failed_sinks is not None:
-            failed_sinks.add("state")
-        return len(landed)
+        with self._latest_lock:
+            self._latest.written(landed, now_ms)
+        return LatestWrites(len(landed), len(refused))
 
     @property
     def latest_pending(self) -> int:
-        return self._latest.pending
+        with self._latest_lock:
+            return self._latest.pending
 
     def _cut(self) -> ClosedFile:
         last = self._file.last

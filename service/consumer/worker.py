@@ -89,6 +89,7 @@ class ShardConsumer:
         self._pending: list[KinesisRecord] = []
         self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
         self._closed: ClosedFile | None = None  # cut, not uploaded and checkpointed yet
+        self._latest_task: asyncio.Task[bool] | None = None  # device-table writes, off the batch path
         self._checkpointed = str(held.lease.checkpoint)
         self._ended = False
 
@@ -111,6 +112,8 @@ class ShardConsumer:
                 return await self._finish(self._stopped())
             return await self._finish(await self._loop())
         finally:
+            if self._latest_task is not None:
+                await asyncio.wait({self._latest_task})
             await self._reader.close()
             with contextlib.suppress(KeyError):
                 self._metrics.millis_behind.remove(self.shard_id)
@@ -143,6 +146,7 @@ class ShardConsumer:
         while True:
             if self.held.lost.is_set() or self._shutdown.is_set() or self.held.handoff_requested:
                 return self._stopped()
+            self._write_latest_soon()
             if self._closed is not None:
                 if not await self._wait_unfenced():
                     return self._stopped()
@@ -284,7 +288,6 @@ class ShardConsumer:
 
     def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
         m, result = self._metrics, step.result
-        m.latest_state_writes.inc(step.latest_written)
         for sink in step.failed_sinks:
             m.sink_errors.labels(sink).inc()
         if step.failures:  # nothing was applied: these records run again, from the lowest failure on
@@ -328,16 +331,31 @@ class ShardConsumer:
             if self.held.lost.is_set():
                 return False
             await self._commit()
+        if self._latest_task is not None:
+            await asyncio.wait({self._latest_task})
         while self._shard.latest_pending:
             if self.held.lost.is_set():
                 return False
-            failed: set[str] = set()
-            written = await asyncio.to_thread(self._shard.write_latest, self._now_ms(), failed, flush=True)
-            self._metrics.latest_state_writes.inc(written)
-            if failed:
-                self._metrics.sink_errors.labels("state").inc()
+            if not await self._write_latest(flush=True):
                 await asyncio.sleep(self._backoff.next())
         return True
+
+    def _write_latest_soon(self) -> None:
+        """Write the device items that are due, in the background, unless a write is under way."""
+        if self._latest_task is None or self._latest_task.done():
+            self._latest_task = asyncio.create_task(self._write_latest())
+
+    async def _write_latest(self, *, flush: bool = False) -> bool:
+        """The coalescer's due writes (every pending one with ``flush``); False when one was refused."""
+        try:
+            written = await asyncio.to_thread(self._shard.write_latest, self._now_ms(), flush=flush)
+        except Exception:  # a bug or an unexpected SDK error: the items stay pending, tried again
+            log.exception("writing device items failed")
+            return False
+        self._metrics.latest_state_writes.inc(written.landed)
+        if written.refused:
+            self._metrics.sink_errors.labels("state").inc()
+        return not written.refused
 
     async def _finish(self, ending: Ending) -> Ending:
         if ending is not Ending.LEASE_LOST and not await self._flush():
