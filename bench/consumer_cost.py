@@ -27,7 +27,9 @@ from pathlib import Path
 
 import boto3
 
+from service.accounting import RequestCounts
 from service.adapters.kinesis_writer import KinesisPublisher
+from service.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
 from service.demo.replicas import ReplicaSet
 from service.emulator import EmbeddedAws
 from service.provisioning import provision_stack
@@ -50,6 +52,7 @@ class CostRow:
     run_s: float = 0.0  # from the fleet's start until drained
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     writes: Counter[str] = field(default_factory=Counter)
+    reads: Counter[str] = field(default_factory=Counter)
     tables: dict[str, str] = field(default_factory=dict)  # role -> table name
     own_calls: int | None = None  # the replicas' own count, at the moment ``proxy_calls`` was read
     own_writes: int | None = None
@@ -109,6 +112,7 @@ def cost_point(label: str, source: Path | None, devices: int, duration_ms: int) 
                 row.own_writes = sum(own.item_writes.values())
             replicas.stop()
             row.calls, row.writes = Counter(proxy.calls), Counter(proxy.item_writes)
+            row.reads = Counter(proxy.item_reads)
         finally:
             proxy.stop()
     return row
@@ -163,6 +167,15 @@ def print_cost(rows: list[CostRow], devices: int, duration_ms: int) -> None:
             f"{row.per_k(row.calls[('s3', 'PutObject')]):>9.2f}"
             f"{row.per_k(row.calls[('dynamodb', 'BatchGetItem')]):>10.2f}"
             f"{row.per_k(sum(row.calls.values())):>11.1f}{row.settled / max(row.run_s, 1e-9):>8.1f}"
+        )
+    for row in rows:
+        counts = RequestCounts(dict(row.calls), dict(row.writes), dict(row.reads))
+        bill = monthly_cost(PerThousand.of(counts, row.settled))
+        print(
+            f"{row.label}: at {FLEET_DEVICES:,} devices ({FLEET_EVENTS_PER_S:,} events/s), list prices of "
+            f"{PRICES_AS_OF}: ${bill.total:,.0f}/month (DynamoDB writes ${bill.dynamodb_writes:,.0f}, "
+            f"reads ${bill.dynamodb_reads:,.0f}, S3 ${bill.s3:,.0f}, SNS ${bill.sns:,.0f}, SQS "
+            f"${bill.sqs:,.0f}, Kinesis ${bill.kinesis:,.0f}; compute not included)"
         )
     if len(rows) == 2 and rows[0].sink_writes:
         before, after = rows

@@ -101,6 +101,16 @@ def item_writes(operation: str, data: bytes) -> dict[str, int]:
     return {body["TableName"]: 1}
 
 
+def item_reads(operation: str, data: bytes) -> dict[str, int]:
+    """DynamoDB items a request asks to read, by table (a Query or Scan at its least: 1)."""
+    if operation not in {"GetItem", "BatchGetItem", "Query", "Scan"}:
+        return {}
+    body = json.loads(data or b"{}")
+    if operation == "BatchGetItem":
+        return {table: len(request["Keys"]) for table, request in body.get("RequestItems", {}).items()}
+    return {body["TableName"]: 1}
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -110,6 +120,7 @@ class FaultProxy:
         self.injected: dict[str, int] = {}  # answers given instead of the endpoint's, by fault name
         self.calls: Counter[tuple[str, str]] = Counter()  # (service, operation) of every request
         self.item_writes: Counter[str] = Counter()  # DynamoDB item writes asked for, by table
+        self.item_reads: Counter[str] = Counter()  # DynamoDB items read asked for, by table
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -169,9 +180,11 @@ class FaultProxy:
     def _count(self, method: str, path: str, target: str, data: bytes) -> None:
         service, operation = call_of(method, path, target, data)
         writes = item_writes(operation, data) if service == "dynamodb" else {}
+        reads = item_reads(operation, data) if service == "dynamodb" else {}
         with self._lock:
             self.calls[(service, operation)] += 1
             self.item_writes.update(writes)
+            self.item_reads.update(reads)
 
     def _match(self, target: str, path: str, data: bytes) -> Fault | None:
         with self._lock:
