@@ -379,8 +379,9 @@ class EventSourceMapping:
         self._coordinator.start()
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling; an invocation in progress finishes first."""
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop polling; an invocation in progress finishes first, then each open window's final
+        invocation (which writes the window's device states)."""
         self._stop.set()
         for thread in [self._coordinator, *self._threads]:
             if thread.is_alive():
