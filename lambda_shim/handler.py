@@ -1,9 +1,12 @@
 """The Lambda entry point for a Kinesis event source mapping with ``ReportBatchItemFailures``.
 
-One call into the pipeline per event. The returned ``batchItemFailures`` name, for each device whose
-effects did not all land, its first record in the batch (and each reject that could not be stored);
-Lambda retries from the lowest, and records already applied are skipped on the way. ``REQUESTS``
-counts every AWS request of this container's clients (``service.accounting``).
+One call into a processor per event. Without a tumbling window (``TumblingWindowInSeconds`` 0) that is
+the pipeline: device states are read and written in the device table every batch. With one (the event
+carries ``window``) it is the window processor (``service.window``): device states travel in the
+window's ``state`` and reach the table once per window. Either way the returned ``batchItemFailures``
+name, for each device whose effects did not all land, its first record in the batch (and each reject
+that could not be stored); Lambda retries from the lowest, and records already applied are skipped on
+the way. ``REQUESTS`` counts every AWS request of this container's clients (``service.accounting``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from service.core import records_from_lambda_event
 
 if TYPE_CHECKING:
     from service.pipeline import Pipeline
+    from service.window import WindowProcessor
 
 REQUESTS = RequestCounter()
 
@@ -30,12 +34,27 @@ def _runtime() -> Pipeline:
     return build_pipeline(Settings(), requests=REQUESTS)
 
 
-def handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
+@functools.cache
+def _window_budget() -> int:
+    from service.config import Settings  # noqa: PLC0415 - keeps the cold import small
+
+    return Settings().window_state_budget_bytes
+
+
+def _windows() -> WindowProcessor:
+    """The window processor over ``_runtime()``'s sinks (it holds nothing of its own)."""
+    from service.window import WindowProcessor  # noqa: PLC0415 - keeps the cold import small
+
+    return WindowProcessor(_runtime(), _window_budget())
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    if "window" in event:
+        return _windows().invoke(event, now_ms).response()
     batch = records_from_lambda_event(event)
     framed = batch.records or batch.rejects
     if not framed:
         return {"batchItemFailures": []}
-    outcome = _runtime().run(
-        framed[0].shard_id, batch.records, now_ms=int(time.time() * 1000), rejects=batch.rejects
-    )
+    outcome = _runtime().run(framed[0].shard_id, batch.records, now_ms=now_ms, rejects=batch.rejects)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in outcome.failures]}

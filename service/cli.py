@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from service import bridge, local, package_lambda, provision, replay, score, simulate
+from service import bridge, local, package_lambda, provision, replay, score, serverless, simulate
 from service.consumer import command as consume
 from service.demo import command as demo
 
@@ -35,6 +35,7 @@ class Command(Protocol):
 COMMANDS: tuple[Command, ...] = (
     demo,
     consume,
+    serverless,
     replay,
     simulate,
     score,

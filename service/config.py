@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     dead_letter_bucket: str = ""
     dead_letter_prefix: str = "dead-letter/"
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    window_state_budget_bytes: int = Field(
+        default=900_000,
+        ge=1_000,
+        le=1_048_576,
+        description="Lambda tumbling windows: a window state past this (JSON bytes) is written out early",
+    )
 
 
 class ConsumerSettings(Settings):

@@ -61,7 +61,7 @@ class Pipeline:
         """``dead_lettered``: positions (sequence, sub-sequence) of rejects an earlier run of this very
         batch already stored; they are not stored again."""
         records = list(records)
-        span = _span(records, rejects)
+        span = batch_span(records, rejects)
         decoded = decode_records(records, rejects)
         sinks: set[str] = set()
         try:
@@ -108,7 +108,8 @@ class Pipeline:
         return BatchOutcome(result, failures, frozenset(failed), key, frozenset(sinks))
 
 
-def _span(records: list[KinesisRecord], rejects: Iterable[Reject]) -> BatchSpan | None:
+def batch_span(records: list[KinesisRecord], rejects: Iterable[Reject]) -> BatchSpan | None:
+    """First and last sequence numbers of a batch's records and rejects, and its first arrival."""
     framed = sorted(
         [(r.seq_int, r.sequence_number, r.arrival_ms) for r in records]
         + [(int(r.sequence_number), r.sequence_number, r.arrival_ms) for r in rejects]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class Positioned(Protocol):
@@ -34,13 +34,21 @@ class Positioned(Protocol):
 R = TypeVar("R", bound=Positioned)
 
 
+STATE_LIMIT_BYTES = 1_048_576  # Lambda's tumbling-window state: at most 1 MB per shard
+
+
 @dataclass(frozen=True, slots=True)
 class EsmConfig:
+    """The mapping's settings, named as in ``CreateEventSourceMapping``. ``tumbling_window_s`` 0: no
+    windows (each invocation stands alone); ``state_limit_bytes``: where a window ends early."""
+
     batch_size: int = 100
     batching_window_s: float = 0.0
     max_retry_attempts: int = -1
     max_record_age_s: int = -1
     bisect_on_error: bool = False
+    tumbling_window_s: int = 0
+    state_limit_bytes: int = STATE_LIMIT_BYTES
 
 
 class GiveUpReason(StrEnum):
@@ -56,9 +64,11 @@ class WorkItem(Generic[R]):
 
 @dataclass(frozen=True, slots=True)
 class Invoked:
-    """The function returned; ``failures`` are its ``batchItemFailures`` identifiers."""
+    """The function returned; ``failures`` are its ``batchItemFailures`` identifiers; ``state`` the
+    window state it returned (tumbling windows only)."""
 
     failures: tuple[str, ...] = ()
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@ in-process with Lambda's event shape and Lambda's retry semantics (see ``policy`
 
 One thread per shard; a child shard starts only after its parents are finished. A shard is finished
 when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and a
-read at its tip returns nothing more. Checkpoints live in memory: this runner
-stands in for the managed service, which keeps its own.
+read at its tip returns nothing more — and, with tumbling windows (``windows``), when its last
+window's final invocation has succeeded, so a child's devices are in the table before it starts.
+Checkpoints live in memory: this runner stands in for the managed service, which keeps its own. On
+``stop`` an open window gets its final invocation (a few attempts), so the sinks hold everything.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from service.esm.policy import (
     decide,
     expired,
 )
+from service.esm.windows import OpenWindow, Window, oversized, returned_state, split_by_window, windowed_event
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF_CAP_S = 5.0
+WINDOW_GRACE_MS = 1_000  # an idle shard's window ends this long after its end (late reads)
+STOP_FINAL_ATTEMPTS = 3
 Handler = Callable[[dict[str, Any], Any], Any]
 Destination = Callable[[dict[str, Any]], None]
 _THROTTLED = frozenset(
@@ -54,6 +59,8 @@ class EsmStats:
     records_delivered: int = 0
     retries: int = 0
     given_up: int = 0
+    final_invocations: int = 0
+    windows_ended_early: int = 0
     checkpoints: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -103,16 +110,20 @@ class ShardPoller:
         self._iterator: str | None = None
         self._last_read: str | None = None
         self._drained = False
+        self._open: OpenWindow | None = None
         self.finished = threading.Event()
 
     def run(self) -> None:
         while not self._stop.is_set():
             if self._queue:
-                self._invoke_front()
+                if self._enter_window(self._queue[0]):
+                    self._invoke_front()
             elif self._read_done():
-                self.finished.set()
-                return
+                if self._close_window():
+                    self.finished.set()
+                    return
             else:
+                self._close_idle_window()
                 try:
                     batch = self._read_batch()
                 except ClientError as exc:  # the stream API failed beyond retries: keep the shard alive
@@ -120,8 +131,15 @@ class ShardPoller:
                     self._iterator = None
                     self._stop.wait(1.0)
                     continue
-                if batch:
-                    self._queue.append(WorkItem(tuple(batch)))
+                for part in self._parts(batch):
+                    self._queue.append(WorkItem(part))
+        self._close_window(stopping=True)
+
+    def _parts(self, batch: list[KinesisRecord]) -> list[tuple[KinesisRecord, ...]]:
+        if not batch:
+            return []
+        width = self._config.tumbling_window_s
+        return split_by_window(batch, width) if width > 0 else [tuple(batch)]
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -144,6 +162,8 @@ class ShardPoller:
                 if batch:
                     break
                 self._stop.wait(self._idle_poll_s)  # nothing yet: Lambda polls again shortly
+                if self._open is not None:
+                    break  # back to the loop, which ends the open window once its end has passed
                 deadline = time.monotonic() + self._config.batching_window_s
             elif not got:
                 self._stop.wait(min(self._idle_poll_s, max(deadline - time.monotonic(), 0.0)))
@@ -192,11 +212,23 @@ class ShardPoller:
             self._give_up(old, GiveUpReason.RECORD_AGE_EXCEEDED, item.attempts + 1)
         if fresh is None:
             return
-        decision = decide(fresh, self._invoke(fresh), self._config)
+        outcome = self._invoke(fresh)
+        decision = decide(fresh, outcome, self._config)
         self._apply(decision, fresh)
+        if self._open is not None and isinstance(outcome, Invoked) and outcome.state is not None:
+            self._open.state = outcome.state
+            if oversized(outcome.state, self._config.state_limit_bytes):  # Lambda ends the window early
+                self._final(self._open, early=True)
+                self._open.state = {}
+                with self._stats.lock:
+                    self._stats.windows_ended_early += 1
 
     def _invoke(self, item: WorkItem[KinesisRecord]) -> Outcome:
         event = lambda_event(item.records, self._stream_arn, self._invocation.region)
+        if self._open is not None:
+            event = windowed_event(
+                event, self._open.window, self._open.state, self.shard_id, self._stream_arn
+            )
         with self._stats.lock:
             self._stats.invocations += 1
             self._stats.records_delivered += len(item.records)
@@ -204,7 +236,73 @@ class ShardPoller:
             response = self._invocation.handler(event, _Context(self._invocation.function_arn))
         except Exception as exc:  # any exception is a function error to Lambda
             return Raised(f"{type(exc).__name__}: {exc}")
-        return _outcome_of(response)
+        outcome = _outcome_of(response)
+        if self._open is None or not isinstance(outcome, Invoked):
+            return outcome
+        state = returned_state(response)
+        if state is None:
+            return Raised("a tumbling-window response must carry a state object")
+        return Invoked(outcome.failures, state)
+
+    # --- tumbling windows -------------------------------------------------------------------------
+
+    def _enter_window(self, item: WorkItem[KinesisRecord]) -> bool:
+        """Before invoking ``item``: end the open window if ``item`` belongs to another one, then open
+        ``item``'s. False when the open window could not be ended (the mapping is stopping)."""
+        if self._config.tumbling_window_s <= 0:
+            return True
+        window = Window.of(item.records[0].arrival_ms, self._config.tumbling_window_s)
+        if self._open is not None and self._open.window != window and not self._close_window():
+            return False
+        if self._open is None:
+            self._open = OpenWindow(window)
+        return True
+
+    def _close_idle_window(self) -> None:
+        if self._open is not None and time.time() * 1000 >= self._open.window.end_ms + WINDOW_GRACE_MS:
+            self._close_window()
+
+    def _close_window(self, *, stopping: bool = False) -> bool:
+        """The open window's final invocation (none open: nothing to do); False when it did not succeed
+        (the mapping is stopping)."""
+        if self._open is None:
+            return True
+        if not self._final(self._open, stopping=stopping):
+            return False
+        self._open = None
+        return True
+
+    def _final(self, window: OpenWindow, *, early: bool = False, stopping: bool = False) -> bool:
+        """Invoke the window's final invocation until it succeeds, then checkpoint the window."""
+        event = windowed_event(
+            {"Records": []},
+            window.window,
+            window.state,
+            self.shard_id,
+            self._stream_arn,
+            final=True,
+            early=early,
+        )
+        attempt = 0
+        while True:
+            with self._stats.lock:
+                self._stats.final_invocations += 1
+            try:
+                response = self._invocation.handler(event, _Context(self._invocation.function_arn))
+                if returned_state(response) is not None:
+                    break
+                error = "no state in the response"
+            except Exception as exc:  # a function error: Lambda retries the final invocation
+                error = f"{type(exc).__name__}: {exc}"
+            attempt += 1
+            log.warning("shard %s: final invocation of a window failed (%s); retrying", self.shard_id, error)
+            if (stopping and attempt >= STOP_FINAL_ATTEMPTS) or (self._stop.is_set() and not stopping):
+                return False
+            time.sleep(min(RETRY_BACKOFF_CAP_S, 0.1 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0))
+        if window.done is not None:
+            with self._stats.lock:
+                self._stats.checkpoints[self.shard_id] = window.done
+        return True
 
     def _apply(self, decision: Decision[KinesisRecord], item: WorkItem[KinesisRecord]) -> None:
         for retry in reversed(decision.retry):
@@ -217,7 +315,9 @@ class ShardPoller:
         finished = decision.done + decision.given_up
         with self._stats.lock:
             self._stats.retries += len(decision.retry)
-            if finished:
+            if finished and self._open is not None:  # checkpointed with the window's final invocation
+                self._open.note_done([r.sequence_number for r in finished])
+            elif finished:
                 self._stats.checkpoints[self.shard_id] = max((r.sequence_number for r in finished), key=int)
 
     def _give_up(self, records: tuple[KinesisRecord, ...], reason: GiveUpReason, invokes: int) -> None:
@@ -279,8 +379,9 @@ class EventSourceMapping:
         self._coordinator.start()
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling; an invocation in progress finishes first."""
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop polling; an invocation in progress finishes first, then each open window's final
+        invocation (which writes the window's device states)."""
         self._stop.set()
         for thread in [self._coordinator, *self._threads]:
             if thread.is_alive():

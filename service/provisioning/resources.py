@@ -235,8 +235,15 @@ def _event_source_mapping(r: Reconciler, logical_id: str, props: dict[str, Any])
     for key in ("BisectBatchOnFunctionError", "FunctionResponseTypes", "DestinationConfig"):
         if mapping.get(key) != props[key]:
             r._fail(logical_id, f"{key} is {mapping.get(key)!r}, the template says {props[key]!r}")
-    for key in ("MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "ParallelizationFactor", "BatchSize"):
-        if int(mapping.get(key, -2)) != int(props[key]):
+    for key in (
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "ParallelizationFactor",
+        "BatchSize",
+        "TumblingWindowInSeconds",
+    ):
+        current = mapping.get(key, 0 if key == "TumblingWindowInSeconds" else -2)  # no window: absent
+        if int(current if current is not None else 0) != int(props[key]):
             r._fail(logical_id, f"{key} is {mapping.get(key)!r}, the template says {props[key]!r}")
 
 

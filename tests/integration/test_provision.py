@@ -80,7 +80,13 @@ def snapshot(endpoint: str, prefix: str, outputs: dict[str, str]) -> dict[str, A
         "mappings": [
             {
                 k: m[k]
-                for k in ("UUID", "FunctionResponseTypes", "BisectBatchOnFunctionError", "DestinationConfig")
+                for k in (
+                    "UUID",
+                    "FunctionResponseTypes",
+                    "BisectBatchOnFunctionError",
+                    "DestinationConfig",
+                    "TumblingWindowInSeconds",
+                )
             }
             for m in mappings["EventSourceMappings"]
         ],
@@ -112,6 +118,7 @@ def test_provision_builds_every_resource_and_a_rerun_changes_nothing(
     assert before["rule"][0] == "SELECT *, topic(2) AS topicDeviceId FROM 'wearables/+/telemetry'"
     assert before["rule"][1][0]["kinesis"]["partitionKey"] == "${topic(2)}"
     assert before["mappings"][0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert int(before["mappings"][0]["TumblingWindowInSeconds"]) == 120
     assert before["function"][2]["Variables"]["VITALSTREAM_STREAM_NAME"] == first.outputs["StreamName"]
 
     second = provision_stack(prefix, endpoint_url=aws_endpoint, parameters=params, lambda_zip=lambda_zip)

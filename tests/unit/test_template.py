@@ -89,11 +89,25 @@ def test_event_source_mapping_has_lambda_safety_settings() -> None:
     assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert esm["BisectBatchOnFunctionError"] is True
     assert esm["StartingPosition"] == "TRIM_HORIZON"
-    for key in ("MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "ParallelizationFactor", "BatchSize"):
+    for key in (
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "ParallelizationFactor",
+        "BatchSize",
+        "TumblingWindowInSeconds",
+    ):
         assert esm[key] == {"Ref": key}
     assert esm["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["BatchFailureQueue", "Arn"]
     }
+
+
+def test_tumbling_windows_are_on_by_default_within_lambdas_range() -> None:
+    window = TEMPLATE["Parameters"]["TumblingWindowInSeconds"]
+    assert (window["MinValue"], window["MaxValue"]) == (0, 900)
+    assert window["Default"] > 0
+    budget = TEMPLATE["Parameters"]["WindowStateBudgetBytes"]
+    assert budget["Default"] < budget["MaxValue"] == 1_048_576
 
 
 def test_function_environment_uses_the_settings_names() -> None:

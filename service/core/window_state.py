@@ -1,0 +1,172 @@
+"""A Lambda tumbling window's state: the shard's device states between invocations of one window.
+
+Lambda mode with ``TumblingWindowInSeconds`` keeps each device's detector state in the window state
+that Lambda hands from one invocation of a shard's window to the next, instead of reading and writing
+the device table every batch. A ``WindowState`` holds, for every device the window has seen:
+
+- ``states``: its detector state as of the last record whose effects all landed;
+- ``latest``: the latest-state view of its newest in-order record (``LatestView``), so the window's
+  last invocation, which carries no records, can still write the device's item;
+- ``dirty``: the devices whose state moved since the device table last took it.
+
+The bytes are a gzip (mtime 0) msgpack map ``{"v": version, "shard": id, "devices": {deviceId:
+encode_state(state)}, "latest": {deviceId: LatestView}, "dirty": [deviceId, ...]}``: the same bytes
+for the same window, and each device state keeps its own version (``core.state``), so a window state
+written by an older release decodes through ``decode_state``'s migrations, as a shard snapshot does.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from service.core.anomalies import AnomalyType, Status
+from service.core.records import ProcessedRecord, iso_ms
+from service.core.state import DeviceState, StateFormatError, decode_state, encode_state
+
+WINDOW_STATE_VERSION = 1
+
+
+class LatestView(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What the device item's latest-state attributes need from a processed record (not its body)."""
+
+    event_ms: int
+    heart_rate: int
+    steps: int
+    spo2: int | None
+    skin_temp: float | None
+    battery: int | None
+    processed_at_ms: int
+    status: Status
+    anomalies: tuple[AnomalyType, ...]
+    sequence_number: str
+    sub_sequence_number: int | None
+
+    @classmethod
+    def of(cls, record: ProcessedRecord) -> LatestView:
+        return cls(
+            record.event_ms,
+            record.heart_rate,
+            record.steps,
+            record.spo2,
+            record.skin_temp,
+            record.battery,
+            record.processed_at_ms,
+            record.status,
+            record.anomalies,
+            record.sequence_number,
+            record.sub_sequence_number,
+        )
+
+    @property
+    def look(self) -> tuple[Status, tuple[AnomalyType, ...]]:
+        return self.status, self.anomalies
+
+    def record(self, device_id: str, shard_id: str) -> ProcessedRecord:
+        """A processed record with this view's values and no body, for the device item only."""
+        return ProcessedRecord(
+            raw=b"",
+            device_id=device_id,
+            event_ms=self.event_ms,
+            heart_rate=self.heart_rate,
+            steps=self.steps,
+            spo2=self.spo2,
+            skin_temp=self.skin_temp,
+            battery=self.battery,
+            device_seq=None,
+            processed_at_ms=self.processed_at_ms,
+            processed_at=iso_ms(self.processed_at_ms),
+            status=self.status,
+            anomalies=self.anomalies,
+            shard_id=shard_id,
+            sequence_number=self.sequence_number,
+            sub_sequence_number=self.sub_sequence_number,
+            out_of_order=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    shard_id: str
+    states: dict[str, DeviceState] = field(default_factory=dict)
+    latest: dict[str, LatestView] = field(default_factory=dict)
+    dirty: frozenset[str] = frozenset()
+
+    def advanced(
+        self,
+        loaded: Mapping[str, DeviceState],
+        moved: Mapping[str, DeviceState],
+        latest: Mapping[str, ProcessedRecord],
+        failed: Collection[str],
+    ) -> WindowState:
+        """The window after one batch: ``loaded`` (read from the table) join as they are; the states a
+        batch ``moved`` join, dirty, except for ``failed`` devices, which keep what they had (their
+        records come again). ``latest``: each device's newest in-order record of the batch."""
+        states = {**loaded, **self.states}
+        views = dict(self.latest)
+        dirty = set(self.dirty)
+        for device_id, state in moved.items():
+            if device_id in failed:
+                continue
+            states[device_id] = state
+            dirty.add(device_id)
+            record = latest.get(device_id)
+            if record is not None:
+                views[device_id] = LatestView.of(record)
+        return WindowState(self.shard_id, states, views, frozenset(dirty))
+
+    def changed_looks(self, before: WindowState) -> set[str]:
+        """Dirty devices whose status or open anomalies differ from their view in ``before``: their
+        items are written at once. Only devices ``before`` already held: one the window reads from the
+        table this very batch waits for the window's end, so that a retry of the batch (with
+        ``before`` again) reads the same table and yields the same state."""
+        out: set[str] = set()
+        for device_id in self.dirty:
+            view, prior = self.latest.get(device_id), before.latest.get(device_id)
+            if view is not None and prior is not None and prior.look != view.look:
+                out.add(device_id)
+        return out
+
+    def cleaned(self, written: Collection[str]) -> WindowState:
+        """The device table took these devices' states: they are no longer dirty."""
+        return WindowState(self.shard_id, self.states, self.latest, self.dirty - frozenset(written))
+
+    def pending(self) -> tuple[dict[str, DeviceState], dict[str, ProcessedRecord]]:
+        """The dirty devices' states and latest records, as ``DeviceStateStore.save`` takes them."""
+        states = {d: self.states[d] for d in sorted(self.dirty)}
+        latest = {d: self.latest[d].record(d, self.shard_id) for d in states if d in self.latest}
+        return states, latest
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    v: int
+    shard: str
+    devices: dict[str, bytes]
+    latest: dict[str, LatestView]
+    dirty: list[str]
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Wire)
+
+
+def encode_window_state(window: WindowState) -> bytes:
+    devices = {device: encode_state(window.states[device]) for device in sorted(window.states)}
+    latest = {device: window.latest[device] for device in sorted(window.latest)}
+    wire = _Wire(WINDOW_STATE_VERSION, window.shard_id, devices, latest, sorted(window.dirty))
+    return gzip.compress(_ENCODER.encode(wire), compresslevel=6, mtime=0)
+
+
+def decode_window_state(blob: bytes) -> WindowState:
+    """``StateFormatError`` when the bytes are not a window state (or one newer than this release)."""
+    try:
+        wire = _DECODER.decode(gzip.decompress(blob))
+    except (OSError, EOFError, msgspec.DecodeError) as exc:
+        raise StateFormatError(f"not a window state: {exc}") from exc
+    if wire.v > WINDOW_STATE_VERSION:
+        raise StateFormatError(f"window state version {wire.v} is newer than {WINDOW_STATE_VERSION}")
+    states = {device: decode_state(blob) for device, blob in wire.devices.items()}
+    return WindowState(wire.shard, states, dict(wire.latest), frozenset(wire.dirty))

@@ -1,0 +1,197 @@
+"""Lambda mode with tumbling windows: device states live in the window state, not in the table.
+
+The Lambda analogue of a lease's resident state (``consumer.resident``). With
+``TumblingWindowInSeconds`` set, Lambda passes each shard's window a ``state`` object from one
+invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device states there
+(``core.window_state``, base64 under ``STATE_KEY``) and so, per window:
+
+- reads a device from the device table only the first time the window sees it;
+- publishes alerts and stores dead letters at once, and archives each batch's records (one object per
+  batch, as ``Pipeline`` does);
+- writes a device's item once, at the window's final invocation (``isFinalInvokeForWindow``, or
+  ``isWindowTerminatedEarly``), with the same forward-only condition as every other write — and at
+  once when its status or open anomalies change;
+- never returns a state whose JSON exceeds ``budget_bytes``: past it, it writes every dirty device
+  and starts the window over with an empty state (later batches read those devices again).
+
+Contract with Lambda (or ``service.esm``):
+
+- A batch is all-or-nothing per device, as in ``Pipeline``: a device whose alerts, archive or state
+  read failed keeps its window state and its first record is reported in ``batchItemFailures``.
+- The same event (same records, same input state) yields the same effects and the same state:
+  alerts are put-if-absent, archive keys follow the batch, table writes only move forward.
+- The final invocation raises ``WindowCommitError`` unless every dirty device's write landed (or was
+  refused as behind); Lambda retries it, synchronously, until it succeeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.core import (
+    Alert,
+    DeviceState,
+    KinesisRecord,
+    ProcessedRecord,
+    Reject,
+    StateFormatError,
+    decode_records,
+    process_batch,
+    records_from_lambda_event,
+)
+from service.core.window_state import WindowState, decode_window_state, encode_window_state
+from service.pipeline import Pipeline, batch_span
+from service.ports import LoadedStates, SinkError
+
+STATE_KEY = "vitalstream"
+LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
+
+
+class WindowCommitError(Exception):
+    """The window's device states did not all reach the device table; the invocation must fail."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvent:
+    """The tumbling-window fields of a Kinesis event (``Records`` are decoded by the core)."""
+
+    shard_id: str
+    state: Mapping[str, Any]
+    final: bool
+    terminated_early: bool
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> WindowEvent:
+        records = event.get("Records") or []
+        shard = event.get("shardId") or (records[0].get("eventID", "").partition(":")[0] if records else "")
+        return cls(
+            str(shard),
+            event.get("state") or {},
+            bool(event.get("isFinalInvokeForWindow")),
+            bool(event.get("isWindowTerminatedEarly")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOutcome:
+    """``state`` and ``failures`` make the response; the rest is for metrics and tests."""
+
+    state: dict[str, str]
+    failures: list[str]
+    loaded: int = 0
+    written: int = 0
+    restarted: bool = False  # the state reached the budget: written out, the window starts over
+
+    def response(self) -> dict[str, Any]:
+        return {"state": self.state, "batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
+
+
+@dataclass(frozen=True, slots=True)
+class WindowProcessor:
+    pipeline: Pipeline  # the core and the sinks; ``Pipeline.run`` itself is the windowless path
+    budget_bytes: int = 900_000
+
+    def invoke(self, event: Mapping[str, Any], now_ms: int) -> WindowOutcome:
+        """One invocation of a shard's window. Raises ``WindowCommitError`` (final invocation, or a
+        state past its budget) when the device table did not take every dirty device."""
+        meta = WindowEvent.of(event)
+        window = _window_of(meta)
+        batch = records_from_lambda_event(event)
+        failures: list[str] = []
+        loaded = written = 0
+        if batch.records or batch.rejects:
+            window, failures, loaded, written = self._process(window, batch.records, batch.rejects, now_ms)
+        if meta.final or meta.terminated_early:
+            return WindowOutcome({}, failures, loaded, written + self._commit(window))
+        state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+        if len(json.dumps(state)) > self.budget_bytes:
+            return WindowOutcome({}, failures, loaded, written + self._commit(window), restarted=True)
+        return WindowOutcome(state, failures, loaded, written)
+
+    def _process(
+        self, window: WindowState, records: list[KinesisRecord], rejects: list[Reject], now_ms: int
+    ) -> tuple[WindowState, list[str], int, int]:
+        sinks = self.pipeline
+        decoded = decode_records(records, rejects)
+        unknown = [d for d in decoded.device_ids if d not in window.states]
+        try:
+            fetched = sinks.states.load(unknown) if unknown else LoadedStates()
+        except SinkError:
+            fetched = LoadedStates(unavailable=frozenset(unknown))
+        known = {**fetched.states, **window.states}
+        result = process_batch(decoded, known, sinks.detector, now_ms, fetched.unavailable)
+        failed = set(fetched.unavailable) | _publish(sinks, result.alerts)
+        kept = [p for p in result.processed if p.device_id not in failed]
+        try:
+            sinks.archive.write(window.shard_id, kept, batch_span(records, rejects))
+        except SinkError:
+            failed.update(result.states)
+        try:
+            failed_rejects = sinks.dead_letters.put(result.rejects) if result.rejects else []
+        except SinkError:
+            failed_rejects = list(result.rejects)
+        after = window.advanced(fetched.states, result.states, _latest(kept), failed)
+        changed = after.changed_looks(window)
+        written = 0
+        if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
+            states, latest = after.pending()
+            now = {d: states[d] for d in changed}
+            refused = _save(sinks, now, {d: r for d, r in latest.items() if d in now})
+            written = len(now) - len(refused)
+            after = after.cleaned(set(now) - refused)
+        return after, result.item_failures(failed, failed_rejects), len(fetched.states), written
+
+    def _commit(self, window: WindowState) -> int:
+        states, latest = window.pending()
+        if not states:
+            return 0
+        refused = _save(self.pipeline, states, latest)
+        if refused:
+            raise WindowCommitError(f"{len(refused)} of {len(states)} device states were not written")
+        return len(states)
+
+
+def _window_of(meta: WindowEvent) -> WindowState:
+    """The window's state so far; a fresh one when the window has none yet (or one of another
+    shard's, which Lambda never passes: state does not cross resharding)."""
+    encoded = meta.state.get(STATE_KEY)
+    if not isinstance(encoded, str):
+        return WindowState(meta.shard_id)
+    try:
+        window = decode_window_state(binascii.a2b_base64(encoded, strict_mode=True))
+    except (binascii.Error, ValueError) as exc:
+        raise StateFormatError(f"window state is not base64: {exc}") from exc
+    if meta.shard_id and window.shard_id != meta.shard_id:
+        return WindowState(meta.shard_id)
+    return window
+
+
+def _publish(sinks: Pipeline, alerts: list[Alert]) -> set[str]:
+    if not alerts:
+        return set()
+    try:
+        return sinks.alerts.publish(alerts)
+    except SinkError:
+        return {alert.deviceId for alert in alerts}
+
+
+def _save(
+    sinks: Pipeline, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]
+) -> set[str]:
+    try:
+        return sinks.states.save(states, latest)
+    except SinkError:
+        return set(states)
+
+
+def _latest(records: list[ProcessedRecord]) -> dict[str, ProcessedRecord]:
+    latest: dict[str, ProcessedRecord] = {}
+    for record in records:
+        if not record.out_of_order:
+            latest[record.device_id] = record
+    return latest
