@@ -62,6 +62,13 @@ LOCKS = ROOT / "requirements"
 DEV_LOCK = LOCKS / "dev.lock"
 RUNTIME_LOCK = LOCKS / "runtime.lock"
 MINISTACK_LOCK = LOCKS / "ministack.lock"
+# LocalStack's image (tests/containers/localstack, x86-64) installs this lock: localstack-core needs
+# Python >= 3.12 (the image has Debian trixie's 3.13), and its dependencies resolve as of its release
+# day (2026-02-26), since later releases of some (cbor2 6) break it.
+LOCALSTACK = "localstack-core[runtime]==4.14.0"
+LOCALSTACK_AS_OF = "2026-02-27T00:00:00Z"
+LOCALSTACK_PYTHON = "3.13"
+LOCALSTACK_LOCK = LOCKS / "localstack.lock"
 UV = "uv==0.13.8"
 DIGEST_LINE = "# dependencies sha256: "
 REQUIRE_TOOLS = "VITALSTREAM_REQUIRE_TOOLS"
@@ -100,6 +107,7 @@ def dependency_lists() -> dict[str, list[str]]:
         "dev": project["project"]["optional-dependencies"]["dev"],
         "build-system": project["build-system"]["requires"],
         "ministack": [MINISTACK],
+        "localstack": [LOCALSTACK],
     }
 
 
@@ -173,11 +181,11 @@ def ensure_ministack() -> None:
 
 
 def lock(extra: list[str]) -> int:
-    """Re-resolve the three locks (``--upgrade`` moves every pin to the newest allowed release)."""
+    """Re-resolve the four locks (``--upgrade`` moves every pin to the newest allowed release)."""
     uv = BIN / "uv"
     if not uv.exists():
         step(f"installing {UV} (resolves the locks)", PYTHON, "-m", "pip", "install", "--no-deps", UV)
-    common = ("pip", "compile", "--universal", "--generate-hashes", "--python-version", "3.11", "--quiet")
+    common = ("pip", "compile", "--generate-hashes", "--quiet")
     header = ("--custom-compile-command", "python3 scripts/dev.py lock")
     lists = dependency_lists()
     LOCKS.mkdir(exist_ok=True)
@@ -185,15 +193,26 @@ def lock(extra: list[str]) -> int:
         DEV_LOCK: ("pyproject.toml", "--extra", "dev", "-"),
         RUNTIME_LOCK: ("pyproject.toml", "--constraint", DEV_LOCK.relative_to(ROOT), "-"),
         MINISTACK_LOCK: ("-",),
+        LOCALSTACK_LOCK: ("--exclude-newer", LOCALSTACK_AS_OF, "-"),
     }
+    # the project's locks hold for every platform and Python >= 3.11; LocalStack's for its image only
+    target = {path: ("--universal", "--python-version", "3.11") for path in sources}
+    target[LOCALSTACK_LOCK] = (
+        "--python-platform",
+        "x86_64-manylinux_2_28",
+        "--python-version",
+        LOCALSTACK_PYTHON,
+    )
     stdin = {
         DEV_LOCK: "\n".join(lists["build-system"]),
         RUNTIME_LOCK: "\n".join(lists["build-system"]),
         MINISTACK_LOCK: MINISTACK,
+        LOCALSTACK_LOCK: LOCALSTACK,
     }
     digest = dependency_digest()
     for path, inputs in sources.items():
-        command = [str(uv), *common, *header, *extra, *map(str, inputs), "-o", str(path.relative_to(ROOT))]
+        command = [str(uv), *common, *target[path], *header, *extra, *map(str, inputs)]
+        command += ["-o", str(path.relative_to(ROOT))]
         print("+ " + " ".join(command), flush=True)
         done = subprocess.run(command, cwd=ROOT, input=stdin[path], text=True, check=False)
         if done.returncode != 0:
