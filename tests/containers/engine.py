@@ -9,7 +9,8 @@ address range exist, and the engine touches no firewall rules. Containers then h
 network (loopback alone), ``host`` (used here only by image builds that fetch from the package
 registries) and ``container:<id>`` (sharing another container's loopback). The engine answers on its
 unix socket only. ``stop`` stops the engine only when ``start`` started it (it keeps that process id
-in ``OWNED``), so a developer's own engine is left running, though the containers are removed.
+in ``OWNED``), with every container; a developer's own engine is left running, and only containers of
+the project's images are removed from it.
 
 Standard library only: ``scripts/dev.py`` and ``.ci/run`` call this before any package is installed.
 """
@@ -33,6 +34,10 @@ LOG = ROOT / "out" / "engine" / "dockerd.log"
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip-masq=false")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+# the images tests/containers/images.py builds and the tests run
+PROJECT_IMAGE = "vitalstream:local"
+LOCALSTACK_IMAGE = "vitalstream-localstack:4.14.0"
+OUR_IMAGES = (PROJECT_IMAGE, LOCALSTACK_IMAGE)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -120,13 +125,16 @@ def start() -> int:
     return 1
 
 
-def remove_containers() -> None:
-    """Remove every container of the engine (the tests' own are removed as they finish; this
-    catches what an interrupted run left)."""
+def remove_containers(everything: bool) -> None:
+    """Remove the containers of the project's images, or with ``everything`` (an engine we started)
+    all of them: the tests remove their own as they finish; this catches what an interrupted run left."""
     if not answers():
         return
     docker = client()
-    ids = subprocess.run([docker, "ps", "-aq"], capture_output=True, text=True, check=False).stdout.split()
+    listing = [docker, "ps", "-aq"]
+    if not everything:
+        listing += [f"--filter=ancestor={image}" for image in OUR_IMAGES]
+    ids = subprocess.run(listing, capture_output=True, text=True, check=False).stdout.split()
     if ids:
         print(f"engine: removing {len(ids)} container(s)", flush=True)
         subprocess.run([docker, "rm", "-f", *ids], capture_output=True, check=False)
@@ -153,7 +161,7 @@ def _terminate(pid: int) -> None:
 
 
 def stop() -> int:
-    remove_containers()
+    remove_containers(everything=OWNED.exists())
     if not OWNED.exists():
         print("engine: not started by this project; left running", flush=True)
         return 0

@@ -38,15 +38,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.containers.engine import client
+from tests.containers.engine import LOCALSTACK_IMAGE, PROJECT_IMAGE, client
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 HOST_CA = Path("/usr/local/share/ca-certificates")
 STAND_IN_LABEL = "org.vitalstream.stand-in"
-PROJECT_IMAGE = "vitalstream:local"
-LOCALSTACK_VERSION = "4.14.0"
-LOCALSTACK_IMAGE = f"vitalstream-localstack:{LOCALSTACK_VERSION}"
 LOCALSTACK_LOCK = ROOT / "requirements" / "localstack.lock"
 DEBOOTSTRAP_VARIANT = "minbase"
 LOG = ROOT / "out" / "images" / "build.log"
