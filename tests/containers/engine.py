@@ -163,7 +163,8 @@ def _terminate(pid: int) -> None:
 def stop() -> int:
     remove_containers(everything=OWNED.exists())
     if not OWNED.exists():
-        print("engine: not started by this project; left running", flush=True)
+        state = "left running" if answers() else "none running"
+        print(f"engine: no engine started by this project ({state})", flush=True)
         return 0
     pid = int(OWNED.read_text().strip())
     _terminate(pid)
