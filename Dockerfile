@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Kubernetes-mode image: `vitalstream consume` as PID 1, settings from VITALSTREAM_* variables.
 #
 #     docker build -t vitalstream .
@@ -7,7 +6,9 @@
 #
 # Two stages, after astral-sh/uv-docker-example's multistage.Dockerfile (with pip): the builder fills
 # a virtual environment at /opt/venv, the runtime stage copies only that environment.
-# tests/integration/test_dockerfile_recipe.py checks these properties and replays the RUN steps.
+# BuildKit (Docker's default builder since 23.0; DOCKER_BUILDKIT=1 before) runs the cache mounts with
+# its built-in Dockerfile frontend: no `# syntax=` line, so no frontend image is pulled from a registry.
+# tests/integration/test_image.py checks these properties, builds the image and runs it.
 
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -3,7 +3,8 @@
 
     python3 scripts/dev.py demo            # set up .venv, then run the main job
     python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through); with no
-                                           # ARGS, also the Kinesis suite on kinesis-mock (see below)
+                                           # ARGS, also the Kinesis suite on kinesis-mock and the
+                                           # integration suite on LocalStack (see below)
     python3 scripts/dev.py lint            # set up .venv, then ruff, mypy --strict and cfn-lint
     python3 scripts/dev.py lock            # re-resolve requirements/*.lock from pyproject.toml
 
@@ -32,6 +33,15 @@ The kinesis-mock pass: kinesis-mock (npm ``kinesis-local``, pinned) binds every 
 the tests marked ``kinesis`` run inside a private network namespace (``unshare -n``, loopback only).
 That needs root, ``unshare``, ``ip`` and Node.js; where one is missing the pass is skipped and the
 reason printed — or, under ``VITALSTREAM_REQUIRE_TOOLS=1`` (``.ci/run`` sets it), it fails.
+
+The container tests and the LocalStack pass: a full ``test`` run as root where Debian's ``docker.io``
+is installed and no engine answers starts one (``tests/containers/engine.py``: ``dockerd
+--bridge=none --iptables=false --ip-masq=false``, so containers get loopback alone) and stops it, and
+every container, at the end. The image tests (``tests/integration/test_image.py``) then build and run
+the real image in the first pytest run, and the whole integration suite runs again with
+``--aws-backend=localstack``, LocalStack started by testcontainers from an image built here
+(``tests/containers/images.py``, needs ``debootstrap``). Without an engine both skip with the
+reason, or fail under ``VITALSTREAM_REQUIRE_TOOLS=1``.
 """
 
 from __future__ import annotations
@@ -62,6 +72,13 @@ LOCKS = ROOT / "requirements"
 DEV_LOCK = LOCKS / "dev.lock"
 RUNTIME_LOCK = LOCKS / "runtime.lock"
 MINISTACK_LOCK = LOCKS / "ministack.lock"
+# LocalStack's image (tests/containers/localstack, x86-64) installs this lock: localstack-core needs
+# Python >= 3.12 (the image has Debian trixie's 3.13), and its dependencies resolve as of its release
+# day (2026-02-26), since later releases of some (cbor2 6) break it.
+LOCALSTACK = "localstack-core[runtime]==4.14.0"
+LOCALSTACK_AS_OF = "2026-02-27T00:00:00Z"
+LOCALSTACK_PYTHON = "3.13"
+LOCALSTACK_LOCK = LOCKS / "localstack.lock"
 UV = "uv==0.13.8"
 DIGEST_LINE = "# dependencies sha256: "
 REQUIRE_TOOLS = "VITALSTREAM_REQUIRE_TOOLS"
@@ -100,6 +117,7 @@ def dependency_lists() -> dict[str, list[str]]:
         "dev": project["project"]["optional-dependencies"]["dev"],
         "build-system": project["build-system"]["requires"],
         "ministack": [MINISTACK],
+        "localstack": [LOCALSTACK],
     }
 
 
@@ -173,11 +191,11 @@ def ensure_ministack() -> None:
 
 
 def lock(extra: list[str]) -> int:
-    """Re-resolve the three locks (``--upgrade`` moves every pin to the newest allowed release)."""
+    """Re-resolve the four locks (``--upgrade`` moves every pin to the newest allowed release)."""
     uv = BIN / "uv"
     if not uv.exists():
         step(f"installing {UV} (resolves the locks)", PYTHON, "-m", "pip", "install", "--no-deps", UV)
-    common = ("pip", "compile", "--universal", "--generate-hashes", "--python-version", "3.11", "--quiet")
+    common = ("pip", "compile", "--generate-hashes", "--quiet")
     header = ("--custom-compile-command", "python3 scripts/dev.py lock")
     lists = dependency_lists()
     LOCKS.mkdir(exist_ok=True)
@@ -185,15 +203,26 @@ def lock(extra: list[str]) -> int:
         DEV_LOCK: ("pyproject.toml", "--extra", "dev", "-"),
         RUNTIME_LOCK: ("pyproject.toml", "--constraint", DEV_LOCK.relative_to(ROOT), "-"),
         MINISTACK_LOCK: ("-",),
+        LOCALSTACK_LOCK: ("--exclude-newer", LOCALSTACK_AS_OF, "-"),
     }
+    # the project's locks hold for every platform and Python >= 3.11; LocalStack's for its image only
+    target = {path: ("--universal", "--python-version", "3.11") for path in sources}
+    target[LOCALSTACK_LOCK] = (
+        "--python-platform",
+        "x86_64-manylinux_2_28",
+        "--python-version",
+        LOCALSTACK_PYTHON,
+    )
     stdin = {
         DEV_LOCK: "\n".join(lists["build-system"]),
         RUNTIME_LOCK: "\n".join(lists["build-system"]),
         MINISTACK_LOCK: MINISTACK,
+        LOCALSTACK_LOCK: LOCALSTACK,
     }
     digest = dependency_digest()
     for path, inputs in sources.items():
-        command = [str(uv), *common, *header, *extra, *map(str, inputs), "-o", str(path.relative_to(ROOT))]
+        command = [str(uv), *common, *target[path], *header, *extra, *map(str, inputs)]
+        command += ["-o", str(path.relative_to(ROOT))]
         print("+ " + " ".join(command), flush=True)
         done = subprocess.run(command, cwd=ROOT, input=stdin[path], text=True, check=False)
         if done.returncode != 0:
@@ -216,19 +245,50 @@ def pytest(*args: str) -> int:
 
 def test(extra: list[str]) -> int:
     ensure_ministack()
-    code = pytest(*extra)
-    if extra:  # a focused run: only what was asked for
-        return code
-    return kinesis_mock_pass() or code
+    if extra:  # a focused run: only what was asked for, on the engine that is there (if any)
+        return pytest(*extra)
+    started = engine("start") == 0 if can_start_engine() else False
+    try:
+        codes = [pytest(), kinesis_mock_pass(), localstack_pass()]
+    finally:
+        if started:
+            engine("stop")
+    return next((code for code in codes if code), 0)
 
 
-def tool_missing(reason: str) -> int:
+def tool_missing(name: str, reason: str) -> int:
     """A missing system tool skips the pass, or fails it under VITALSTREAM_REQUIRE_TOOLS."""
     if os.environ.get(REQUIRE_TOOLS, "") not in ("", "0", "false", "no"):
-        print(f"dev.py: kinesis-mock pass FAILED: {reason} ({REQUIRE_TOOLS} is set)", flush=True)
+        print(f"dev.py: {name} pass FAILED: {reason} ({REQUIRE_TOOLS} is set)", flush=True)
         return 1
-    print(f"dev.py: kinesis-mock pass skipped: {reason}", flush=True)
+    print(f"dev.py: {name} pass skipped: {reason}", flush=True)
     return 0
+
+
+def engine(command: str) -> int:
+    """``start`` or ``stop`` the Docker engine (tests/containers/engine.py: no container networks)."""
+    return run(PYTHON, "-m", "tests.containers.engine", command)
+
+
+def engine_unavailable() -> str:
+    """Why no Docker engine can be used (empty when one answers)."""
+    probe = "from tests.containers.engine import unavailable_reason as r; print(r() or '')"
+    done = subprocess.run([PYTHON, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or done.stderr.strip()[-300:]
+
+
+def can_start_engine() -> bool:
+    """Debian's dockerd is installed, we are root, and no engine answers yet: ``test`` starts one
+    for the whole run (the image tests and the LocalStack pass) and stops it afterwards."""
+    return shutil.which("dockerd") is not None and os.geteuid() == 0 and engine_unavailable() != ""
+
+
+def localstack_pass() -> int:
+    """The whole integration suite again, on LocalStack in a container (tests/integration/localstack.py)."""
+    reason = engine_unavailable()
+    if reason:
+        return tool_missing("LocalStack", reason)
+    return pytest("--aws-backend=localstack", "tests/integration")
 
 
 def kinesis_mock_pass() -> int:
@@ -237,9 +297,11 @@ def kinesis_mock_pass() -> int:
     missing = [tool for tool in packages if shutil.which(tool) is None]
     if missing:
         names = " ".join(packages[tool] for tool in missing)
-        return tool_missing(f"{', '.join(missing)} not installed (apt-get install -y {names})")
+        return tool_missing(
+            "kinesis-mock", f"{', '.join(missing)} not installed (apt-get install -y {names})"
+        )
     if os.geteuid() != 0:
-        return tool_missing("unshare -n needs root")
+        return tool_missing("kinesis-mock", "unshare -n needs root")
     if not (KINESIS_MOCK_DIR / "node_modules" / "kinesis-local" / "main.js").exists():
         log = SETUP_LOGS / "kinesis-mock-install.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ Two kinds of gap are handled, each reported as a change so nothing is hidden:
   ``SSESpecification``, S3 public-access block, lifecycle and versioning, Lambda ``Architectures``):
   applied through the API.
 
+An endpoint that does not serve a service's API at all (HTTP 501: LocalStack's free tier has no IoT)
+cannot be made up for: its resources are reported in ``warnings``, with that reason, not failed.
+
 Each step first reads the current state and only writes when it differs, so a second run changes
 nothing. On real AWS CloudFormation applies everything and these steps only verify.
 """
@@ -23,6 +26,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from service.provisioning.template import Resolver
+
+NOT_IMPLEMENTED = 501
 
 
 class VerificationError(RuntimeError):
@@ -186,8 +191,25 @@ def _sqs_queue(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
 _FIFO_SETTABLE = ("DeduplicationScope", "FifoThroughputLimit")  # FifoQueue itself cannot change
 
 
+def _not_served(exc: ClientError) -> bool:
+    """The endpoint does not implement this API (HTTP 501 Not Implemented)."""
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) == NOT_IMPLEMENTED
+
+
+def _unserved(r: Reconciler, logical_id: str, what: str) -> None:
+    r.warnings.append(
+        f"{logical_id}: the endpoint does not serve the IoT API (HTTP 501), so {what} is neither "
+        "verified nor created: devices cannot publish through IoT Core there"
+    )
+
+
 def _iot_policy(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
-    r.client("iot").get_policy(policyName=props["PolicyName"])
+    try:
+        r.client("iot").get_policy(policyName=props["PolicyName"])
+    except ClientError as exc:
+        if not _not_served(exc):
+            raise
+        _unserved(r, logical_id, f"device policy {props['PolicyName']}")
 
 
 def _iam_role(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
@@ -253,6 +275,9 @@ def _topic_rule(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
     try:
         current = iot.get_topic_rule(ruleName=name)["rule"]
     except ClientError as exc:
+        if _not_served(exc):
+            _unserved(r, logical_id, f"topic rule {name}")
+            return
         if exc.response.get("Error", {}).get("Code") not in (
             "ResourceNotFoundException",
             "UnauthorizedException",

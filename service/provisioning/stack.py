@@ -50,7 +50,8 @@ def deploy_stack(
             f"again. {_failure_reasons(cloudformation, stack_name)}"
         )
     current_body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
-    current_params = {p["ParameterKey"]: p["ParameterValue"] for p in deployed.get("Parameters", [])}
+    # LocalStack leaves ParameterValue out where the value is the empty string
+    current_params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in deployed.get("Parameters", [])}
     if current_body == template_body and current_params == dict(parameters):
         return "unchanged"
     try:

@@ -1,19 +1,11 @@
-"""Reading a Dockerfile and its .dockerignore, and replaying a stage's steps without a Docker engine.
-
-The replay runs each ``RUN`` with ``sh -c`` on this machine, in a scratch directory standing for the
-image's filesystem: the stage's absolute paths (``WORKDIR``s, ``/opt/venv``) are rewritten into it,
-BuildKit ``--mount`` flags are dropped (pip's own cache stands in for the cache mount) and ``python``
-is this machine's CPython of the same minor version as the base image, where the test runs.
-"""
+"""Reading a Dockerfile and its .dockerignore: stages and instructions, and the files
+``docker build`` would send (what ``tests/integration/test_image.py`` checks before it builds)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,74 +141,3 @@ class DockerIgnore:
             for name in sorted(files):
                 if not self.excluded(prefix + name):
                     yield prefix + name
-
-
-@dataclass
-class Replay:
-    """The scratch filesystem of one replay and the environment its steps ran with."""
-
-    root: Path
-    env: dict[str, str]
-    workdir: str = "/"
-
-    def host(self, path: str) -> Path:
-        """Where an absolute image path lives on this machine."""
-        return self.root / path.lstrip("/")
-
-    def rewrite(self, text: str, absolute: tuple[str, ...]) -> str:
-        for path in sorted(absolute, key=len, reverse=True):
-            text = re.sub(rf"(?<![\w/.]){re.escape(path)}(?=[/:\s\"']|$)", str(self.host(path)), text)
-        return text
-
-
-def replay_stage(stage: Stage, context: Path, scratch: Path, absolute: tuple[str, ...]) -> Replay:
-    """Run ``stage``'s WORKDIR, ENV, COPY (from ``context``) and RUN steps under ``scratch``;
-    ``absolute`` lists the image paths the steps use (rewritten into ``scratch``)."""
-    shims = scratch / "shims"
-    shims.mkdir(parents=True)
-    python = shims / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys._base_executable}" "$@"\n')
-    python.chmod(0o755)
-    replay = Replay(scratch / "fs", {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"})
-    for instruction in stage.instructions:
-        arguments = replay.rewrite(instruction.arguments, absolute)
-        if instruction.keyword == "WORKDIR":
-            replay.workdir = instruction.arguments
-            replay.host(replay.workdir).mkdir(parents=True, exist_ok=True)
-        elif instruction.keyword == "ENV":
-            for key, value in re.findall(r"(\w+)=(\S+)", arguments):
-                replay.env[key] = _expand(value, replay.env)
-        elif instruction.keyword == "COPY":
-            *sources, destination = [t for t in arguments.split() if not t.startswith("--")]
-            target = replay.host(replay.workdir) / destination
-            for source in sources:
-                origin = context / source
-                if origin.is_dir():
-                    shutil.copytree(origin, target, dirs_exist_ok=True)
-                else:
-                    target.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(origin, target / origin.name)
-        elif instruction.keyword == "RUN":
-            command = re.sub(r"^(?:--\S+\s+)+", "", arguments)
-            result = subprocess.run(
-                ["sh", "-c", command],
-                cwd=replay.host(replay.workdir),
-                env=replay.env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert result.returncode == 0, f"RUN {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return replay
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
-
-
-def filtered_context(source: Path, ignore: DockerIgnore, destination: Path) -> Path:
-    for name in ignore.context_files(source):
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / name, target)
-    return destination

@@ -16,6 +16,7 @@ from service.packaging.lock import DEV_LOCK, RUNTIME_LOCK, canonical, read_lock,
 
 ROOT = Path(__file__).resolve().parents[2]
 MINISTACK_LOCK = ROOT / "requirements" / "ministack.lock"
+LOCALSTACK_LOCK = ROOT / "requirements" / "localstack.lock"
 REFRESH = "the lock is stale: run `python3 scripts/dev.py lock` and commit requirements/"
 
 
@@ -32,7 +33,9 @@ def dev_script() -> ModuleType:
 DEV = dev_script()
 
 
-@pytest.mark.parametrize("lock", [DEV_LOCK, RUNTIME_LOCK, MINISTACK_LOCK], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "lock", [DEV_LOCK, RUNTIME_LOCK, MINISTACK_LOCK, LOCALSTACK_LOCK], ids=lambda p: p.name
+)
 def test_each_lock_was_resolved_from_the_current_dependency_lists(lock: Path) -> None:
     assert DEV.stamped_digest(lock) == DEV.dependency_digest(), REFRESH
 
@@ -43,6 +46,7 @@ def test_each_lock_was_resolved_from_the_current_dependency_lists(lock: Path) ->
         (DEV_LOCK, ("dependencies", "dev", "build-system")),
         (RUNTIME_LOCK, ("dependencies", "build-system")),
         (MINISTACK_LOCK, ("ministack",)),
+        (LOCALSTACK_LOCK, ("localstack",)),
     ],
     ids=lambda value: value.name if isinstance(value, Path) else "+".join(value),
 )
@@ -58,7 +62,9 @@ def test_every_requirement_is_pinned_to_a_version_it_allows(lock: Path, lists: t
         )
 
 
-@pytest.mark.parametrize("lock", [DEV_LOCK, RUNTIME_LOCK, MINISTACK_LOCK], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "lock", [DEV_LOCK, RUNTIME_LOCK, MINISTACK_LOCK, LOCALSTACK_LOCK], ids=lambda p: p.name
+)
 def test_every_pin_carries_hashes(lock: Path) -> None:
     unhashed = [e.name for group in read_lock(lock).values() for e in group if not e.hashes]
     assert not unhashed

@@ -46,6 +46,9 @@ def references_own_resource(value: Any) -> bool:
             own = any(f"${{{lid}." in text or f"${{{lid}}}" in text for lid in RESOURCES)
             account_scoped = "${AWS::AccountId}" in text and "${AWS::Region}" in text
             return own or account_scoped
+        if key == "Fn::Join":  # scoped by its first part (a Sub or Ref), the rest literal text
+            _, parts = arg
+            return references_own_resource(parts[0]) and all(isinstance(p, str) for p in parts[1:])
     return False
 
 
@@ -63,14 +66,20 @@ def test_no_wildcard_resource_and_every_resource_is_the_stacks_own() -> None:
             assert references_own_resource(resource), f"{lid}: {resource} is not one of the stack's resources"
 
 
+def joined(value: dict[str, Any]) -> str:
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(part["Fn::Sub"] if isinstance(part, dict) else part for part in parts)
+
+
 def test_iot_policy_binds_each_device_to_its_own_thing_name() -> None:
     (policy,) = of_type("AWS::IoT::Policy").values()
     statements = {s["Action"]: s for s in policy["PolicyDocument"]["Statement"]}
     assert set(statements) == {"iot:Connect", "iot:Publish"}
-    connect = statements["iot:Connect"]["Resource"]["Fn::Sub"]
-    publish = statements["iot:Publish"]["Resource"]["Fn::Sub"]
-    assert connect.endswith(":client/${!iot:Connection.Thing.ThingName}")
-    assert publish.endswith(":topic/wearables/${!iot:Connection.Thing.ThingName}/telemetry")
+    # Fn::Join of a Sub prefix and the literal policy variable (not Sub's ${!...} escape)
+    connect, publish = (joined(statements[action]["Resource"]) for action in ("iot:Connect", "iot:Publish"))
+    assert connect.endswith(":client/${iot:Connection.Thing.ThingName}")
+    assert publish.endswith(":topic/wearables/${iot:Connection.Thing.ThingName}/telemetry")
+    assert connect.startswith("arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:")
     assert statements["iot:Connect"]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"] == "true"
 
 
