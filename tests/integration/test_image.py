@@ -27,6 +27,7 @@ import boto3
 import pytest
 
 from service.emulator import EMULATOR_KEY
+from service.packaging.lock import RUNTIME_LOCK, canonical, read_lock, versions
 from service.provisioning import provision_stack
 from tests.containers import engine, images
 from tests.containers.relay import Relay
@@ -187,6 +188,27 @@ def test_the_built_image_holds_the_project_as_a_byte_compiled_wheel(image: str) 
     found = listing.stdout.split()
     assert any("/service/__pycache__/cli." in path for path in found), listing.stdout
     assert not any("__editable__" in path or path.endswith("/tests") for path in found)
+
+
+_LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+)
+
+
+def test_the_built_image_holds_exactly_the_locked_versions(image: str) -> None:
+    listed = docker(
+        *("run", "--rm", "--read-only", "--network", "none", "--entrypoint", "python", image),
+        *("-c", _LIST_DISTRIBUTIONS),
+    )
+    assert listed.returncode == 0, listed.stderr
+    installed = {
+        canonical(name): version
+        for name, version in json.loads(listed.stdout).items()
+        if canonical(name) not in {"vitalstream", "pip"}
+    }
+    locked = versions(read_lock(RUNTIME_LOCK))
+    assert {name: {version} for name, version in installed.items()} == locked
 
 
 def test_the_built_image_answers_help(image: str) -> None:
