@@ -17,11 +17,11 @@ from service.core import (
     BatchResult,
     Detector,
     KinesisRecord,
-    ProcessedRecord,
     Reject,
     decode_records,
     process_batch,
 )
+from service.core.records import latest_in_order
 from service.ports import (
     AlertPublisher,
     Archive,
@@ -97,8 +97,9 @@ class Pipeline:
             sinks.add("dead_letter")
         commit = {d: s for d, s in result.states.items() if d not in failed}
         if commit:
+            latest = {d: r for d, r in latest_in_order(kept).items() if d in commit}
             try:
-                failed_states = self.states.save(commit, _latest(kept, commit))
+                failed_states = self.states.save(commit, latest)
             except SinkError:
                 failed_states = set(commit)
             if failed_states:
@@ -117,11 +118,3 @@ def batch_span(records: list[KinesisRecord], rejects: Iterable[Reject]) -> Batch
     if not framed:
         return None
     return BatchSpan(framed[0][1], framed[-1][1], framed[0][2])
-
-
-def _latest(records: list[ProcessedRecord], devices: Collection[str]) -> dict[str, ProcessedRecord]:
-    latest: dict[str, ProcessedRecord] = {}
-    for record in records:
-        if record.device_id in devices and not record.out_of_order:
-            latest[record.device_id] = record
-    return latest

@@ -44,6 +44,7 @@ from service.core import (
     process_batch,
     records_from_lambda_event,
 )
+from service.core.records import latest_in_order
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
 from service.pipeline import Pipeline, batch_span
 from service.ports import LoadedStates, SinkError
@@ -135,7 +136,7 @@ class WindowProcessor:
             failed_rejects = sinks.dead_letters.put(result.rejects) if result.rejects else []
         except SinkError:
             failed_rejects = list(result.rejects)
-        after = window.advanced(fetched.states, result.states, _latest(kept), failed)
+        after = window.advanced(fetched.states, result.states, latest_in_order(kept), failed)
         changed = after.changed_looks(window)
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
@@ -187,11 +188,3 @@ def _save(
         return sinks.states.save(states, latest)
     except SinkError:
         return set(states)
-
-
-def _latest(records: list[ProcessedRecord]) -> dict[str, ProcessedRecord]:
-    latest: dict[str, ProcessedRecord] = {}
-    for record in records:
-        if not record.out_of_order:
-            latest[record.device_id] = record
-    return latest

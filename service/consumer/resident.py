@@ -33,13 +33,13 @@ from service.core import (
     Detector,
     DeviceState,
     KinesisRecord,
-    ProcessedRecord,
     Reject,
     decode_records,
     process_batch,
 )
 from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
 from service.core.latest_state import LatestStateCoalescer, Write
+from service.core.records import latest_in_order
 from service.core.snapshot import decode_snapshot, encode_snapshot
 from service.ports import (
     AlertPublisher,
@@ -137,7 +137,7 @@ class ResidentShard:
         self._file.add(result.processed)
         self._file.take(part)
         with self._latest_lock:
-            self._latest.observe(result.states, _latest(result.processed))
+            self._latest.observe(result.states, latest_in_order(result.processed))
         closed = self._cut() if room < len(records) or self._file.full() else None
         return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed)
 
@@ -225,11 +225,3 @@ class ResidentShard:
         if failed:
             sinks.add("dead_letter")
         return failed
-
-
-def _latest(records: Iterable[ProcessedRecord]) -> dict[str, ProcessedRecord]:
-    latest: dict[str, ProcessedRecord] = {}
-    for record in records:
-        if not record.out_of_order:
-            latest[record.device_id] = record
-    return latest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -176,6 +177,15 @@ def _json_sequence(sequence_number: str) -> str:
     if sequence_number.isdigit() and sequence_number.isascii():
         return f'"{sequence_number}"'
     return msgspec.json.encode(sequence_number).decode()
+
+
+def latest_in_order(records: Iterable[ProcessedRecord]) -> dict[str, ProcessedRecord]:
+    """Each device's newest in-order record (late samples never become a device's latest state)."""
+    latest: dict[str, ProcessedRecord] = {}
+    for record in records:
+        if not record.out_of_order:
+            latest[record.device_id] = record
+    return latest
 
 
 def iso_ms(epoch_ms: int) -> str:
