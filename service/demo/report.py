@@ -243,6 +243,8 @@ def _accounting(report: DemoReport) -> list[str]:
         f"S3 PUTs per 1K records: {report.s3_puts_per_1k:,.2f}",
         f"estimated monthly cost at {FLEET_DEVICES:,} devices ({FLEET_EVENTS_PER_S:,} events/s), list prices "
         f"of {PRICES_AS_OF}: ${cost['total']:,.0f} ({parts}; compute not included)",
+        "  (scaled from this run's figures per record: a short run at a low rate overstates what is paid per "
+        "second or per device; docs/cost.md has steady-state figures)",
     ]
 
 
