@@ -68,17 +68,26 @@ class Reconciler:
         raise VerificationError(f"{logical_id} ({kind}): {problem}")
 
 
+STREAM_ACTIVE_POLLS = 120  # seconds a stream may stay UPDATING before provisioning gives up
+
+
 def _kinesis_stream(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
     kinesis = r.client("kinesis")
     summary = kinesis.describe_stream_summary(StreamName=props["Name"])["StreamDescriptionSummary"]
     if summary["StreamStatus"] not in ("ACTIVE", "UPDATING"):
         r._fail(logical_id, f"stream status {summary['StreamStatus']}")
     wanted = props.get("StreamEncryption")
+    updating = summary["StreamStatus"] == "UPDATING"
     if wanted and summary.get("EncryptionType") != wanted["EncryptionType"]:
         kinesis.start_stream_encryption(
             StreamName=props["Name"], EncryptionType=wanted["EncryptionType"], KeyId=wanted["KeyId"]
         )
         r._changed(logical_id, "server-side encryption started through the Kinesis API")
+        updating = True
+    if updating:  # e.g. encryption being applied: the stack is usable once the stream is ACTIVE again
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=props["Name"], WaiterConfig={"Delay": 1, "MaxAttempts": STREAM_ACTIVE_POLLS}
+        )
 
 
 def _dynamodb_table(r: Reconciler, logical_id: str, props: dict[str, Any]) -> None:
