@@ -24,10 +24,11 @@ pinned below), for every platform and Python ≥ 3.11 at once, and stamps each w
 dependency lists it was resolved from; ``tests/unit/test_lock.py`` fails when ``pyproject.toml`` and
 the locks disagree.
 
-MiniStack (PyPI ``ministack``, pinned), the Kinesis endpoint of the enhanced fan-out tests (it serves
-SubscribeToShard), gets its own venv, ``.ministack``, before ``test`` runs: it pins ``botocore`` exactly
-to a release that conflicts with the one ``aioboto3`` pins, so it cannot go into ``.venv`` with the
-dev extra. It binds 127.0.0.1 (``BIND_HOST``), so it needs no network namespace.
+MiniStack (PyPI ``ministack``, pinned), the embedded AWS emulator (``vitalstream demo``, ``local up``
+and the integration suite's default backend; also the enhanced fan-out tests' SubscribeToShard
+endpoint), gets its own venv, ``.ministack``, before ``demo`` or ``test`` runs: it pins ``botocore``
+exactly to a release that conflicts with the one ``aioboto3`` pins, so it cannot go into ``.venv``
+with the dev extra. It binds 127.0.0.1 (``BIND_HOST``), so it needs no network namespace.
 
 The kinesis-mock pass: kinesis-mock (npm ``kinesis-local``, pinned) binds every interface, so it and
 the tests marked ``kinesis`` run inside a private network namespace (``unshare -n``, loopback only).
@@ -179,7 +180,7 @@ def ensure_ministack() -> None:
     log = SETUP_LOGS / "ministack-install.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    step("creating .ministack (the fan-out tests' emulator)", sys.executable, "-m", "venv", "--clear",
+    step("creating .ministack (the embedded AWS emulator)", sys.executable, "-m", "venv", "--clear",
          MINISTACK_VENV, log=log)  # fmt: skip
     step(
         f"installing {pinned_count(MINISTACK_LOCK)} packages from {MINISTACK_LOCK.relative_to(ROOT)}",
@@ -235,6 +236,7 @@ def lock(extra: list[str]) -> int:
 
 
 def demo(extra: list[str]) -> int:
+    ensure_ministack()
     return run(BIN / "vitalstream", "demo", "--report", "out/demo-report.json", *extra)
 
 

@@ -1,5 +1,5 @@
-"""The embedded AWS emulator: moto's server on 127.0.0.1, with its known Kinesis write race closed
-and SQS FIFO deduplication as SQS does it.
+"""The embedded AWS emulator: MiniStack on 127.0.0.1 by default (``service.emulators.ministack``),
+or moto's server, with its known Kinesis write race closed and SQS FIFO deduplication as SQS does it.
 
 moto's ``Shard.put_record`` reads the shard's highest sequence number and then stores the record
 under the next one, without a lock (its own comment says "not safe for concurrency"): two concurrent
@@ -29,8 +29,11 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from enum import StrEnum
 from types import TracebackType
 from typing import Any
+
+from service.emulators.ministack import MiniStackServer
 
 EMULATOR_KEY = "testing"  # an emulator accepts any credentials; this one is not a secret
 
@@ -103,15 +106,27 @@ def use_emulator_credentials() -> None:
     os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
-class EmbeddedAws:
-    """moto server on ``127.0.0.1:port`` (0 = any free port), in a child process of its own: moto is
-    pure Python, and sharing one GIL with the caller would halve a demo's throughput; each emulator
-    also starts empty (moto's backends are process-wide). ``start`` returns the endpoint URL;
-    ``stop`` ends the child and may be called more than once. Usable as a context manager."""
+class Engine(StrEnum):
+    """Which emulator serves the embedded stack's AWS APIs (one endpoint for every service)."""
 
-    def __init__(self, port: int = 0, startup_timeout_s: float = 60.0) -> None:
-        self._port, self._startup_timeout_s = port, startup_timeout_s
+    MINISTACK = "ministack"  # the default: chosen by bench/emulators.py (docs/performance.md)
+    MOTO = "moto"
+
+
+class EmbeddedAws:
+    """The embedded AWS emulator on ``127.0.0.1:port`` (0 = any free port), in a child process of its
+    own, serving every service the stack uses from one endpoint: MiniStack by default
+    (``service.emulators.ministack``), or moto's server (``Engine.MOTO``; pure Python, and sharing one
+    GIL with the caller would halve a demo's throughput). Each emulator starts empty. ``start``
+    returns the endpoint URL; ``stop`` ends the child and may be called more than once. Usable as a
+    context manager."""
+
+    def __init__(
+        self, port: int = 0, startup_timeout_s: float = 60.0, engine: Engine = Engine.MINISTACK
+    ) -> None:
+        self._port, self._startup_timeout_s, self.engine = port, startup_timeout_s, engine
         self._process: subprocess.Popen[bytes] | None = None
+        self._ministack: MiniStackServer | None = None
         self._endpoint_url: str | None = None
 
     @property
@@ -120,8 +135,19 @@ class EmbeddedAws:
             raise RuntimeError("the embedded AWS emulator is not running")
         return self._endpoint_url
 
+    @property
+    def pid(self) -> int | None:
+        """The emulator child's process id while it runs."""
+        if self._ministack is not None:
+            return self._ministack.pid
+        return None if self._process is None else self._process.pid
+
     def start(self) -> str:
         if self._endpoint_url is not None:
+            return self._endpoint_url
+        if self.engine is Engine.MINISTACK:
+            self._ministack = MiniStackServer(self._port)
+            self._endpoint_url = self._ministack.start(self._startup_timeout_s)
             return self._endpoint_url
         command = [sys.executable, "-m", "service.emulator", "--port", str(self._port)]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -136,7 +162,11 @@ class EmbeddedAws:
         return line
 
     def stop(self) -> None:
-        process, self._process, self._endpoint_url = self._process, None, None
+        self._endpoint_url = None
+        ministack, self._ministack = self._ministack, None
+        if ministack is not None:
+            ministack.stop()
+        process, self._process = self._process, None
         if process is None:
             return
         if process.stdin is not None:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from service.emulator import Engine
+
 NAME = "local"
 HELP = "Run AWS locally: `local up` starts the embedded emulator and provisions the stack."
 
@@ -22,6 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start the emulator, provision, print the environment, wait")
     up.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
+    up.add_argument(
+        "--emulator",
+        choices=[engine.value for engine in Engine],
+        default=Engine.MINISTACK.value,
+        help="which emulator serves the AWS APIs (default ministack; see docs/performance.md)",
+    )
     up.add_argument("--no-provision", action="store_true", help="start the emulator only")
     up.add_argument("--stack-name", default="vitalstream")
     up.add_argument("--region", default="us-east-1")
@@ -41,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     restore = _on_signals(stop)
     use_emulator_credentials()
-    emulator = EmbeddedAws(port=args.port)
+    emulator = EmbeddedAws(port=args.port, engine=Engine(args.emulator))
     try:
         endpoint = emulator.start()
-        print(f"endpoint {endpoint}", flush=True)
+        print(f"endpoint {endpoint} ({emulator.engine})", flush=True)
         environment = {
             "AWS_ACCESS_KEY_ID": EMULATOR_KEY,
             "AWS_SECRET_ACCESS_KEY": EMULATOR_KEY,

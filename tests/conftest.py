@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-AWS_BACKENDS = ("moto", "kinesis-mock", "localstack", "aws")
+AWS_BACKENDS = ("ministack", "moto", "kinesis-mock", "localstack", "aws")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--aws-backend",
         choices=AWS_BACKENDS,
-        default="moto",
+        default="ministack",
         help=(
-            "AWS API endpoints for integration tests: embedded moto server (default); kinesis-mock for "
-            "Kinesis with moto for the rest; LocalStack (needs a Docker engine); real AWS (opt-in)"
+            "AWS API endpoints for integration tests: the embedded emulator's default engine, MiniStack "
+            "(default); the embedded moto server; kinesis-mock for Kinesis with MiniStack for the rest; "
+            "LocalStack (needs a Docker engine); real AWS (opt-in)"
         ),
     )

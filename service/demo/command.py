@@ -14,15 +14,22 @@ import sys
 from pathlib import Path
 
 from service.cli_args import duration_ms, positive_int
+from service.emulator import Engine
 
 NAME = "demo"
 HELP = "run the whole pipeline on the embedded AWS emulator with a simulated fleet, then report"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", type=positive_int, default=200, help="simulated wearables (default 200)")
     parser.add_argument(
-        "--duration", type=duration_ms(10_000), default="60s", help="fleet run time, e.g. 60s, 5m"
+        "--devices", type=positive_int, default=2_000, help="simulated wearables (default 2000)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=duration_ms(10_000),
+        default="4m",
+        help="fleet run time, e.g. 60s, 5m (default 4m: time for every anomaly type, HR_SPIKE's baseline "
+        "takes 3 minutes to warm up)",
     )
     parser.add_argument("--shards", type=positive_int, default=2, help="Kinesis shards (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
@@ -39,6 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=500, help="event source mapping batch size"
     )
+    parser.add_argument(
+        "--emulator",
+        choices=[engine.value for engine in Engine],
+        default=Engine.MINISTACK.value,
+        help="the embedded AWS emulator: ministack (default; bench/emulators.py says why) or moto",
+    )
     parser.add_argument("--report", type=Path, help="also write the final report as JSON to this file")
 
 
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     use_emulator_credentials()
     from service.demo.session import DemoSession  # noqa: PLC0415 - heavy imports only when running
 
-    with DemoSession(args.shards, log=_say) as session:
+    with DemoSession(args.shards, log=_say, engine=Engine(args.emulator)) as session:
         report = session.run(
             devices=args.devices,
             duration_ms=args.duration,

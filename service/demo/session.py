@@ -27,7 +27,7 @@ from service.demo.replicas import ReplicaSet
 from service.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.demo.scenario import demo_scenario
 from service.demo.view import LiveView
-from service.emulator import EmbeddedAws
+from service.emulator import EmbeddedAws, Engine
 from service.esm import EventSourceMapping, Invocation
 from service.publishing import Message, PublishReport
 from service.serverless import mapping_config
@@ -43,16 +43,16 @@ DEMO_FILE_AGE_MS = 10_000  # a minute's demo shows several archive files per sha
 class DemoSession:
     """Starts the emulator and provisions the stack on enter; stops the emulator on exit."""
 
-    def __init__(self, shards: int, log: Callable[[str], None]) -> None:
+    def __init__(self, shards: int, log: Callable[[str], None], engine: Engine = Engine.MINISTACK) -> None:
         self._shards, self._log = shards, log
-        self._emulator = EmbeddedAws()
+        self._emulator = EmbeddedAws(engine=engine)
         self._env: dict[str, str] = {}
 
     def __enter__(self) -> DemoSession:
         from service.provisioning import provision_stack  # noqa: PLC0415 - reads the template
 
         endpoint = self._emulator.start()
-        self._log(f"embedded AWS emulator on {endpoint}")
+        self._log(f"embedded AWS emulator ({self._emulator.engine}) on {endpoint}")
         started = time.monotonic()
         result = provision_stack(
             "vitalstream-demo",

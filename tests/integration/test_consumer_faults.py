@@ -19,7 +19,7 @@ import pytest
 
 from service.consumer.leases import Sentinel
 from service.core.records import padded_sequence
-from tests.integration.conftest import AwsStack
+from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error, kinesis_throttle, s3_slow_down
 
@@ -131,12 +131,7 @@ def test_rolling_sigterm_restart_hands_every_lease_over_and_loses_nothing(make_r
 
 @pytest.mark.kinesis
 def test_split_and_merge_while_consuming_children_after_parents(make_rig: RigFactory, backend: str) -> None:
-    if backend == "moto":
-        pytest.skip(
-            "moto's SplitShard moves the parent's records into its children and MergeShards copies them "
-            "(not Kinesis's semantics): resharding is tested on kinesis-mock, where scripts/dev.py test "
-            "runs the -m kinesis suite again"
-        )
+    skip_unfaithful_resharding(backend)
     rig = make_rig(2)
     rig.replicas.start(1)
     rig.replicas.wait_ready()

@@ -19,7 +19,7 @@ from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.esm import EsmConfig, EventSourceMapping, Invocation
 from tests.events import episode, sample
-from tests.integration.conftest import AwsStack
+from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 
 pytestmark = [pytest.mark.integration, pytest.mark.kinesis]
 
@@ -233,8 +233,9 @@ def test_a_full_redelivery_changes_no_sink(
 
 
 def test_after_a_split_children_start_only_when_their_parent_is_finished(
-    aws: AwsStack, stream: Stream, failure_queue: str, pipeline: None
+    aws: AwsStack, stream: Stream, failure_queue: str, pipeline: None, backend: str
 ) -> None:
+    skip_unfaithful_resharding(backend, unfaithful=("ministack",))  # moto's copies still reach the archive
     before = stream.put([pair for device in DEVICES for pair in telemetry(device, 6)])
     parent = stream.kinesis.list_shards(StreamName=stream.name)["Shards"][0]
     low, high = int(parent["HashKeyRange"]["StartingHashKey"]), int(parent["HashKeyRange"]["EndingHashKey"])

@@ -19,7 +19,7 @@ from lambda_shim.bootstrap import build_pipeline
 from service.accounting import RequestCounter
 from service.esm import EventSourceMapping
 from tests.events import sample
-from tests.integration.conftest import AwsStack
+from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.test_esm_runner import Stream, archived, mapping_for, telemetry
 
@@ -153,11 +153,7 @@ def test_a_crash_after_the_final_invocations_writes_is_retried_without_a_duplica
 def test_after_a_split_children_start_with_fresh_state_and_find_their_devices_in_the_table(
     aws: AwsStack, stream: Stream, failure_queue: str, requests: RequestCounter, backend: str
 ) -> None:
-    if backend == "moto":
-        pytest.skip(
-            "moto's SplitShard moves the parent's records into its children (not Kinesis's semantics): "
-            "resharding is tested on kinesis-mock, where scripts/dev.py test runs the -m kinesis suite again"
-        )
+    skip_unfaithful_resharding(backend)
     # watch-00 is at 130 bpm for 25 s before the split and 30 s after: one tachycardia, raised in a
     # child from the episode the parent's window wrote to the table.
     before = [
