@@ -91,13 +91,15 @@ class DemoSession:
         mode: str,
         replicas: int = 2,
         tumbling_window_s: int | None = None,
+        file_age_ms: int | None = DEMO_FILE_AGE_MS,
     ) -> DemoReport:
-        """``tumbling_window_s``: Lambda mode's window (None: the template's; 0: per-batch state)."""
+        """``tumbling_window_s``: Lambda mode's window (None: the template's; 0: per-batch state).
+        ``file_age_ms``: the consumers' archive file age (None: the product's default)."""
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
         stream = self._env["VITALSTREAM_STREAM_NAME"]
         processing = (
-            self._consumers(replicas)
+            self._consumers(replicas, file_age_ms)
             if mode == "consumer"
             else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s)
         )
@@ -175,18 +177,15 @@ class DemoSession:
             lambda: shim.REQUESTS.snapshot().since(before),
         )
 
-    def _consumers(self, count: int) -> _Processing:
+    def _consumers(self, count: int, file_age_ms: int | None) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
         log_dir = Path(tempfile.mkdtemp(prefix="vitalstream-demo-"))
-        env = {
-            "VITALSTREAM_SHARD_SYNC_MS": "5000",
-            "VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS": str(DEMO_FILE_AGE_MS),
-        }
+        env = {"VITALSTREAM_SHARD_SYNC_MS": "5000"}
+        if file_age_ms is not None:
+            env["VITALSTREAM_ARCHIVE_FILE_MAX_AGE_MS"] = str(file_age_ms)
         replica_set = ReplicaSet(self._env | env, log_dir)
-        self._log(
-            f"{count} consumer replicas, archive files every {DEMO_FILE_AGE_MS // 1000} s per shard; "
-            f"their JSON logs in {log_dir}"
-        )
+        age = "the default age" if file_age_ms is None else f"every {file_age_ms // 1000} s"
+        self._log(f"{count} consumer replicas, archive files {age} per shard; their JSON logs in {log_dir}")
 
         def progress() -> tuple[int, LatencySummary]:
             scrape = replica_set.scrape()
