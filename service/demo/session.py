@@ -26,7 +26,7 @@ from service.demo.ledger import AckLedger, LatencySummary
 from service.demo.replicas import ReplicaSet
 from service.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.demo.scenario import demo_scenario
-from service.demo.view import LiveView
+from service.demo.view import LiveView, Progress
 from service.emulator import EmbeddedAws, Engine
 from service.esm import EventSourceMapping, Invocation
 from service.publishing import Message, PublishReport
@@ -118,14 +118,15 @@ class DemoSession:
             while True:
                 alerts.extend(_drain(sqs, alert_queue))
                 counts = Counter(a["type"] for a in alerts)
-                acknowledged, latency = processing.progress()  # records settled, their latency
-                view.update(feed.report.sent, acknowledged, latency, counts)
+                progress = processing.progress()
+                acknowledged = progress.settled
+                view.update(feed.report.sent, progress, counts)
                 if not feed.running:
                     deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
                     if acknowledged >= feed.report.sent or time.monotonic() > deadline:
                         break
                 time.sleep(1.0)
-            view.update(feed.report.sent, acknowledged, latency, counts, force=True)
+            view.update(feed.report.sent, progress, counts, force=True)
             view.close()
             processing.wait_archived(DRAIN_TIMEOUT_S)
             requests = processing.requests() if mode == "consumer" else None  # replicas: scraped live
@@ -138,7 +139,7 @@ class DemoSession:
             expected=feed.expected,
             sinks=self._read_sinks(sqs, alerts),
             truth=feed.truth,
-            latency=latency,
+            latency=progress.latency,
             sent=feed.report.sent,
             publish_failed=feed.report.failed,
             devices=devices,
@@ -171,11 +172,14 @@ class DemoSession:
         overrides = [] if window_s is None else [f"TumblingWindowInSeconds={window_s}"]
         config = dataclasses.replace(mapping_config(overrides), batch_size=batch_size, batching_window_s=0.5)
         mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
-        return _Processing(
-            mapping,
-            lambda: (ledger.acknowledged, ledger.latency()),
-            lambda: shim.REQUESTS.snapshot().since(before),
-        )
+
+        def requests() -> RequestCounts:
+            return shim.REQUESTS.snapshot().since(before)
+
+        def progress() -> Progress:
+            return Progress(ledger.acknowledged, ledger.latency(), requests())
+
+        return _Processing(mapping, progress, requests)
 
     def _consumers(self, count: int, file_age_ms: int | None) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
@@ -187,9 +191,10 @@ class DemoSession:
         age = "the default age" if file_age_ms is None else f"every {file_age_ms // 1000} s"
         self._log(f"{count} consumer replicas, archive files {age} per shard; their JSON logs in {log_dir}")
 
-        def progress() -> tuple[int, LatencySummary]:
+        def progress() -> Progress:
             scrape = replica_set.scrape()
-            return scrape.settled, scrape.latency()
+            detection = scrape.latency("vitalstream_detection_latency_seconds", since="device")
+            return Progress(scrape.settled, scrape.latency(), scrape.requests(), detection)
 
         def latencies() -> dict[str, LatencySummary]:
             scrape = replica_set.scrape()
@@ -243,7 +248,7 @@ class _Processing:
     def __init__(
         self,
         runner: contextlib.AbstractContextManager[Any],
-        progress: Callable[[], tuple[int, LatencySummary]],
+        progress: Callable[[], Progress],
         requests: Callable[[], RequestCounts],
         latencies: Callable[[], dict[str, LatencySummary]] = dict,
         unarchived: Callable[[], int] = lambda: 0,

@@ -22,8 +22,13 @@ def test_a_short_demo_loses_nothing_and_duplicates_no_effect(
         ["demo", "--devices", "40", "--duration", "60s", "--share", "0.1", "--report", str(report_path)]
     )
 
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
+    live = [line for line in captured.err.splitlines() if " s  sent " in line]
+    assert live, captured.err  # the live line, every 5 s when stderr is not a terminal
+    assert "detection p50 " in live[-1]
+    assert "calls/1K " in live[-1]
     report = json.loads(report_path.read_text())
     assert (report["lost"], report["duplicate_effects"]) == (0, 0)
     assert report["processed"] == report["sent"] - report["rejected"] - report["device_duplicates"]
