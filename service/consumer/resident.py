@@ -17,9 +17,11 @@ Contract with the caller (``worker.ShardConsumer``):
   file. With ``failures`` (a sink refused some devices) nothing is consumed and nothing applied: the
   same records must be given again. What did land is idempotent: alerts are put-if-absent by id, and
   the caller passes the positions of the dead letters already stored.
-- A closed file must be uploaded and checkpointed before ``process`` is called with later records.
-- Everything here is synchronous boto3 I/O: call it from worker threads. ``write_latest`` may run in
-  one thread while ``process`` runs in another; nothing else may run concurrently.
+- Closed files are uploaded and checkpointed in the order they were cut, one at a time; ``process``
+  may go on with later records meanwhile (``upload`` reads only the closed file it is given).
+- Everything here is synchronous boto3 I/O: call it from worker threads. ``write_latest`` and
+  ``upload`` may each run in a thread of their own while ``process`` runs in another; nothing else
+  may run concurrently.
 """
 
 from __future__ import annotations

@@ -14,7 +14,11 @@ files; KCL's lifecycle.
 
 Checkpoints follow archive files (``resident``): when a file is cut, its span goes into the lease
 (*prepared*, conditional on owning it), then the file and the snapshot of the states as of its last
-record are uploaded, and only then is the checkpoint written, naming that snapshot. A replica that takes
+record are uploaded, and only then is the checkpoint written, naming that snapshot. That commit runs in
+the background while the shard reads and processes on into the next file (an upload of a minute's
+records never holds back the next batch's alerts); files are committed one at a time, in order, so
+the checkpoint never passes a record whose file is not up and never runs more than one file behind
+the open one. A replica that takes
 the lease over restores the snapshot, reads from the checkpoint and cuts a prepared file again at the
 same end, so its upload lands on the same key: nothing is archived twice after a crash, a steal or a
 retry. An idle shard's file is cut when it reaches its age, so the checkpoint is never further behind
@@ -88,7 +92,11 @@ class ShardConsumer:
         self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
         self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
-        self._closed: ClosedFile | None = None  # cut, not uploaded and checkpointed yet
+        self._closed: ClosedFile | None = None  # cut, its commit not started yet
+        self._committing: asyncio.Task[None] | None = (
+            None  # the one file being prepared, uploaded, checkpointed
+        )
+        self._commit_backoff = Backoff(cap_s=pacing.backoff_cap_s)  # lease writes and uploads
         self._latest_task: asyncio.Task[bool] | None = None  # device-table writes, off the batch path
         self._checkpointed = str(held.lease.checkpoint)
         self._ended = False
@@ -112,8 +120,9 @@ class ShardConsumer:
                 return await self._finish(self._stopped())
             return await self._finish(await self._loop())
         finally:
-            if self._latest_task is not None:
-                await asyncio.wait({self._latest_task})
+            for task in (self._latest_task, self._committing):
+                if task is not None:
+                    await asyncio.wait({task})
             await self._reader.close()
             with contextlib.suppress(KeyError):
                 self._metrics.millis_behind.remove(self.shard_id)
@@ -148,9 +157,8 @@ class ShardConsumer:
                 return self._stopped()
             self._write_latest_soon()
             if self._closed is not None:
-                if not await self._wait_unfenced():
+                if not await self._wait_unfenced() or not await self._start_commit():
                     return self._stopped()
-                await self._commit()
                 continue
             if not self._pending:
                 if self._ended:
@@ -236,11 +244,26 @@ class ShardConsumer:
         self._backoff.reset()
         self._closed = step.closed
 
-    async def _commit(self) -> bool:
-        """Prepare, upload and checkpoint the cut file; False (to be called again) when a write failed
-        or the lease was lost."""
-        closed = self._closed
+    async def _start_commit(self) -> bool:
+        """Commit the cut file in the background once the file before it is committed (one at a time,
+        in order), while this shard reads and processes on; False when the lease was lost meanwhile."""
+        if self._committing is not None:
+            await self._committing
+            if self.held.lost.is_set():
+                return False
+        closed, self._closed = self._closed, None
         assert closed is not None
+        self._committing = asyncio.create_task(self._commit_until_done(closed))
+        return True
+
+    async def _commit_until_done(self, closed: ClosedFile) -> None:
+        while not await self._commit(closed):
+            if self.held.lost.is_set():
+                return
+
+    async def _commit(self, closed: ClosedFile) -> bool:
+        """Prepare, upload and checkpoint ``closed``; False (to be called again) when a write failed
+        or the lease was lost."""
         if not await self._prepare(closed.first, closed.last):
             return False
         started = time.monotonic()
@@ -248,7 +271,7 @@ class ShardConsumer:
             snapshot = await asyncio.to_thread(self._shard.upload, closed)
         except SinkError as exc:
             self._metrics.sink_errors.labels("archive").inc()
-            delay = self._backoff.next()
+            delay = self._commit_backoff.next()
             log.warning("uploading the archive file failed (%s); again in %.2f s", exc, delay)
             await self._pause(delay)
             return False
@@ -256,16 +279,19 @@ class ShardConsumer:
         if not await self._checkpoint(closed.last, snapshot):
             return False
         self._shard.committed(closed)
-        self._closed = None
-        self._backoff.reset()
-        now_ms = self._now_ms()
+        self._commit_backoff.reset()
         m = self._metrics
         m.archive_files.inc()
         m.resident_devices.labels(self.shard_id).set(self._shard.devices)
-        for record in closed.records:
-            m.archive_latency.labels("device").observe(max(now_ms - record.event_ms, 0) / 1000)
-            m.archive_latency.labels("arrival").observe(max(now_ms - record.arrival_ms, 0) / 1000)
+        # a file holds up to a minute of the shard's records: observed off the event loop
+        await asyncio.to_thread(self._observe_archived, closed, self._now_ms())
         return True
+
+    def _observe_archived(self, closed: ClosedFile, now_ms: int) -> None:
+        device, arrival = (self._metrics.archive_latency.labels(since) for since in ("device", "arrival"))
+        for record in closed.records:
+            device.observe(max(now_ms - record.event_ms, 0) / 1000)
+            arrival.observe(max(now_ms - record.arrival_ms, 0) / 1000)
 
     async def _prepare(self, first: str, last: str) -> bool:
         where = {"first_sequence": first, "last_sequence": last}
@@ -281,7 +307,7 @@ class ShardConsumer:
         except CALL_ERRORS as exc:
             code = describe(exc)
             self._metrics.throttles.labels("DynamoDB").inc()
-            delay = self._backoff.next()
+            delay = self._commit_backoff.next()
             log.warning("%s failed (%s); again in %.2f s", what, code, delay, extra=where)
             await self._pause(delay)
         return False
@@ -323,14 +349,19 @@ class ShardConsumer:
         return True
 
     async def _flush(self) -> bool:
-        """Cut and commit the open file, then write every pending device item; False when the lease
-        was lost first. Runs while stopping: a failed write is tried again until it lands."""
-        if self._closed is None:
-            self._closed = self._shard.close()
-        while self._closed is not None:
+        """Commit the file in flight, then the cut and the open ones, then write every pending device
+        item; False when the lease was lost first. Runs while stopping: a failed write is tried again
+        until it lands."""
+        if self._committing is not None:
+            await self._committing
+        pending = [file for file in (self._closed, self._shard.close()) if file is not None]
+        self._closed = None
+        for closed in pending:
             if self.held.lost.is_set():
                 return False
-            await self._commit()
+            await self._commit_until_done(closed)
+        if self.held.lost.is_set():
+            return False
         if self._latest_task is not None:
             await asyncio.wait({self._latest_task})
         while self._shard.latest_pending:

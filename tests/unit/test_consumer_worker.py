@@ -11,6 +11,7 @@ duration to pass: waits are for conditions, under a guard.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,10 +70,13 @@ def metric(metrics: ConsumerMetrics, name: str, **labels: str) -> float:
 class JournalArchive(FakeArchive):
     journal: list[str] = field(default_factory=list)
     down_for: int = 0  # uploads refused before the archive is back
+    gate: threading.Event | None = None  # when set: every upload waits until the gate opens
 
     def write_file(
         self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
     ) -> str | None:
+        if self.gate is not None:
+            self.gate.wait(GUARD_S)
         self.down = self.down_for > 0
         self.down_for = max(self.down_for - 1, 0)
         key = super().write_file(shard_id, first_sequence, arrival_ms, records)
@@ -411,6 +415,31 @@ def test_a_refused_item_write_stays_pending_and_lands_later() -> None:
         assert rig.table.checkpoints() == [records[-1].sequence_number]  # item writes never hold it
         assert rig.states.latest["watch-b"].sequence_number == records[-2].sequence_number
         assert archived(rig) == seqs(records)
+
+    arun(body())
+
+
+def test_the_next_batch_runs_while_the_cut_file_is_still_going_up() -> None:
+    async def body() -> None:
+        first, second = three_devices(2), three_devices(2, SEQ0 + 6, device_seq=2)
+        rig = make_rig([batch(first), batch(second)], policy=FilePolicy(max_records=6))
+        rig.archive.gate = threading.Event()
+        task = asyncio.create_task(rig.consumer.run())
+        processed = lambda: metric(rig.metrics, "vitalstream_records_total", outcome="processed")  # noqa: E731
+
+        # the first file is cut and its upload hangs: the second batch is read and run meanwhile
+        await eventually(lambda: processed() == 12, "the second batch processed during the upload")
+        assert rig.table.checkpoints() == []  # nothing is checkpointed before its file is up
+        assert rig.archive.objects == {}
+
+        rig.archive.gate.set()
+
+        await eventually(lambda: len(rig.table.checkpoints()) == 2, "both files committed, in order")
+        rig.consumer.request_shutdown()
+        assert await asyncio.wait_for(task, GUARD_S) is Ending.SHUTDOWN_REQUESTED
+        assert rig.table.checkpoints() == [first[-1].sequence_number, second[-1].sequence_number]
+        assert list(rig.archive.objects) == [f"{SHARD}/{r[0].sequence_number}" for r in (first, second)]
+        assert archived(rig) == seqs(first + second)
 
     arun(body())
 
