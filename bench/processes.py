@@ -43,16 +43,18 @@ class ProcessCpu:
     name: str
     samples: list[tuple[float, float]] = field(default_factory=list)
 
-    @property
-    def cores(self) -> float:
-        """Mean cores used while it was seen."""
-        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+    def cores(self, until: float = float("inf")) -> float:
+        """Mean cores used while it was seen (up to ``until``, a monotonic time)."""
+        samples = [(t, c) for t, c in self.samples if t <= until] or self.samples[:1]
+        (t0, c0), (t1, c1) = samples[0], samples[-1]
         return (c1 - c0) / max(t1 - t0, 1e-9)
 
-    def peak_cores(self, window_s: float) -> float:
-        """Cores used in its busiest stretch of ``window_s`` (consecutive windows)."""
+    def peak_cores(self, window_s: float, until: float = float("inf")) -> float:
+        """Cores used in its busiest stretch of ``window_s`` (consecutive windows, up to ``until``)."""
         peak, (t0, c0) = 0.0, self.samples[0]
         for t, c in self.samples[1:]:
+            if t > until:
+                break
             if t - t0 >= window_s:
                 peak, (t0, c0) = max(peak, (c - c0) / (t - t0)), (t, c)
         return peak
@@ -66,6 +68,7 @@ class CpuSampler:
 
     name_of: dict[bytes, str]
     interval_s: float = 1.0
+    started: float = field(default_factory=time.monotonic)
     processes: dict[int, ProcessCpu] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None

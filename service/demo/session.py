@@ -47,6 +47,7 @@ class DemoSession:
         self._shards, self._log = shards, log
         self._emulator = EmbeddedAws(engine=engine)
         self._env: dict[str, str] = {}
+        self.fleet_started: float | None = None  # monotonic time the last run's fleet began publishing
 
     def __enter__(self) -> DemoSession:
         from service.provisioning import provision_stack  # noqa: PLC0415 - reads the template
@@ -110,6 +111,7 @@ class DemoSession:
         with processing:
             # the fleet's clock starts when it starts publishing, not before the processing was ready
             start_ms = int(time.time() * 1000)
+            self.fleet_started = time.monotonic()
             scenario = demo_scenario(duration_ms, share)
             fleet = Fleet(devices, seed, start_ms, start_ms + duration_ms, scenario=scenario)
             feed = _Feed(fleet, KinesisPublisher(kinesis, stream))
