@@ -5,6 +5,11 @@ and at once when its status or open anomalies differ from what the table last go
 instead of once per batch. Writes carry the newest pending state, so a later write replaces every
 skipped one; the table's own forward-only condition keeps a device from moving backwards.
 
+A device this owner has not written yet is due at a point of its own within one interval (a phase
+from its id), not at once: every device of a shard becomes writable at the same moment (a restore,
+the first checkpoint), and writing them all then would repeat as a burst every interval. A device
+that shows an anomaly or a non-normal status is still written at once.
+
 One rule keeps takeovers exact: a device is written only once the shard's snapshot that a committed
 checkpoint names holds it (``covered``). A new owner restores that snapshot and reads a device it does
 not hold from the table; were the table ahead of the checkpoint for such a device, its replayed records
@@ -14,6 +19,7 @@ one archive file's age) for the next one.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +29,7 @@ from service.core.state import DeviceState
 
 Look = tuple[Status, tuple[AnomalyType, ...]]
 Write = tuple[DeviceState, ProcessedRecord | None]
+QUIET: Look = (Status.NORMAL, ())  # what a device not yet written is taken to show
 
 
 @dataclass(slots=True)
@@ -65,14 +72,15 @@ class LatestStateCoalescer:
             if device_id not in self._covered:
                 continue
             written = self._written_at.get(device_id)
-            if (
-                flush
-                or written is None
-                or now_ms - written >= self._interval_ms
-                or self._changed(device_id, pending.latest)
-            ):
+            if written is None:  # its first write falls due at its own phase within one interval
+                written = self._written_at[device_id] = now_ms - self._phase(device_id)
+            if flush or now_ms - written >= self._interval_ms or self._changed(device_id, pending.latest):
                 out[device_id] = (pending.state, pending.latest)
         return out
+
+    def _phase(self, device_id: str) -> int:
+        """How far into an interval a device not written yet is taken to be: spread by its id."""
+        return zlib.crc32(device_id.encode()) % self._interval_ms if self._interval_ms else 0
 
     def written(self, writes: Mapping[str, Write], now_ms: int) -> None:
         """These writes landed (or were refused as behind): drop them unless newer ones came since."""
@@ -87,4 +95,4 @@ class LatestStateCoalescer:
     def _changed(self, device_id: str, latest: ProcessedRecord | None) -> bool:
         if latest is None:
             return False
-        return self._written_look.get(device_id) != (latest.status, latest.anomalies)
+        return self._written_look.get(device_id, QUIET) != (latest.status, latest.anomalies)

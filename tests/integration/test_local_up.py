@@ -1,5 +1,5 @@
-"""The embedded emulator: bound to 127.0.0.1, no lost Kinesis writes under concurrency, and
-``vitalstream local up`` prints its environment and stops cleanly on Ctrl-C."""
+"""The embedded emulator, on either engine: bound to 127.0.0.1, no lost Kinesis writes under
+concurrency, and ``vitalstream local up`` prints its environment and stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from service.emulator import EmbeddedAws
+from service.emulator import EmbeddedAws, Engine
 
 pytestmark = pytest.mark.integration
+ENGINES = pytest.mark.parametrize("engine", list(Engine), ids=str)
 
 
-def test_concurrent_put_records_to_one_shard_lose_nothing() -> None:
-    """moto alone can give two concurrent writes the same sequence number; the lock prevents it."""
-    with EmbeddedAws() as endpoint:
+@ENGINES
+def test_concurrent_put_records_to_one_shard_lose_nothing(engine: Engine) -> None:
+    """moto alone can give two concurrent writes the same sequence number (the launcher's lock
+    prevents it); MiniStack serves every request on one event loop."""
+    with EmbeddedAws(engine=engine) as endpoint:
         assert endpoint.startswith("http://127.0.0.1:")
         kinesis = boto3.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
@@ -57,10 +60,12 @@ def test_concurrent_put_records_to_one_shard_lose_nothing() -> None:
     assert set(seen) == expected
 
 
-def test_local_up_prints_environment_and_stops_on_ctrl_c() -> None:
+@ENGINES
+def test_local_up_prints_environment_and_stops_on_ctrl_c(engine: Engine) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = ["local", "up", "--port", "0", "--stack-name", "localup", "--emulator", str(engine)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "local", "up", "--port", "0", "--stack-name", "localup"],
+        [sys.executable, "-m", "service.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -81,6 +86,7 @@ def test_local_up_prints_environment_and_stops_on_ctrl_c() -> None:
                 assert process.poll() is None, "local up exited early:\n" + "".join(output)
         text = "".join(output)
         assert "endpoint http://127.0.0.1:" in text
+        assert f"({engine})" in text
         assert "export VITALSTREAM_STREAM_NAME=vitalstream-telemetry" in text
         assert "export VITALSTREAM_ENDPOINT_URL=http://127.0.0.1:" in text
         process.send_signal(signal.SIGINT)
