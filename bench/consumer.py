@@ -4,15 +4,15 @@
     python bench/consumer.py --shards 1 4 --records 1000 --devices 100 --duration 20s   # a quick look
     python bench/consumer.py --skip-latency                      # shard scaling only
 
-(1) **Shard scaling** (``--shards``, default 1 4 16 64). Per shard count: a fresh emulator (moto
-server, its own process: every point starts from empty tables and an idle emulator, so no point pays
-for an earlier one's data or leftover work), the stack provisioned with that many shards, and the same
-``--records`` (default 4,000) telemetry records from ``--drain-devices`` (default 2,000) devices
-pre-loaded, spread over every shard by partition key. Then:
+(1) **Shard scaling** (``--shards``, default 1 4 16 64). Per shard count: a fresh embedded emulator
+(its default engine, MiniStack, in its own process: every point starts from empty tables and an idle
+emulator, so no point pays for an earlier one's data or leftover work), the stack provisioned with
+that many shards, and the same ``--records`` (default 4,000) telemetry records from
+``--drain-devices`` (default 2,000) devices pre-loaded, spread over every shard by partition key. Then:
 
 - ``read+core``: in this process, one ``PollingReader`` per shard reads every record back (aioboto3,
   the consumer's own reader) and ``decode_records`` + ``process_batch`` run on them, no sinks: the
-  consumer's ceiling without moto's DynamoDB, S3, SNS and SQS;
+  consumer's ceiling without the emulator's DynamoDB, S3, SNS and SQS;
 - one ``vitalstream consume`` process (``ReplicaSet`` with one replica, real sinks) is started and
   timed until ``vitalstream_records_total`` {processed, rejected, duplicate} reaches the records
   loaded. Printed: seconds from process start to ready, to every lease held and to drained;
@@ -26,7 +26,7 @@ thread; then up to ``--backlog-timeout`` (60 s) for the backlog. Printed: event-
 consumer's histogram (``Scrape.latency()``, bucket-interpolated), records/s, the largest backlog
 seen, whether it kept pace (run ≤ 1.1 x fleet duration and nothing left unsettled), mean
 ``vitalstream_batch_seconds`` and records per batch, and the CPU the emulator and the consumer used
-per second of the run (moto is one Python process: ≈ 1.0 is saturated). Latency is measured from
+per second of the run (the emulator is one Python process: ≈ 1.0 is saturated). Latency is measured from
 the device's own timestamp, and the simulator's device clocks are skewed by up to ±0.4 s.
 
 Then a **probe batch** per size, with the consumer stopped: the records-per-batch of that run, fresh
@@ -61,6 +61,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import boto3
 from consumer_cost import run_cost  # bench/ is on sys.path (above)
+from processes import cpu_seconds, status_kib
 
 from service.adapters.kinesis_writer import KinesisPublisher
 from service.composition import build_pipeline
@@ -88,29 +89,6 @@ TARGET_P50_MS, TARGET_P99_MS = 150, 400
 # --- processes ------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (its threads included), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def emulator_pid() -> int:
-    """The embedded emulator is a child of this process running ``service.emulator``."""
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"service.emulator" in cmdline:
-                return int(child)
-    raise RuntimeError("no embedded emulator among this process's children")
-
-
 def settings_from(env: Mapping[str, str]) -> ConsumerSettings:
     """The settings a consumer started with ``env`` reads (without touching this process's environment)."""
     return ConsumerSettings(**{k.removeprefix("VITALSTREAM_").lower(): v for k, v in env.items()})
@@ -134,7 +112,8 @@ class Stack:
         self.env = dict(result.environment) | {"VITALSTREAM_ENDPOINT_URL": endpoint}
         self.stream = self.env["VITALSTREAM_STREAM_NAME"]
         self.kinesis = boto3.client("kinesis", region_name=REGION, endpoint_url=endpoint)
-        self.emulator_pid = emulator_pid()
+        assert self.emulator.pid is not None
+        self.emulator_pid = self.emulator.pid
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -268,7 +247,7 @@ def print_drain(rows: list[DrainRow], records: int, devices: int) -> None:
     print(
         f"{'shards':>6} {'rec/shard':>10} {'read/s':>8} {'core/s':>8} {'ready s':>8} {'leases s':>9} "
         f"{'drained s':>10} {'rec/s':>6} {'leases':>7} {'batches':>8} {'batch ms':>9} "
-        f"{'RSS MiB':>8} {'peak MiB':>9} {'cpu cons':>9} {'cpu moto':>9} {'exit':>5}"
+        f"{'RSS MiB':>8} {'peak MiB':>9} {'cpu cons':>9} {'cpu emul':>9} {'exit':>5}"
     )
     for r in rows:
         drained = f"{r.drained_s:.1f}" if r.drained_s is not None else f"no ({r.settled})"
@@ -393,7 +372,7 @@ def latency_point(devices: int, shards: int, duration_ms: int, drain_timeout_s: 
         start_ms = int(time.time() * 1000)
         fleet = Fleet(devices, 1, start_ms, start_ms + duration_ms)
         feed = Feed(fleet, KinesisPublisher(stack.kinesis, stack.stream))
-        moto_cpu, consumer_cpu = cpu_seconds(stack.emulator_pid), cpu_seconds(replica.process.pid)
+        emulator_cpu, consumer_cpu = cpu_seconds(stack.emulator_pid), cpu_seconds(replica.process.pid)
         started = time.monotonic()
         feed.thread.start()
         scrape = Scrape([])
@@ -409,7 +388,7 @@ def latency_point(devices: int, shards: int, duration_ms: int, drain_timeout_s: 
                 break
         row.run_s = time.monotonic() - started
         row.fleet_s = duration_ms / 1000
-        row.emulator_cores = (cpu_seconds(stack.emulator_pid) - moto_cpu) / row.run_s
+        row.emulator_cores = (cpu_seconds(stack.emulator_pid) - emulator_cpu) / row.run_s
         row.consumer_cores = (cpu_seconds(replica.process.pid) - consumer_cpu) / row.run_s
         row.sent, row.settled = feed.report.sent, scrape.settled
         latency = scrape.latency()
@@ -433,7 +412,7 @@ def print_latency(rows: list[LatencyRow], duration_ms: int) -> None:
     )
     print(
         f"{'devices':>7} {'ev/s':>5} {'sent':>6} {'settled':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-        f"{'backlog':>8} {'run s':>6} {'batches':>8} {'rec/batch':>9} {'batch ms':>9} {'moto cpu':>9} "
+        f"{'backlog':>8} {'run s':>6} {'batches':>8} {'rec/batch':>9} {'batch ms':>9} {'emul cpu':>9} "
         f"{'cons cpu':>9}  kept pace"
     )
     for r in rows:
@@ -483,7 +462,9 @@ def main() -> int:
     parser.add_argument("--cost-duration", default="600s")
     args = parser.parse_args()
     use_emulator_credentials()
-    print(f"VitalStream consumer bench on the embedded emulator (moto), {os.cpu_count()} cores", flush=True)
+    print(
+        f"VitalStream consumer bench on the embedded emulator (MiniStack), {os.cpu_count()} cores", flush=True
+    )
     if args.cost:
         run_cost(args.baseline, args.cost_devices, parse_duration_ms(args.cost_duration))
         return 0

@@ -100,7 +100,7 @@ def main() -> int:
         for round_no in range(1, args.rounds + 1):  # alternate, so drift hits both alike
             seconds["update"].append(update_item(store, args.devices, round_no))
             seconds["batch"].append(batch_write(clients["batch"], table, args.devices, round_no))
-    print(f"{args.devices} device items x {args.rounds} rounds on the embedded emulator (moto)")
+    print(f"{args.devices} device items x {args.rounds} rounds on the embedded emulator")
     print(f"{'':34}{'calls':>8}{'item writes':>13}{'median s':>10}{'items/s':>9}")
     labels = {"update": "conditional UpdateItem (shipped)", "batch": "BatchWriteItem x25, unconditional"}
     for name, label in labels.items():

@@ -63,11 +63,16 @@ def _position_of(records: list[dict[str, Any]], it_type: str, seq: str, at_ts: A
 
 def _sweep_iterators() -> None:
     """MiniStack's sweep of expired shard iterators, at most every ``ITERATOR_SWEEP_S``."""
+    _sweep_if_due(time.monotonic())
+
+
+def _sweep_if_due(now: float) -> bool:
     global _last_sweep  # noqa: PLW0603 - the sweep's own clock
-    now = time.monotonic()
-    if now - _last_sweep >= ITERATOR_SWEEP_S:
-        _last_sweep = now
-        _original_expire_iterators()
+    if now - _last_sweep < ITERATOR_SWEEP_S:
+        return False
+    _last_sweep = now
+    _original_expire_iterators()
+    return True
 
 
 def _freeze_survivors() -> None:

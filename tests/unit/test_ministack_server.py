@@ -70,3 +70,15 @@ def test_sequence_positions_are_the_ones_a_scan_finds(count: int, offset: int, i
 
 def test_other_iterator_types_are_left_to_ministack() -> None:
     assert ministack_server._position_of([], "LATEST", "", None) is None  # what the scan stand-in answers
+
+
+def test_expired_iterators_are_swept_at_most_every_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    sweeps: list[None] = []
+    monkeypatch.setattr(
+        ministack_server, "_original_expire_iterators", lambda: sweeps.append(None), raising=False
+    )
+    monkeypatch.setattr(ministack_server, "_last_sweep", 0.0)
+    start = 1_000.0
+    swept = [ministack_server._sweep_if_due(start + at) for at in (0.0, 0.5, 9.9, 10.0, 10.1, 25.0)]
+    assert swept == [True, False, False, True, False, True]
+    assert len(sweeps) == 3
