@@ -142,8 +142,11 @@ def print_table(rows: list[Row], file_age_ms: int) -> None:
             f"{row.mode:<9}{row.devices:>8,}{r.sent / row.duration_s:>9,.0f}{r.duration_s:>7.0f}{r.lost:>6}"
             f"{r.duplicate_effects:>5}{d50:>11}{d99:>7}{a50:>12}{a99:>8}{ms(r.latency.p99_ms):>10}  {cpus}"
         )
-        verdict, calls = row.verdict(file_age_ms), r.aws_calls_per_1k
-        print(f"{'':<9}{verdict}; {r.alert_messages} alerts, {calls:.1f} calls per 1K records")
+        verdict, calls, writes = row.verdict(file_age_ms), r.aws_calls_per_1k, r.dynamodb_item_writes_per_1k
+        print(
+            f"{'':<9}{verdict}; {r.alert_messages} alerts; per 1K records: {calls:.1f} calls, "
+            f"{sum(writes.values()):.1f} DynamoDB item writes, {r.s3_puts_per_1k:.2f} S3 PUTs"
+        )
     sustained = [
         row.devices for row in rows if row.mode == "lambda" and row.verdict(file_age_ms) == "sustained"
     ]
