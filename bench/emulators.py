@@ -53,8 +53,8 @@ from service.adapters._s3_put import put_if_absent
 from service.adapters.sns_alerts import _history_item
 from service.core import Alert, AnomalyType, Severity
 from service.core.records import padded_sequence
-from service.demo.replicas import free_port
 from service.emulator import use_emulator_credentials
+from service.emulators import free_port
 from service.emulators.ministack import SERVER as MINISTACK_SERVER
 from tests.unit.builders import SEQ0, records, run, telemetry
 

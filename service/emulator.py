@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from service.emulators.ministack import MiniStackServer
+from service.emulators.ministack import unavailable_reason as ministack_unavailable
 
 EMULATOR_KEY = "testing"  # an emulator accepts any credentials; this one is not a secret
 
@@ -111,6 +112,14 @@ class Engine(StrEnum):
 
     MINISTACK = "ministack"  # the default: chosen by bench/emulators.py (docs/performance.md)
     MOTO = "moto"
+
+
+def emulator_missing(engine: Engine) -> str | None:
+    """Why ``engine`` cannot start here (None: it can), naming what to install or choose instead."""
+    if engine is Engine.MINISTACK:
+        reason = ministack_unavailable()
+        return None if reason is None else f"{reason}; or run with --emulator moto"
+    return None
 
 
 class EmbeddedAws:

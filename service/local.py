@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from service.emulator import Engine
+from service.emulator import Engine, emulator_missing
 
 NAME = "local"
 HELP = "Run AWS locally: `local up` starts the embedded emulator and provisions the stack."
@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         params = parse_params(args.param)
     except ValueError as exc:
         print(f"vitalstream local up: {exc}", file=sys.stderr)
+        return 2
+    missing = emulator_missing(Engine(args.emulator))
+    if missing is not None:
+        print(f"vitalstream local up: {missing}", file=sys.stderr)
         return 2
     stop = threading.Event()
     restore = _on_signals(stop)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from service.cli_args import duration_ms, positive_int
-from service.emulator import Engine
+from service.emulator import Engine, emulator_missing
 
 NAME = "demo"
 HELP = "run the whole pipeline on the embedded AWS emulator with a simulated fleet, then report"
@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from service.emulator import use_emulator_credentials  # noqa: PLC0415 - heavy imports when running
 
+    missing = emulator_missing(Engine(args.emulator))
+    if missing is not None:
+        print(f"vitalstream demo: {missing}", file=sys.stderr)
+        return 2
     use_emulator_credentials()
     from service.demo.session import DemoSession  # noqa: PLC0415 - heavy imports only when running
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.accounting import RequestCounts
 from service.demo.ledger import LatencySummary
+from service.emulators import free_port
 
 
 @dataclass
@@ -235,9 +235,3 @@ def histogram_summary(cumulative: Mapping[float, float]) -> LatencySummary:
         return lower_bound * 1000
 
     return LatencySummary(count, quantile(0.50), quantile(0.95), quantile(0.99))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -9,19 +9,20 @@ shard or item never race (moto's do). It lives in its own virtual environment, `
 names another ``ministack`` executable.
 
 The child runs ``ministack_server.py`` (beside this file) with MiniStack's interpreter: it mends the
-measured Kinesis defect described there, then serves. Its one listener binds 127.0.0.1
+measured defects described there, then serves. Its one listener binds 127.0.0.1
 (``BIND_HOST``); the IoT MQTT and SFTP listeners, which would bind every interface, stay closed.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from service.emulators import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).with_name("ministack_server.py")
@@ -59,7 +60,7 @@ class MiniStackServer:
         reason = unavailable_reason()
         if reason is not None:
             raise MiniStackMissingError(reason)
-        port = self._port or _free_port()
+        port = self._port or free_port()
         workdir = self._log_dir or Path(tempfile.mkdtemp(prefix="vitalstream-ministack-"))
         env = os.environ | {
             "BIND_HOST": "127.0.0.1",
@@ -111,9 +112,3 @@ def _answers(endpoint: str) -> bool:
             return True
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
