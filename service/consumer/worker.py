@@ -93,9 +93,8 @@ class ShardConsumer:
         self._pending: list[KinesisRecord] = []
         self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
         self._closed: ClosedFile | None = None  # cut, its commit not started yet
-        self._committing: asyncio.Task[None] | None = (
-            None  # the one file being prepared, uploaded, checkpointed
-        )
+        # the one file being prepared, uploaded and checkpointed, in the background
+        self._committing: asyncio.Task[None] | None = None
         self._commit_backoff = Backoff(cap_s=pacing.backoff_cap_s)  # lease writes and uploads
         self._latest_task: asyncio.Task[bool] | None = None  # device-table writes, off the batch path
         self._checkpointed = str(held.lease.checkpoint)
