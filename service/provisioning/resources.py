@@ -282,12 +282,15 @@ def _event_source_mapping(r: Reconciler, logical_id: str, props: dict[str, Any])
         return
     wanted = {key: int(props[key]) if key in _MAPPING_NUMBERS else props[key] for key in differ}
     lambda_.update_event_source_mapping(UUID=mappings[0]["UUID"], **wanted)
-    still = _mapping_differences(lambda_.get_event_source_mapping(UUID=mappings[0]["UUID"]), props)
+    now = lambda_.get_event_source_mapping(UUID=mappings[0]["UUID"])
+    still = _mapping_differences(now, props)
     if set(differ) - set(still):
         r._changed(logical_id, f"{', '.join(k for k in differ if k not in still)} set through the Lambda API")
     for key in still:
+        if key in now:  # the endpoint holds the setting, at another value: that is a failure
+            r._fail(logical_id, f"{key} is {now[key]!r}, the template says {props[key]!r}")
         # MiniStack's mappings have no TumblingWindowInSeconds at all (CloudFormation and the API alike);
-        # an endpoint that cannot hold a setting is reported, as moto's missing Architectures are
+        # an endpoint that does not hold a setting is reported, as moto's missing Architectures are
         r.warnings.append(f"{logical_id}: endpoint does not report {key}={props[key]} for the mapping")
 
 
