@@ -11,7 +11,9 @@ Contract:
 - ``processed.jsonl``, ``alerts.jsonl`` and ``rejects.jsonl`` are (re)written in ``out_dir``. A reject
   line is the dead-letter body (``Reject.to_dict``) plus ``"line"``. No payload makes replay fail.
 - ``processedAt`` and the records' arrival time come from ``clock`` (epoch seconds), read once per
-  batch: the core itself reads no clock.
+  batch: the core itself reads no clock. A line dated more than the detection config's
+  ``max_future_skew_ms`` after that clock is rejected (``timestamp_in_future``); the backfill
+  horizon is not applied, since a replayed file is history by definition.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -113,7 +115,7 @@ def replay(
         (out_dir / REJECTS_FILE).open("wb") as rejects_out,
     ):
         session = _Session(
-            detector=detector,
+            detector=Detector(replace(detector.config, backfill_horizon_ms=0)),
             shard_id=shard_id,
             clock=clock,
             processed_out=processed_out,

@@ -10,6 +10,10 @@ Two layers, both deterministic:
   device restart. Without ``seq``, the same timestamp as the last sample is a DUPLICATE and an
   earlier one is LATE. A LATE sample is archived (flagged ``outOfOrder``) but does not move the
   detectors, whose windows run forward in event time only.
+
+Every step is O(1) in time and in the state's size, whatever the counters: a jump ahead by more than
+the window starts an empty window (nothing below the new counter is known), and a counter far below
+the window (a reset or a wrap) is never turned into a shift.
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ def admit(state: DeviceState, device_seq: int | None, t: int, window: int) -> Ad
         return _by_time(state, t)
     ahead = device_seq - state.device_seq
     if ahead > 0:
-        state.seq_window = ((state.seq_window << ahead) | (1 << (ahead - 1))) & ((1 << window) - 1)
+        if ahead <= window:
+            state.seq_window = ((state.seq_window << ahead) | (1 << (ahead - 1))) & ((1 << window) - 1)
+        else:  # the previous counter falls outside the window: nothing below the new one is known
+            state.seq_window = 0
         state.device_seq = device_seq
         return Admission.NEW if state.last_event_ms == NONE or t > state.last_event_ms else Admission.LATE
     if ahead == 0:
         return Admission.DUPLICATE
-    bit = 1 << (-ahead - 1)
     if -ahead <= window:
+        bit = 1 << (-ahead - 1)
         if state.seq_window & bit:
             return Admission.DUPLICATE
         state.seq_window |= bit

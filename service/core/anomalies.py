@@ -56,6 +56,41 @@ STATUS_PRIORITY: tuple[AnomalyType, ...] = (
 )
 
 
+_DAY_MS = 86_400_000
+_BPM = (1, 300)
+_WINDOW_MS = (1_000, _DAY_MS)  # a sustain, hold or clear window: one second to one day
+# Each setting's accepted range, inclusive. Half-lives are divisors (≥ 1); ``seq_window`` sizes an
+# integer bitmap that every sample with a ``seq`` shifts.
+_LIMITS: dict[str, tuple[float, float]] = {
+    "high_heart_rate_bpm": _BPM,
+    "tachycardia_bpm": _BPM,
+    "tachycardia_sustain_ms": _WINDOW_MS,
+    "bradycardia_bpm": _BPM,
+    "bradycardia_sustain_ms": _WINDOW_MS,
+    "low_spo2_pct": (50, 100),
+    "low_spo2_sustain_ms": _WINDOW_MS,
+    "no_reading_sustain_ms": _WINDOW_MS,
+    "flat_reading_sustain_ms": _WINDOW_MS,
+    "spike_sigma": (0.5, 100.0),
+    "spike_min_delta_bpm": _BPM,
+    "spike_sustain_ms": _WINDOW_MS,
+    "baseline_half_life_ms": (60_000, 30 * _DAY_MS),
+    "baseline_warmup_samples": (1, 100_000),
+    "baseline_min_sd_bpm": (0.1, 100.0),
+    "rest_steps_per_min": (0.0, 1_000.0),
+    "movement_hold_ms": (0, _DAY_MS),
+    "active_steps_per_min": (1.0, 1_000.0),
+    "activity_half_life_ms": (1_000, _DAY_MS),
+    "recovery_ratio": (0.0, 100.0),
+    "recovery_ms": (0, _DAY_MS),
+    "clear_ms": _WINDOW_MS,
+    "max_gap_ms": _WINDOW_MS,
+    "seq_window": (1, 1_024),
+    "max_future_skew_ms": (0, _DAY_MS),
+    "backfill_horizon_ms": (0, 366 * _DAY_MS),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class DetectionConfig:
     """Thresholds and windows. Windows are in event time (the device's timestamps), milliseconds.
@@ -98,6 +133,14 @@ class DetectionConfig:
     clear_ms: int = 60_000
     max_gap_ms: int = 60_000
     seq_window: int = 64
+    max_future_skew_ms: int = 300_000
+    backfill_horizon_ms: int = 7 * _DAY_MS
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"detection setting {name}={value!r} is outside {low}..{high}")
 
 
 DEFAULT_CONFIG = DetectionConfig()

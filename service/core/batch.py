@@ -8,6 +8,10 @@ Contract (both modes rely on it):
   records are reported in ``failed`` and will be redelivered. Other devices proceed.
 - Records already applied (at or below the device's last stream position) are skipped, so a
   redelivered batch yields no processed records, no alerts and unchanged states.
+- A sample whose event time is implausible for its Kinesis arrival time (``DetectionConfig``'s
+  ``max_future_skew_ms`` ahead, ``backfill_horizon_ms`` behind; an arrival time of 0 is unknown and
+  not checked) is rejected before it touches its device's state. A sample whose processing raises is
+  rejected with ``processing_error`` and its device's detectors start afresh: the batch goes on.
 - ``item_failures`` turns the devices whose sink writes failed into the sequence numbers to report:
   each failed device's first record in the batch, so none of its later records count as done.
 """
@@ -19,9 +23,9 @@ from dataclasses import dataclass, field
 
 from service.core.admission import Admission, admit
 from service.core.anomalies import STATUS_PRIORITY, Alert, AnomalyType, Status
-from service.core.decode import DecodedBatch
+from service.core.decode import DecodedBatch, Sample, processing_error
 from service.core.detection import Detector
-from service.core.records import ProcessedRecord, Reject, iso_ms
+from service.core.records import KinesisRecord, ProcessedRecord, Reject, RejectReason, iso_ms
 from service.core.state import DeviceState
 
 
@@ -62,20 +66,22 @@ def process_batch(
     observe = detector.observe
     processed_at = iso_ms(now_ms)
     window = detector.config.seq_window
+    skew, horizon = detector.config.max_future_skew_ms, detector.config.backfill_horizon_ms
     for sample in batch.samples:
         telemetry = sample.telemetry
         device_id = telemetry.deviceId
         record = sample.record
+        t = sample.event_ms
+        arrival = record.arrival_ms
+        if arrival > 0 and (t - arrival > skew or (horizon and arrival - t > horizon)):
+            result.rejects.append(_out_of_bounds(sample, skew, horizon))
+            continue
         state = working.get(device_id)
         if state is None:
             if device_id in unavailable:
                 failed.append(record.sequence_number)
                 continue
-            prior = states.get(device_id)
-            state = DeviceState() if prior is None else prior.clone()
-            working[device_id] = state
-            if state.last_sequence and state.last_shard == record.shard_id:
-                positions[device_id] = (int(state.last_sequence), state.last_sub_sequence)
+            state = working[device_id] = _working_copy(device_id, states.get(device_id), record, positions)
         sub = sample.sub or 0
         position = (int(record.sequence_number), sub)
         last = positions.get(device_id)
@@ -88,22 +94,24 @@ def process_batch(
             record.sequence_number,
             sub,
         )
-        t = sample.event_ms
-        admission = admit(state, telemetry.seq, t, window)
-        if admission is Admission.DUPLICATE:
-            result.duplicates += 1
+        try:
+            admission = admit(state, telemetry.seq, t, window)
+            if admission is Admission.DUPLICATE:
+                result.duplicates += 1
+                continue
+            heart_rate = telemetry.heartRate
+            if admission is Admission.NEW:
+                anomalies = observe(state, device_id, t, heart_rate, telemetry.steps, telemetry.spo2, alerts)
+            else:
+                anomalies = state.open_anomalies()
+        except Exception as exc:
+            result.rejects.append(_failed(sample, exc))
+            working[device_id] = _detectors_reset(state)
             continue
-        heart_rate = telemetry.heartRate
-        if admission is Admission.NEW:
-            anomalies = observe(state, device_id, t, heart_rate, telemetry.steps, telemetry.spo2, alerts)
-        else:
-            anomalies = state.open_anomalies()
         if heart_rate > high_bpm:
             status = Status.HIGH_HEART_RATE
-        elif anomalies:
-            status = _most_urgent(anomalies)
-        else:
-            status = Status.NORMAL
+        else:  # the common case (nothing open) costs no call
+            status = _status(anomalies) if anomalies else Status.NORMAL
         processed.append(
             ProcessedRecord(
                 sample.raw,
@@ -131,6 +139,66 @@ def process_batch(
     return result
 
 
+def _working_copy(
+    device_id: str,
+    prior: DeviceState | None,
+    record: KinesisRecord,
+    positions: dict[str, tuple[int, int]],
+) -> DeviceState:
+    """The batch's own copy of a device's state, its stream position noted in ``positions``."""
+    if prior is None:
+        return DeviceState()
+    if prior.last_sequence and prior.last_shard == record.shard_id:
+        positions[device_id] = (int(prior.last_sequence), prior.last_sub_sequence)
+    return prior.clone()
+
+
+def _out_of_bounds(sample: Sample, skew: int, horizon: int) -> Reject:
+    """The reject of a sample whose event time is implausible for its arrival time. The device's
+    state is untouched, so one such sample never moves its clock (nor silences what follows)."""
+    ahead = sample.event_ms - sample.record.arrival_ms
+    if ahead > skew:
+        reason = RejectReason.TIMESTAMP_IN_FUTURE
+        detail = f"timestamp is {ahead} ms ahead of its arrival; at most {skew} ms is accepted"
+    else:
+        reason = RejectReason.TIMESTAMP_TOO_OLD
+        detail = f"timestamp is {-ahead} ms before its arrival; the backfill horizon is {horizon} ms"
+    return _sample_reject(sample, reason, "timestamp", detail)
+
+
+def _failed(sample: Sample, exc: Exception) -> Reject:
+    why = processing_error(exc)
+    return _sample_reject(sample, why.reason, why.field, why.detail)
+
+
+def _sample_reject(sample: Sample, reason: RejectReason, field_name: str | None, detail: str) -> Reject:
+    record = sample.record
+    return Reject(
+        data=sample.raw,
+        shard_id=record.shard_id,
+        sequence_number=record.sequence_number,
+        sub_sequence_number=sample.sub,
+        arrival_ms=record.arrival_ms,
+        reason=reason,
+        field=field_name,
+        detail=detail,
+        device_id=sample.telemetry.deviceId,
+    )
+
+
+def _detectors_reset(state: DeviceState) -> DeviceState:
+    """After a sample's processing raised: keep where the device stands in the stream and in its
+    counter and clock, start its detectors afresh (whatever the failure left half-done is dropped)."""
+    return DeviceState(
+        last_shard=state.last_shard,
+        last_sequence=state.last_sequence,
+        last_sub_sequence=state.last_sub_sequence,
+        last_event_ms=state.last_event_ms,
+        device_seq=state.device_seq,
+        seq_window=state.seq_window,
+    )
+
+
 def _same_position(state: DeviceState, prior: DeviceState | None) -> bool:
     return (
         prior is not None
@@ -140,7 +208,10 @@ def _same_position(state: DeviceState, prior: DeviceState | None) -> bool:
     )
 
 
-def _most_urgent(anomalies: tuple[AnomalyType, ...]) -> Status:
+def _status(anomalies: tuple[AnomalyType, ...]) -> Status:
+    """The most urgent open anomaly, NORMAL when none is open."""
+    if not anomalies:
+        return Status.NORMAL
     for kind in STATUS_PRIORITY:
         if kind in anomalies:
             return Status(kind.value)

@@ -1,15 +1,17 @@
-"""Kinesis records → validated samples and rejects. Never raises on any payload."""
+"""Kinesis records → validated samples and rejects. Never raises on any payload: a record whose
+decoding raises anyway is refused with ``processing_error`` (a safety net the property tests keep
+unused), so no record can block its shard."""
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
 from service.core.kpl import KPL_MAGIC, AggregateError, deaggregate
-from service.core.records import KinesisRecord, Reject, RejectReason
+from service.core.records import EVENT_MS_MAX, EVENT_MS_MIN, KinesisRecord, Reject, RejectReason
 from service.core.telemetry import (
     TELEMETRY_DECODER,
     Telemetry,
@@ -51,22 +53,49 @@ def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] =
     decode = TELEMETRY_DECODER.decode
     for record, data, sub in _payloads(records, refused):
         try:
-            telemetry = decode(data)
-        except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError
-            refused.append(_reject(record, sub, explain(data), data))
+            sample = _sample(record, data, sub, decode, event_ms_of)
+        except Exception as exc:
+            refused.append(_reject(record, sub, processing_error(exc), data))
             continue
-        not_utf8 = utf8_violation(data)  # in a field the decoder skipped
-        if not_utf8 is not None:
-            refused.append(_reject(record, sub, not_utf8, data))
+        if isinstance(sample, Violation):
+            refused.append(_reject(record, sub, sample, data))
             continue
-        event_ms = event_ms_of(telemetry.timestamp)
-        if event_ms is None:
-            refused.append(_reject(record, sub, _bad_timestamp(telemetry.deviceId), data))
-            continue
-        if telemetry.deviceId not in first:
-            first[telemetry.deviceId] = record.sequence_number
-        samples.append(Sample(telemetry, data, event_ms, record, sub))
+        if sample.telemetry.deviceId not in first:
+            first[sample.telemetry.deviceId] = record.sequence_number
+        samples.append(sample)
     return DecodedBatch(samples, refused, first)
+
+
+def _sample(
+    record: KinesisRecord,
+    data: bytes,
+    sub: int | None,
+    decode: Callable[[bytes], Telemetry],
+    event_ms_of: Callable[[str], int | None],
+) -> Sample | Violation:
+    try:
+        telemetry = decode(data)
+    except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError
+        return explain(data)
+    not_utf8 = utf8_violation(data)  # in a field the decoder skipped
+    if not_utf8 is not None:
+        return not_utf8
+    event_ms = event_ms_of(telemetry.timestamp)
+    if event_ms is None:
+        return _bad_timestamp(telemetry.deviceId)
+    if not EVENT_MS_MIN <= event_ms <= EVENT_MS_MAX:
+        return Violation(
+            RejectReason.TIMESTAMP_OUT_OF_RANGE,
+            "timestamp",
+            "timestamp must fall between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in UTC",
+            telemetry.deviceId,
+        )
+    return Sample(telemetry, data, event_ms, record, sub)
+
+
+def processing_error(exc: Exception) -> Violation:
+    """The reason for a record whose processing raised: the exception's type and (cut) message."""
+    return Violation(RejectReason.PROCESSING_ERROR, None, f"{type(exc).__name__}: {exc}"[:200])
 
 
 def _payloads(
@@ -83,6 +112,9 @@ def _payloads(
             users = deaggregate(data)
         except AggregateError as exc:
             refused.append(_reject(record, None, Violation(RejectReason.INVALID_AGGREGATE, None, str(exc))))
+            continue
+        except Exception as exc:
+            refused.append(_reject(record, None, processing_error(exc)))
             continue
         for sub, user in enumerate(users):
             yield record, user.data, sub

@@ -14,6 +14,10 @@ import msgspec
 from service.core.anomalies import AnomalyType, Status
 
 SEQUENCE_DIGITS = 40  # a 128-bit number has at most 39 decimal digits
+# The event times the core represents, in epoch ms: 1970-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z.
+# Every one of them formats back (``iso_ms``); negative times would also collide with the state's NONE.
+EVENT_MS_MIN = 0
+EVENT_MS_MAX = 253_402_300_799_999
 
 
 def padded_sequence(sequence_number: str) -> str:
@@ -53,6 +57,10 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     INVALID_DEVICE_ID = "invalid_device_id"
     INVALID_TIMESTAMP = "invalid_timestamp"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"  # before 1970 or after 9999 in UTC
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"  # ahead of its Kinesis arrival by more than the skew
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"  # behind its Kinesis arrival by more than the horizon
+    PROCESSING_ERROR = "processing_error"  # processing it raised: a safety net, never a habit
     DEVICE_ID_MISMATCH = "device_id_mismatch"  # the bridge: payload deviceId differs from the topic's
 
 
@@ -189,6 +197,7 @@ def latest_in_order(records: Iterable[ProcessedRecord]) -> dict[str, ProcessedRe
 
 
 def iso_ms(epoch_ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-28T02:31:24.123Z``."""
+    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-28T02:31:24.123Z``; defined for every
+    ``EVENT_MS_MIN <= epoch_ms <= EVENT_MS_MAX`` (the decoder rejects any other event time)."""
     seconds, millis = divmod(epoch_ms, 1000)
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"

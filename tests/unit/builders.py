@@ -19,6 +19,8 @@ from service.core import (
     iso_ms,
     process_batch,
 )
+from service.core.records import EVENT_MS_MAX
+from service.core.telemetry import parse_rfc3339_ms
 
 T0 = 1_795_831_200_000  # 2026-11-28T02:00:00Z
 SHARD = "shardId-000000000000"
@@ -44,9 +46,34 @@ _WOBBLE = (0, 1, -1, 2, -2, 1, 0, -1)
 OMIT: Any = _OMIT
 
 
-def record(payload: bytes | Mapping[str, Any], seq: int, shard: str = SHARD) -> KinesisRecord:
+def record(
+    payload: bytes | Mapping[str, Any], seq: int, shard: str = SHARD, arrival_ms: int | None = None
+) -> KinesisRecord:
+    """A record that arrived at ``arrival_ms``: by default when its sample was taken (a device on time),
+    or at T0 when the payload has no valid timestamp."""
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return KinesisRecord(data, shard, str(seq), T0)
+    if arrival_ms is None:
+        stamp = _timestamp_of(payload)
+        taken = _event_ms(stamp)
+        arrival_ms = taken if taken is not None and 0 <= taken <= EVENT_MS_MAX else T0
+    return KinesisRecord(data, shard, str(seq), arrival_ms)
+
+
+def _event_ms(stamp: object) -> int | None:
+    try:
+        return parse_rfc3339_ms(stamp) if isinstance(stamp, str) else None
+    except ValueError:  # a lone surrogate the test put there on purpose
+        return None
+
+
+def _timestamp_of(payload: bytes | Mapping[str, Any]) -> object:
+    if isinstance(payload, Mapping):
+        return payload.get("timestamp")
+    try:
+        decoded = json.loads(payload)
+    except ValueError:
+        return None
+    return decoded.get("timestamp") if isinstance(decoded, dict) else None
 
 
 def records(payloads: Iterable[bytes | Mapping[str, Any]], first_seq: int = SEQ0) -> list[KinesisRecord]:

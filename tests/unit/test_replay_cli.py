@@ -121,9 +121,9 @@ def test_processed_at_comes_from_the_injected_clock(tmp_path: Path) -> None:
     source.write_text(
         '{"deviceId":"d1","timestamp":"2026-11-28T02:00:00.000Z","heartRate":70,"steps":0,"extra":"kept"}\n'
     )
-    summary = replay(source, tmp_path / "out", Detector(DEFAULT_CONFIG), clock=lambda: 1_795_000_000.5)
+    summary = replay(source, tmp_path / "out", Detector(DEFAULT_CONFIG), clock=lambda: 1_796_000_000.5)
     [record] = _jsonl(tmp_path / "out" / "processed.jsonl")
-    assert record["processedAt"] == "2026-11-18T11:06:40.500Z"
+    assert record["processedAt"] == "2026-11-30T00:53:20.500Z"
     assert record["extra"] == "kept"
     assert (summary.records, summary.processed, summary.rejected.total()) == (1, 1, 0)
 
