@@ -62,17 +62,12 @@ def process_batch(
     working = result.states
     positions: dict[str, tuple[int, int]] = {}
     processed, alerts, failed = result.processed, result.alerts, result.failed
-    high_bpm = detector.config.high_heart_rate_bpm
-    observe = detector.observe
-    processed_at = iso_ms(now_ms)
-    window = detector.config.seq_window
-    skew, horizon = detector.config.max_future_skew_ms, detector.config.backfill_horizon_ms
+    observe, processed_at, cfg = detector.observe, iso_ms(now_ms), detector.config
+    high_bpm, window = cfg.high_heart_rate_bpm, cfg.seq_window
+    skew, horizon = cfg.max_future_skew_ms, cfg.backfill_horizon_ms
     for sample in batch.samples:
-        telemetry = sample.telemetry
-        device_id = telemetry.deviceId
-        record = sample.record
-        t = sample.event_ms
-        arrival = record.arrival_ms
+        telemetry, record, t = sample.telemetry, sample.record, sample.event_ms
+        device_id, arrival = telemetry.deviceId, record.arrival_ms
         if arrival > 0 and (t - arrival > skew or (horizon and arrival - t > horizon)):
             result.rejects.append(_out_of_bounds(sample, skew, horizon))
             continue
