@@ -7,9 +7,11 @@ Two layers, both deterministic:
   numbers are compared as integers.
 - Device order: with ``seq``, a sliding window of the last ``seq_window`` counters tells a repeat
   (DUPLICATE) from a late arrival (LATE); a counter far below the window on a newer timestamp is a
-  device restart. Without ``seq``, the same timestamp as the last sample is a DUPLICATE and an
-  earlier one is LATE. A LATE sample is archived (flagged ``outOfOrder``) but does not move the
-  detectors, whose windows run forward in event time only.
+  device restart, and a newer counter on a clock more than ``clock_step_ms`` older than the last
+  sample is a clock that stepped back: the device's detectors restart on the new clock instead of
+  treating everything until the clock catches up as LATE. Without ``seq``, the same timestamp as
+  the last sample is a DUPLICATE and an earlier one is LATE. A LATE sample is archived (flagged
+  ``outOfOrder``) but does not move the detectors, whose windows run forward in event time only.
 
 Every step is O(1) in time and in the state's size, whatever the counters: a jump ahead by more than
 the window starts an empty window (nothing below the new counter is known), and a counter far below
@@ -35,7 +37,7 @@ def is_redelivery(state: DeviceState, shard_id: str, position: tuple[int, int]) 
     return position <= (int(state.last_sequence), state.last_sub_sequence)
 
 
-def admit(state: DeviceState, device_seq: int | None, t: int, window: int) -> Admission:
+def admit(state: DeviceState, device_seq: int | None, t: int, window: int, clock_step_ms: int) -> Admission:
     """Classify one sample and record its device ``seq`` in the state's window."""
     if device_seq is None or state.device_seq == NONE:
         if device_seq is not None:
@@ -48,7 +50,12 @@ def admit(state: DeviceState, device_seq: int | None, t: int, window: int) -> Ad
         else:  # the previous counter falls outside the window: nothing below the new one is known
             state.seq_window = 0
         state.device_seq = device_seq
-        return Admission.NEW if state.last_event_ms == NONE or t > state.last_event_ms else Admission.LATE
+        if state.last_event_ms == NONE or t > state.last_event_ms:
+            return Admission.NEW
+        if state.last_event_ms - t > clock_step_ms:  # a newer counter on a much older clock
+            state.restart_clock()
+            return Admission.NEW
+        return Admission.LATE
     if ahead == 0:
         return Admission.DUPLICATE
     if -ahead <= window:

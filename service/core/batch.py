@@ -63,7 +63,7 @@ def process_batch(
     positions: dict[str, tuple[int, int]] = {}
     processed, alerts, failed = result.processed, result.alerts, result.failed
     observe, processed_at, cfg = detector.observe, iso_ms(now_ms), detector.config
-    high_bpm, window = cfg.high_heart_rate_bpm, cfg.seq_window
+    high_bpm, window, clock_step = cfg.high_heart_rate_bpm, cfg.seq_window, cfg.max_gap_ms
     skew, horizon = cfg.max_future_skew_ms, cfg.backfill_horizon_ms
     for sample in batch.samples:
         telemetry, record, t = sample.telemetry, sample.record, sample.event_ms
@@ -90,7 +90,7 @@ def process_batch(
             sub,
         )
         try:
-            admission = admit(state, telemetry.seq, t, window)
+            admission = admit(state, telemetry.seq, t, window, clock_step)
             if admission is Admission.DUPLICATE:
                 result.duplicates += 1
                 continue

@@ -102,6 +102,14 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     def clone(self) -> DeviceState:
         return msgspec.structs.replace(self)  # shallow is whole: episodes are immutable
 
+    def restart_clock(self) -> None:
+        """Forget everything measured in event time (the clock it was measured on is gone): episodes,
+        the flat-reading run, activity and the last sample's time. The resting baseline, in bpm,
+        stays; the stream position and the device counter are the caller's."""
+        self.last_event_ms = self.last_moving_ms = self.flat_value = self.flat_since = NONE
+        self.active_until_ms, self.cadence_spm, self.recovery_earned_ms = NONE, 0.0, 0
+        self.episodes = _QUIET_EPISODES
+
     def open_anomalies(self) -> tuple[AnomalyType, ...]:
         return tuple(
             kind for kind, ep in zip(EPISODE_TYPES, self.episodes, strict=True) if ep.active_start != NONE

@@ -145,6 +145,23 @@ def test_a_sample_older_than_the_backfill_horizon_is_too_old_and_a_backlog_withi
     assert len(resting_tachycardia(device)) == 1
 
 
+def test_a_clock_that_steps_back_an_hour_restarts_the_detectors_instead_of_an_hour_of_late_samples() -> None:
+    device = Device()
+    device.emit(120, heartRate=70, steps=0)
+    device.t -= 3_600_000  # the counter goes on, the clock is reset an hour back
+    result = device.emit(60, heartRate=70, steps=0)
+    assert not any(r.out_of_order for r in result.processed)
+    assert len(resting_tachycardia(device)) == 1
+
+
+def test_a_backlog_with_older_counters_is_still_late_not_a_clock_step() -> None:
+    device = Device()
+    backlog = device.samples(120, heartRate=70, steps=0)
+    device.feed(device.samples(60, heartRate=70, steps=0))
+    result = device.feed(backlog)
+    assert all(r.out_of_order for r in result.processed)
+
+
 def test_a_record_without_an_arrival_time_is_not_checked_against_one() -> None:
     far = [telemetry(timestamp="2099-01-01T00:00:00Z")]
     result = process_batch(decode_records(arriving_at(0, far, SEQ0)), {}, Detector(DEFAULT_CONFIG), T0)
