@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +15,9 @@ FIRST_SEQUENCE = 49590338271490256608559692538361571095921575989136588898
 SHARD_ID = "shardId-000000000000"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/vitalstream-telemetry"
 T0_MS = int(datetime(2026, 3, 1, 10, 0, tzinfo=UTC).timestamp() * 1000)
+# For samples put on a real stream, whose arrival time is the emulator's clock: three hours before this
+# run started (whole minutes), so every sample is within the backfill horizon and none is in the future.
+LIVE_T0_MS = (int(time.time()) // 60 - 180) * 60_000
 
 
 def iso(epoch_ms: int) -> str:
@@ -20,11 +25,13 @@ def iso(epoch_ms: int) -> str:
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 
-def sample(device_id: str, t_s: float, heart_rate: int, steps: int = 0, **extra: Any) -> dict[str, Any]:
-    """One telemetry object, ``t_s`` seconds after ``T0_MS``."""
+def sample(
+    device_id: str, t_s: float, heart_rate: int, steps: int = 0, *, base_ms: int = T0_MS, **extra: Any
+) -> dict[str, Any]:
+    """One telemetry object, ``t_s`` seconds after ``base_ms``."""
     return {
         "deviceId": device_id,
-        "timestamp": iso(T0_MS + int(t_s * 1000)),
+        "timestamp": iso(base_ms + int(t_s * 1000)),
         "heartRate": heart_rate,
         "steps": steps,
         **extra,
@@ -37,6 +44,16 @@ def payload(item: bytes | Mapping[str, Any]) -> bytes:
 
 def sequence(index: int, first: int = FIRST_SEQUENCE) -> str:
     return str(first + index)
+
+
+def arrival_ms(item: bytes | Mapping[str, Any], index: int) -> int:
+    """When record ``index`` reached the stream: when its sample was taken (a device on time), or
+    ``T0_MS + index`` for a payload without a readable timestamp."""
+    stamp = item.get("timestamp") if isinstance(item, Mapping) else None
+    if isinstance(stamp, str):
+        with contextlib.suppress(ValueError):
+            return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    return T0_MS + index
 
 
 def kinesis_event(
@@ -58,7 +75,7 @@ def kinesis_event(
                     "partitionKey": key,
                     "sequenceNumber": seq,
                     "data": base64.b64encode(data).decode("ascii"),
-                    "approximateArrivalTimestamp": (T0_MS + index) / 1000,
+                    "approximateArrivalTimestamp": arrival_ms(item, index) / 1000,
                 },
                 "eventSource": "aws:kinesis",
                 "eventVersion": "1.0",
@@ -83,11 +100,17 @@ def sequences(event: Mapping[str, Any]) -> list[str]:
 
 
 def episode(
-    device_id: str, start_s: float, end_s: float, heart_rate: int, every_s: float = 5
+    device_id: str,
+    start_s: float,
+    end_s: float,
+    heart_rate: int,
+    every_s: float = 5,
+    *,
+    base_ms: int = T0_MS,
 ) -> list[dict[str, Any]]:
     """Samples every ``every_s`` from ``start_s`` to ``end_s`` inclusive at a constant heart rate, at rest."""
     count = int((end_s - start_s) / every_s) + 1
-    return [sample(device_id, start_s + i * every_s, heart_rate) for i in range(count)]
+    return [sample(device_id, start_s + i * every_s, heart_rate, base_ms=base_ms) for i in range(count)]
 
 
 def interleave(*streams: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.esm import EsmConfig, EventSourceMapping, Invocation
-from tests.events import episode, sample
+from tests.events import LIVE_T0_MS, episode, sample
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 
 pytestmark = [pytest.mark.integration, pytest.mark.kinesis]
@@ -95,7 +95,8 @@ def archived(aws: AwsStack) -> list[dict[str, Any]]:
 
 def telemetry(device_id: str, count: int, bpm: int = 72) -> list[tuple[str, bytes]]:
     return [
-        (device_id, json.dumps(sample(device_id, 5 * i, bpm + i % 3, seq=i)).encode()) for i in range(count)
+        (device_id, json.dumps(sample(device_id, 5 * i, bpm + i % 3, seq=i, base_ms=LIVE_T0_MS)).encode())
+        for i in range(count)
     ]
 
 
@@ -123,7 +124,7 @@ def test_every_record_once_in_device_order_and_poison_to_the_dead_letter_queue(
     aws: AwsStack, stream: Stream, failure_queue: str, pipeline: None
 ) -> None:
     items = [pair for device in DEVICES for pair in telemetry(device, 15)]
-    too_fast = json.dumps(sample("watch-c", 1, 900)).encode()
+    too_fast = json.dumps(sample("watch-c", 1, 900, base_ms=LIVE_T0_MS)).encode()
     items[7:7] = [("watch-b", b"\xff not json"), ("watch-c", too_fast)]
     sequences = stream.put(items)
     seen: Recorder = defaultdict(list)
@@ -156,7 +157,10 @@ def test_a_failing_sink_makes_the_runner_retry_from_the_lowest_failed_sequence_n
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "Publish")
 
     aws.session.events.register("before-parameter-build.sns.Publish", refuse_publish)
-    racing = [("watch-racing", json.dumps(s).encode()) for s in episode("watch-racing", 0, 60, 132)]
+    racing = [
+        ("watch-racing", json.dumps(s).encode())
+        for s in episode("watch-racing", 0, 60, 132, base_ms=LIVE_T0_MS)
+    ]
     calm = telemetry("watch-calm", 13)
     sequences = stream.put([pair for pair in zip(racing, calm, strict=False) for pair in pair])
     seen: Recorder = defaultdict(list)
@@ -244,7 +248,7 @@ def test_after_a_split_children_start_only_when_their_parent_is_finished(
     )
     stream.kinesis.get_waiter("stream_exists").wait(StreamName=stream.name, WaiterConfig={"Delay": 0.2})
     later = [
-        (device, json.dumps(sample(device, 30 + 5 * i, 71, seq=6 + i)).encode())
+        (device, json.dumps(sample(device, 30 + 5 * i, 71, seq=6 + i, base_ms=LIVE_T0_MS)).encode())
         for device in DEVICES
         for i in range(6)
     ]

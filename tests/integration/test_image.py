@@ -31,7 +31,7 @@ from service.packaging.lock import RUNTIME_LOCK, canonical, read_lock, versions
 from service.provisioning import provision_stack
 from tests.containers import engine, images
 from tests.containers.relay import Relay
-from tests.events import sample
+from tests.events import LIVE_T0_MS, sample
 from tests.integration.dockerfile import DockerIgnore, Stage, parse_dockerfile
 from tests.tools import missing
 
@@ -264,7 +264,7 @@ def test_the_default_command_consumes_and_stops_cleanly(
     kinesis = session.client("kinesis", endpoint_url=aws_endpoint)
     stream = stack.environment["VITALSTREAM_STREAM_NAME"]
     for index in range(5):
-        record = sample("image-test-device", 10.0 * index, 72)
+        record = sample("image-test-device", 10.0 * index, 72, base_ms=LIVE_T0_MS)
         kinesis.put_record(
             StreamName=stream, Data=json.dumps(record).encode(), PartitionKey=record["deviceId"]
         )

@@ -18,7 +18,7 @@ from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.accounting import RequestCounter
 from service.esm import EventSourceMapping
-from tests.events import sample
+from tests.events import LIVE_T0_MS, sample
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.test_esm_runner import Stream, archived, mapping_for, telemetry
@@ -157,7 +157,7 @@ def test_after_a_split_children_start_with_fresh_state_and_find_their_devices_in
     # watch-00 is at 130 bpm for 25 s before the split and 30 s after: one tachycardia, raised in a
     # child from the episode the parent's window wrote to the table.
     before = [
-        (d, json.dumps(sample(d, 5 * i, 130 if d == "watch-00" else 70, seq=i)).encode())
+        (d, json.dumps(sample(d, 5 * i, 130 if d == "watch-00" else 70, seq=i, base_ms=LIVE_T0_MS)).encode())
         for d in DEVICES[:6]
         for i in range(6)
     ]
@@ -170,7 +170,12 @@ def test_after_a_split_children_start_with_fresh_state_and_find_their_devices_in
     stream.kinesis.get_waiter("stream_exists").wait(StreamName=stream.name, WaiterConfig={"Delay": 0.2})
     after = stream.put(
         [
-            (d, json.dumps(sample(d, 30 + 5 * i, 130 if d == "watch-00" else 70, seq=6 + i)).encode())
+            (
+                d,
+                json.dumps(
+                    sample(d, 30 + 5 * i, 130 if d == "watch-00" else 70, seq=6 + i, base_ms=LIVE_T0_MS)
+                ).encode(),
+            )
             for d in DEVICES[:6]
             for i in range(6)
         ]
