@@ -48,7 +48,7 @@ from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult, ShardReader
 from service.consumer.resident import ResidentShard, StepOutcome
-from service.core import KinesisRecord, StateFormatError
+from service.core import KinesisRecord, Reject, RejectReason, StateFormatError
 from service.core.archive_file import ClosedFile
 from service.core.telemetry import parse_rfc3339_ms
 from service.ports import SinkError, SnapshotMissingError
@@ -329,6 +329,8 @@ class ShardConsumer:
         m.records.labels("rejected").inc(len(result.rejects))
         for reject in result.rejects:
             m.dead_letters.labels(str(reject.reason)).inc()
+            if reject.reason is RejectReason.PROCESSING_ERROR:
+                _log_processing_error(reject)
         for alert in result.alerts:
             m.alerts.labels(str(alert.type)).inc()
             detected = parse_rfc3339_ms(alert.detectedAt)
@@ -423,3 +425,17 @@ class ShardConsumer:
             stop.cancel()
             lost.cancel()
         return bool(done)
+
+
+def _log_processing_error(reject: Reject) -> None:
+    """A record whose processing raised is a bug to look at, not a bad device: one line with where it
+    sits and what was raised, never its payload (it is in the dead-letter store)."""
+    log.error(
+        "processing_error",
+        extra={
+            "shard_id": reject.shard_id,
+            "sequence_number": reject.sequence_number,
+            "sub_sequence_number": reject.sub_sequence_number,
+            "detail": reject.detail,
+        },
+    )

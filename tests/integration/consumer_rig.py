@@ -242,6 +242,16 @@ def _order_breaks(lines: list[dict[str, Any]]) -> list[str]:
     return breaks
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """A live process's peak resident set size (``VmHWM`` in ``/proc/<pid>/status``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            value, unit = line.split()[1:3]
+            assert unit == "kB", line
+            return int(value) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.5) -> float:
     """Poll until ``condition()``; return the seconds it took. Fails the test on timeout."""
     started = time.monotonic()

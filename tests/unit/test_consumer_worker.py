@@ -11,6 +11,7 @@ duration to pass: waits are for conditions, under a guard.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -26,7 +27,15 @@ from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult
 from service.consumer.resident import ResidentShard
 from service.consumer.worker import Ending, Pacing, ShardConsumer
-from service.core import Alert, AnomalyType, DeviceState, KinesisRecord, ProcessedRecord
+from service.core import (
+    Alert,
+    AnomalyType,
+    Detector,
+    DeviceState,
+    KinesisRecord,
+    ProcessedRecord,
+    RejectReason,
+)
 from service.core.archive_file import FilePolicy
 from service.core.snapshot import decode_snapshot
 from service.ports import LoadedStates
@@ -475,6 +484,41 @@ def test_a_poison_record_goes_to_the_dead_letters_and_the_shard_moves_on() -> No
         assert rig.table.checkpoints() == [records[-1].sequence_number]
         assert metric(rig.metrics, "vitalstream_dead_letters_total", reason="invalid_json") == 1
         assert metric(rig.metrics, "vitalstream_records_total", outcome="rejected") == 1
+
+    arun(body())
+
+
+def test_a_record_whose_processing_raises_is_dead_lettered_counted_and_logged_without_its_payload(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    observe = Detector.observe
+
+    def broken(self: Detector, state: DeviceState, device_id: str, *args: Any) -> Any:
+        if device_id == "watch-b":
+            raise RuntimeError("detector bug")
+        return observe(self, state, device_id, *args)
+
+    monkeypatch.setattr(Detector, "observe", broken)
+
+    async def body() -> None:
+        good = samples("watch-a", 2)
+        records = shard_records([good[0], *samples("watch-b", 1), good[1]])
+        rig = make_rig([batch(records)])
+
+        with caplog.at_level(logging.ERROR, logger="service.consumer.worker"):
+            await rig.run_until_drained()
+
+        (reject,) = rig.sinks.dead_letters.stored.values()
+        assert reject.reason is RejectReason.PROCESSING_ERROR
+        assert reject.sequence_number == records[1].sequence_number
+        assert rig.table.checkpoints() == [records[-1].sequence_number]
+        assert metric(rig.metrics, "vitalstream_dead_letters_total", reason="processing_error") == 1
+        (line,) = [r for r in caplog.records if r.getMessage() == "processing_error"]
+        assert vars(line)["shard_id"] == SHARD
+        assert vars(line)["sequence_number"] == records[1].sequence_number
+        assert vars(line)["detail"] == "RuntimeError: detector bug"
+        assert "sub_sequence_number" in vars(line)
+        assert "watch-b" not in str(vars(line))  # the payload stays in the dead-letter store
 
     arun(body())
 
