@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     archive_prefix: str = "telemetry/"
     device_state_table: str = "vitalstream-device-state"
     alert_history_table: str = "vitalstream-alerts"
+    alert_history_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="an alert-history row expires (DynamoDB TTL) this long after it is written",
+    )
     alert_topic_arn: str = ""
     dead_letter_target: DeadLetterTarget = DeadLetterTarget.SQS
     dead_letter_queue_url: str = ""
