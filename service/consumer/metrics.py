@@ -109,7 +109,7 @@ class ConsumerMetrics:
         self.leases_held = Gauge("vitalstream_leases_held", "Shard leases this replica holds", registry=r)
         self.lease_events = Counter(
             "vitalstream_lease_events",
-            "Lease transitions: taken, stolen, lost, released, handed_over, ended",
+            "Lease transitions: taken, stolen, lost, released, handed_over, ended, deleted",
             ["event"],
             registry=r,
         )
@@ -172,7 +172,7 @@ class ConsumerMetrics:
             self.archive_latency.labels(since)
         for outcome in self.OUTCOMES:
             self.records.labels(outcome)
-        for event in ("taken", "stolen", "lost", "released", "handed_over", "ended"):
+        for event in ("taken", "stolen", "lost", "released", "handed_over", "ended", "deleted"):
             self.lease_events.labels(event)
         for sink in ("alerts", "archive", "dead_letter", "state"):
             self.sink_errors.labels(sink)

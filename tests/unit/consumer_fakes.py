@@ -222,6 +222,17 @@ class FakeLeaseTable:
         self._write("release", replace(current, owner=None, pending_owner=None, counter=current.counter + 1))
         return True
 
+    async def delete_finished(self, lease: Lease) -> bool:
+        self._fail("delete_finished")
+        if not lease.finished:
+            raise ValueError(f"lease {lease.shard_id} is not finished (SHARD_END) and is never deleted")
+        current = self.leases.get(lease.shard_id)
+        if current is None or not current.finished:
+            return False
+        del self.leases[lease.shard_id]
+        self.writes.append(("delete", lease.shard_id, None))
+        return True
+
 
 # --- ListShards ----------------------------------------------------------------------------------------
 
