@@ -78,6 +78,11 @@ class ConsumerSettings(Settings):
     latest_state_interval_ms: int = Field(
         default=60_000, ge=0, description="a device's item at most this often (at once on a change)"
     )
+    device_idle_evict_ms: int = Field(
+        default=86_400_000,
+        ge=0,
+        description="a device silent this long (Kinesis arrival time) leaves memory and snapshots; 0: never",
+    )
     snapshot_prefix: str = Field(
         default="snapshots/", description="archive-bucket prefix of the shard snapshots"
     )

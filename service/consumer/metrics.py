@@ -167,6 +167,12 @@ class ConsumerMetrics:
             ["shard_id"],
             registry=r,
         )
+        self.devices_evicted = Counter(
+            "vitalstream_devices_evicted",
+            "Idle devices dropped from resident state and snapshots (their items are in the device "
+            "table), counted when the checkpoint that leaves them out is written",
+            registry=r,
+        )
         for since in ("device", "arrival"):
             self.detection_latency.labels(since)
             self.archive_latency.labels(since)

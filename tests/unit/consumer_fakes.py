@@ -299,6 +299,7 @@ class Sinks:
     snapshots: FakeSnapshots = field(default_factory=FakeSnapshots)
     policy: FilePolicy = field(default_factory=FilePolicy)
     latest_interval_ms: int = 60_000
+    idle_evict_ms: int = 0
 
     def resident(self) -> ResidentSinks:
         return ResidentSinks(
@@ -310,6 +311,7 @@ class Sinks:
             self.snapshots,
             self.policy,
             self.latest_interval_ms,
+            self.idle_evict_ms,
         )
 
     def archived(self, shard_id: str | None = None) -> list[str]:
