@@ -227,8 +227,9 @@ class Scheduler:
         for shard in shards_to_lease(shards, leases):
             if shard.shard_id in unknown:
                 await self._table.create(shard.shard_id, shard.parents)  # if absent
-        self._known.update(unknown)
-        self._closed.update(shard.shard_id for shard in shards if shard.closed)
+        listed = {shard.shard_id for shard in shards}  # shards past the retention period are forgotten
+        self._known = (self._known & listed) | unknown
+        self._closed = {shard.shard_id for shard in shards if shard.closed}
         for shard_id, (consumer, _) in self._consumers.items():
             if shard_id in self._closed:
                 consumer.shard_closed()
