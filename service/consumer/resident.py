@@ -247,7 +247,7 @@ class ResidentShard:
         try:
             loaded = self._sinks.states.load(unknown) if unknown else LoadedStates()
         except SinkError:
-            return frozenset(unknown)
+            loaded = LoadedStates(unavailable=frozenset(unknown))
         self._states.update(loaded.states)
         self._arrivals.update(
             (d, arrived[d]) for d in device_ids if d in self._states and d not in self._arrivals
