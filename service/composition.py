@@ -110,6 +110,7 @@ def build_pipeline(
             settings.alert_history_table,
             client(session, "sns", settings, config, requests),
             settings.alert_topic_arn,
+            retention_days=settings.alert_history_retention_days,
         ),
         dead_letters=build_dead_letter_store(settings, session, config, requests),
     )

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     archive_prefix: str = "telemetry/"
     device_state_table: str = "vitalstream-device-state"
     alert_history_table: str = "vitalstream-alerts"
+    alert_history_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="an alert-history row expires (DynamoDB TTL) this long after it is written",
+    )
     alert_topic_arn: str = ""
     dead_letter_target: DeadLetterTarget = DeadLetterTarget.SQS
     dead_letter_queue_url: str = ""
@@ -72,6 +77,11 @@ class ConsumerSettings(Settings):
     )
     latest_state_interval_ms: int = Field(
         default=60_000, ge=0, description="a device's item at most this often (at once on a change)"
+    )
+    device_idle_evict_ms: int = Field(
+        default=86_400_000,
+        ge=0,
+        description="a device silent this long (Kinesis arrival time) leaves memory and snapshots; 0: never",
     )
     snapshot_prefix: str = Field(
         default="snapshots/", description="archive-bucket prefix of the shard snapshots"

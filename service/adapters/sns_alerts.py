@@ -5,11 +5,17 @@ absent; a row already PUBLISHED means a previous delivery published it, so nothi
 publish, then mark the row PUBLISHED. An alert counts as done only once its row says PUBLISHED, so
 the one window for a repeat is a failure between the publish and that update; on a FIFO topic the
 ``MessageDeduplicationId`` (the alert id) closes it too.
+
+Every row carries ``expiresAt`` (epoch seconds, the table's DynamoDB TTL attribute): the moment it
+was first put plus the retention. DynamoDB deletes expired rows within days of that moment, so a
+redelivery of an alert older than the retention may publish it again; the retention must outlast
+the stream's (a redelivery comes from a record still in the stream).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, cast
 
@@ -25,6 +31,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 
+EXPIRES_AT = "expiresAt"  # the alert-history table's TTL attribute (infra/template.yaml)
+DAY_S = 86_400
+
+
 class DeliveryState(StrEnum):
     PENDING = "PENDING"
     PUBLISHED = "PUBLISHED"
@@ -32,16 +42,28 @@ class DeliveryState(StrEnum):
 
 class SnsAlertPublisher:
     """``AlertPublisher``. Returns the devices with an alert not yet PUBLISHED; after a device's
-    first failure its later alerts in the same call are not attempted (they come again with it)."""
+    first failure its later alerts in the same call are not attempted (they come again with it).
+    ``retention_days``: how long a history row is kept (``expiresAt`` = ``clock()`` + that)."""
 
     def __init__(
-        self, dynamodb_client: DynamoDBClient, history_table: str, sns_client: SNSClient, topic_arn: str
+        self,
+        dynamodb_client: DynamoDBClient,
+        history_table: str,
+        sns_client: SNSClient,
+        topic_arn: str,
+        *,
+        retention_days: int = 90,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        if retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
         self._dynamodb = dynamodb_client
         self._table = history_table
         self._sns = sns_client
         self._topic_arn = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
+        self._retention_s = retention_days * DAY_S
+        self._clock = clock
 
     def publish(self, alerts: Sequence[Alert]) -> set[str]:
         failed: set[str] = set()
@@ -61,7 +83,7 @@ class SnsAlertPublisher:
         try:
             self._dynamodb.put_item(
                 TableName=self._table,
-                Item=_history_item(alert),
+                Item=_history_item(alert, int(self._clock()) + self._retention_s),
                 ConditionExpression="attribute_not_exists(alertId)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -105,7 +127,7 @@ class SnsAlertPublisher:
         )
 
 
-def _history_item(alert: Alert) -> dict[str, AttributeValueTypeDef]:
+def _history_item(alert: Alert, expires_at_s: int) -> dict[str, AttributeValueTypeDef]:
     item: dict[str, AttributeValueTypeDef] = {
         "alertId": {"S": alert.alertId},
         "deviceId": {"S": alert.deviceId},
@@ -116,6 +138,7 @@ def _history_item(alert: Alert) -> dict[str, AttributeValueTypeDef]:
         "value": {"N": repr(alert.value)},
         "message": {"S": alert.message},
         "state": {"S": DeliveryState.PENDING.value},
+        EXPIRES_AT: {"N": str(expires_at_s)},
     }
     if alert.threshold is not None:
         item["threshold"] = {"N": repr(alert.threshold)}

@@ -61,6 +61,7 @@ class DynamoDBClient(Protocol):
     def create_table(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def put_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def update_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
+    def delete_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def get_waiter(self, name: str) -> _Waiter: ...
     def get_paginator(self, name: str) -> _Paginator: ...
 
@@ -303,6 +304,29 @@ class LeaseTable:
             values={":me": {"S": me}},
         )
         return result is not None
+
+    async def delete_finished(self, lease: Lease) -> bool:
+        """Delete the lease of a shard that reached SHARD_END (``leases.cleanup`` says when).
+
+        Conditional on the checkpoint being SHARD_END, which nothing ever changes back, so a delete
+        racing any other write can only remove a finished lease. False: there was no finished lease
+        to delete (another worker deleted it first).
+        """
+        if not lease.finished:
+            raise ValueError(f"lease {lease.shard_id} is not finished (SHARD_END) and is never deleted")
+        try:
+            await self._client.delete_item(
+                TableName=self._table,
+                Key={KEY: {"S": lease.shard_id}},
+                ConditionExpression="#checkpoint = :end",
+                ExpressionAttributeNames={"#checkpoint": CHECKPOINT},
+                ExpressionAttributeValues={":end": {"S": Sentinel.SHARD_END}},
+            )
+        except ClientError as error:
+            if _code(error) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
 
     async def _update(
         self, lease: Lease, *, update: str, condition: str, values: dict[str, dict[str, Any]]

@@ -144,6 +144,7 @@ class Plan:
     ``steal``: at most one lease of another live worker to ask for, only when nothing is free to take
     and no handoff to this worker is under way.
     ``release``: leases it holds that are finished or beyond ``max_leases_per_worker``.
+    ``delete``: finished leases no longer needed (``cleanup``), for any worker to delete.
     ``target``: the fair share, ``ceil(active shards / live workers)`` capped by the bound.
     """
 
@@ -151,6 +152,7 @@ class Plan:
     take: tuple[Lease, ...] = ()
     steal: Lease | None = None
     release: tuple[Lease, ...] = ()
+    delete: tuple[Lease, ...] = ()
     target: int = 0
 
 
@@ -159,7 +161,10 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
 
     Guarantees, for any table:
     - a finished lease is never taken or stolen, and neither is a lease with a parent whose lease exists
-      and is not finished (children start only after their parents reached ``SHARD_END``);
+      and is not finished (children start only after their parents reached ``SHARD_END``; a parent
+      whose lease is gone was finished: only ``cleanup`` deletes leases);
+    - ``delete`` is ``cleanup`` of the table: finished leases whose children have all started, for
+      every worker alike (the delete is conditional on ``SHARD_END``; a second one finds nothing);
     - ``renew`` + ``take`` + ``steal`` never exceed ``max_leases_per_worker``;
     - a lease with a handoff under way counts for the worker it goes to, and is never asked for again;
     - at most one lease is stolen per round, only when nothing is free to take, and only from the live
@@ -183,6 +188,7 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
 
     mine = [lease for lease in active if lease.owner == me]
     renew = mine[: config.max_leases_per_worker]
+    delete = cleanup(ordered)
     finished_mine = [lease for lease in ordered if lease.finished and lease.owner == me]
     release = (*finished_mine, *mine[config.max_leases_per_worker :])
     incoming = [lease for lease in active if lease.pending_owner == me and lease.owner != me]
@@ -197,7 +203,7 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
     target = min(math.ceil(len(active) / workers), config.max_leases_per_worker)
     wanted = target - len(renew) - len(incoming)
     if wanted <= 0:
-        return Plan(renew=tuple(renew), release=release, target=target)
+        return Plan(renew=tuple(renew), release=release, delete=delete, target=target)
 
     free = [
         lease
@@ -206,10 +212,77 @@ def plan(leases: Sequence[Lease], observer: LeaseObserver, me: str, now_ms: int,
     ]
     if free:
         take = free[: min(wanted, config.max_takes_per_round)]
-        return Plan(renew=tuple(renew), take=tuple(take), release=release, target=target)
+        return Plan(renew=tuple(renew), take=tuple(take), release=release, delete=delete, target=target)
 
     steal = None if incoming else _steal(active, loads, len(renew), startable)
-    return Plan(renew=tuple(renew), steal=steal, release=release, target=target)
+    return Plan(renew=tuple(renew), steal=steal, release=release, delete=delete, target=target)
+
+
+def started(lease: Lease) -> bool:
+    """A worker has taken the lease at least once, or it holds a checkpoint past TRIM_HORIZON."""
+    return lease.counter > 0 or lease.checkpoint != Sentinel.TRIM_HORIZON
+
+
+def cleanup(leases: Sequence[Lease]) -> tuple[Lease, ...]:
+    """The finished leases nothing needs any more (KCL's completed-lease cleanup), in shard-id order.
+
+    A lease goes once its shard reached ``SHARD_END``, every child lease in the table (a lease naming
+    it as a parent; there is at least one) has ``started``, and none of its own parents' leases is
+    left (ancestors go first, so a parent always has its children in the table while it waits).
+    Nothing then reads it again: its children's start rule lets a missing parent through, and shard
+    sync (``shards_to_lease``) never creates a lease again for a closed shard with a leased descendant.
+    """
+    ids = {lease.shard_id for lease in leases}
+    children: dict[str, list[Lease]] = {}
+    for lease in leases:
+        for parent in lease.parents:
+            children.setdefault(parent, []).append(lease)
+    return tuple(
+        lease
+        for lease in sorted(leases, key=_shard_key)
+        if lease.finished
+        and not any(parent in ids for parent in lease.parents)
+        and children.get(lease.shard_id)
+        and all(started(child) for child in children[lease.shard_id])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One shard as ``ListShards`` describes it: its parents, and whether it is closed (has an end)."""
+
+    shard_id: str
+    parents: tuple[str, ...] = ()
+    closed: bool = False
+
+
+def shards_to_lease(shards: Sequence[Shard], leases: Iterable[Lease]) -> list[Shard]:
+    """The listed shards that need a lease created, in the order listed: every shard without one,
+    except a closed shard one of whose descendants (through the listed shards' parents) has a lease:
+    its lease was deleted after its children started (``cleanup``), or it never needs one."""
+    leased = {lease.shard_id for lease in leases}
+    children: dict[str, list[str]] = {}
+    for shard in shards:
+        for parent in shard.parents:
+            children.setdefault(parent, []).append(shard.shard_id)
+
+    def leased_descendant(shard_id: str) -> bool:
+        seen: set[str] = set()
+        frontier = list(children.get(shard_id, ()))
+        while frontier:
+            child = frontier.pop()
+            if child in leased:
+                return True
+            if child not in seen:
+                seen.add(child)
+                frontier.extend(children.get(child, ()))
+        return False
+
+    return [
+        shard
+        for shard in shards
+        if shard.shard_id not in leased and not (shard.closed and leased_descendant(shard.shard_id))
+    ]
 
 
 def _steal(

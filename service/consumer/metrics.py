@@ -109,7 +109,7 @@ class ConsumerMetrics:
         self.leases_held = Gauge("vitalstream_leases_held", "Shard leases this replica holds", registry=r)
         self.lease_events = Counter(
             "vitalstream_lease_events",
-            "Lease transitions: taken, stolen, lost, released, handed_over, ended",
+            "Lease transitions: taken, stolen, lost, released, handed_over, ended, deleted",
             ["event"],
             registry=r,
         )
@@ -167,12 +167,18 @@ class ConsumerMetrics:
             ["shard_id"],
             registry=r,
         )
+        self.devices_evicted = Counter(
+            "vitalstream_devices_evicted",
+            "Idle devices dropped from resident state and snapshots (their items are in the device "
+            "table), counted when the checkpoint that leaves them out is written",
+            registry=r,
+        )
         for since in ("device", "arrival"):
             self.detection_latency.labels(since)
             self.archive_latency.labels(since)
         for outcome in self.OUTCOMES:
             self.records.labels(outcome)
-        for event in ("taken", "stolen", "lost", "released", "handed_over", "ended"):
+        for event in ("taken", "stolen", "lost", "released", "handed_over", "ended", "deleted"):
             self.lease_events.labels(event)
         for sink in ("alerts", "archive", "dead_letter", "state"):
             self.sink_errors.labels(sink)

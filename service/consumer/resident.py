@@ -11,6 +11,12 @@ another thread: a slow device table never delays the next batch's alerts). When 
 record; the caller uploads both (``upload``), commits the checkpoint that names the snapshot, then
 calls ``committed``.
 
+Idle devices leave (``core.residency``, after ``idle_evict_ms`` of arrival time without a record):
+at a cut, they are dropped from memory and left out of its snapshot, and ``upload`` writes their
+latest states to the device table (each one the table may lack) before it stores that snapshot, so
+a snapshot never lacks a device whose state the table lacks. One that sends again before that
+upload is taken back from the departing states; after it, it is read from the table, once.
+
 Contract with the caller (``worker.ShardConsumer``):
 
 - ``process`` consumes a prefix of the records it is given (``consumed``); the rest belong to the next
@@ -27,7 +33,7 @@ Contract with the caller (``worker.ShardConsumer``):
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from service.core import (
@@ -42,12 +48,14 @@ from service.core import (
 from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
 from service.core.latest_state import LatestStateCoalescer, Write
 from service.core.records import latest_in_order
-from service.core.snapshot import decode_snapshot, encode_snapshot
+from service.core.residency import idle_devices, last_arrivals
+from service.core.snapshot import decode_resident, encode_snapshot
 from service.ports import (
     AlertPublisher,
     ArchiveFiles,
     DeadLetterStore,
     DeviceStateStore,
+    LoadedStates,
     SinkError,
     SnapshotStore,
 )
@@ -65,6 +73,7 @@ class ResidentSinks:
     snapshots: SnapshotStore
     policy: FilePolicy
     latest_interval_ms: int
+    idle_evict_ms: int = 0  # a device silent this long (arrival time) leaves at the next cut; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +97,15 @@ class ResidentShard:
         self.shard_id = shard_id
         self._sinks = sinks
         self._states: dict[str, DeviceState] = {}
+        self._arrivals: dict[str, int] = {}  # every resident device's last record's arrival time
         self._file = ArchiveFile(sinks.policy, forced_last)
+        self._file_devices: set[str] = set()  # devices with a record in the open file
+        self._file_newest_ms = -1  # the newest arrival time in the open file
         self._latest = LatestStateCoalescer(sinks.latest_interval_ms)
-        self._latest_lock = threading.Lock()  # ``write_latest`` runs beside ``process``
+        self._latest_lock = threading.Lock()  # ``write_latest`` and ``upload`` run beside ``process``
+        # cut files not committed yet (by last sequence number, in cut order): the devices that left
+        # at each cut, with the writes that put their latest states in the table (guarded by the lock)
+        self._departing: dict[str, tuple[frozenset[str], dict[str, Write]]] = {}
 
     @property
     def devices(self) -> int:
@@ -106,8 +121,9 @@ class ResidentShard:
         ``SinkError`` (``SnapshotMissingError`` when the object is gone) propagates."""
         if snapshot_key is None:
             return 0
-        _, _, states = decode_snapshot(self._sinks.snapshots.get(snapshot_key))
-        self._states = states
+        restored = decode_resident(self._sinks.snapshots.get(snapshot_key))
+        states = restored.states
+        self._states, self._arrivals = states, restored.arrivals
         with self._latest_lock:
             self._latest.cover(states)
         return len(states)
@@ -125,8 +141,9 @@ class ResidentShard:
             return StepOutcome(BatchResult(), 0, [], frozenset(), frozenset(), self._cut())
         part = records[:room]
         decoded = decode_records(part)
+        arrived = last_arrivals(decoded.samples)
         sinks: set[str] = set()
-        unavailable = self._load_unknown(decoded.device_ids)
+        unavailable = self._load_unknown(decoded.device_ids, arrived)
         if unavailable:
             sinks.add("state")
         result = process_batch(decoded, self._states, self._sinks.detector, now_ms, unavailable)
@@ -136,6 +153,9 @@ class ResidentShard:
         if failures:  # all or nothing: the same records come again, and apply again from the same states
             return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks))
         self._states.update(result.states)
+        self._arrivals.update((d, t) for d, t in arrived.items() if d in self._states)
+        self._file_devices.update(arrived)
+        self._file_newest_ms = max(self._file_newest_ms, *(r.arrival_ms for r in part))
         self._file.add(result.processed)
         self._file.take(part)
         with self._latest_lock:
@@ -152,15 +172,27 @@ class ResidentShard:
         return None if self._file.empty else self._cut()
 
     def upload(self, closed: ClosedFile) -> str:
-        """Store the file and its snapshot (each once, whoever else tried); the snapshot's key.
-        Raises ``SinkError``."""
+        """Store the file, the latest states of the devices that left at its cut, then its snapshot
+        (each once, whoever else tried); the snapshot's key. Raises ``SinkError``."""
         self._sinks.archive.write_file(self.shard_id, closed.first, closed.arrival_ms, closed.records)
+        with self._latest_lock:
+            _, writes = self._departing.get(closed.last, (frozenset(), {}))
+        if writes:
+            states = {device: state for device, (state, _) in writes.items()}
+            latest = {device: record for device, (_, record) in writes.items() if record is not None}
+            refused = self._sinks.states.save(states, latest)
+            if refused:
+                raise SinkError(f"{len(refused)} of {len(writes)} idle devices' items were not written")
         return self._sinks.snapshots.put(self.shard_id, closed.last, closed.snapshot)
 
-    def committed(self, closed: ClosedFile) -> None:
-        """The checkpoint naming ``closed``'s snapshot is written: its devices may go to the table."""
+    def committed(self, closed: ClosedFile) -> int:
+        """The checkpoint naming ``closed``'s snapshot is written: its devices may go to the table.
+        Returns how many devices left at its cut."""
         with self._latest_lock:
-            self._latest.cover(closed.devices)
+            left, _ = self._departing.pop(closed.last, (frozenset(), {}))
+            later = set().union(*(devices for devices, _ in self._departing.values()))
+            self._latest.cover(closed.devices - later)  # not those gone since (its snapshot is stale)
+        return len(left)
 
     def write_latest(self, now_ms: int, *, flush: bool = False) -> LatestWrites:
         """Write the device-table items that are due (every pending one with ``flush``). A refused
@@ -188,19 +220,38 @@ class ResidentShard:
     def _cut(self) -> ClosedFile:
         last = self._file.last
         assert last is not None
-        snapshot = encode_snapshot(self.shard_id, last, self._states)
+        idle = idle_devices(
+            self._arrivals, self._file_newest_ms, self._sinks.idle_evict_ms, self._file_devices
+        )
+        leaving = {device: self._states.pop(device) for device in idle}
+        for device in idle:
+            del self._arrivals[device]
+        with self._latest_lock:
+            self._departing[last] = (frozenset(leaving), self._latest.depart(leaving))
+        self._file_devices, self._file_newest_ms = set(), -1
+        snapshot = encode_snapshot(self.shard_id, last, self._states, self._arrivals)
         return self._file.close(snapshot, frozenset(self._states))
 
-    def _load_unknown(self, device_ids: Iterable[str]) -> frozenset[str]:
-        """Read devices never seen since the lease was taken; the ones that could not be read."""
+    def _load_unknown(self, device_ids: Iterable[str], arrived: Mapping[str, int]) -> frozenset[str]:
+        """Take in devices not resident: from the states of devices that left at a cut not yet
+        committed, else from the device table; the ones that could not be read."""
         unknown = [d for d in device_ids if d not in self._states]
         if not unknown:
             return frozenset()
+        with self._latest_lock:
+            for _, writes in reversed(self._departing.values()):  # the latest departure first
+                for device in unknown:
+                    if device in writes and device not in self._states:
+                        self._states[device] = writes[device][0].clone()
+        unknown = [d for d in unknown if d not in self._states]
         try:
-            loaded = self._sinks.states.load(unknown)
+            loaded = self._sinks.states.load(unknown) if unknown else LoadedStates()
         except SinkError:
-            return frozenset(unknown)
+            loaded = LoadedStates(unavailable=frozenset(unknown))
         self._states.update(loaded.states)
+        self._arrivals.update(
+            (d, arrived[d]) for d in device_ids if d in self._states and d not in self._arrivals
+        )
         return loaded.unavailable
 
     def _publish(self, result: BatchResult, sinks: set[str]) -> set[str]:

@@ -10,7 +10,10 @@ and every archive file is prepared, and every checkpoint written, conditional on
 shard's files and checkpoints are never written by two replicas at once.
 
 Every ``shard_sync_ms``, and at once when a shard ends, ``ListShards`` (all pages) creates a lease for
-each new shard with its parents, so children wait for their parents' SHARD_END.
+each new shard with its parents, so children wait for their parents' SHARD_END — but none for a closed
+shard with a leased descendant (``leases.shards_to_lease``). Each round deletes the finished leases
+whose children have all started (``leases.cleanup``, KCL's completed-lease cleanup), so the table holds
+the open shards and their latest ancestors, not every shard the stream ever had.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from service.adapters._errors import CALL_ERRORS, describe
 from service.consumer.lease_table import LeaseTable
-from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, plan
+from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, Shard, plan, shards_to_lease
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import KinesisClient, ShardReader
@@ -161,6 +164,10 @@ class Scheduler:
             if lease.shard_id not in self._consumers:
                 with contextlib.suppress(ClientError):
                     await self._table.release(lease, me)
+        for lease in advice.delete:  # a consumer still finishing it releases it first
+            if lease.shard_id not in self._consumers and await self._table.delete_finished(lease):
+                self._metrics.lease_events.labels("deleted").inc()
+                log.info("finished lease deleted", extra={"shard_id": lease.shard_id})
         self._metrics.leases_held.set(len(self._consumers))
 
     async def _renew_all(self) -> None:
@@ -212,19 +219,23 @@ class Scheduler:
     # --- shard discovery ---------------------------------------------------------------------------
 
     async def _sync_shards(self) -> None:
-        shards = await self._list_shards()
-        for shard in shards:
-            parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
-            if shard["ShardId"] not in self._known:
-                await self._table.create(shard["ShardId"], parents)
-                self._known.add(shard["ShardId"])
-            if "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
-                self._closed.add(shard["ShardId"])
+        shards = [_shard(listed) for listed in await self._list_shards()]
+        unknown = {shard.shard_id for shard in shards if shard.shard_id not in self._known}
+        # A closed shard's lease may have been deleted after its children started: the table decides.
+        closed = any(shard.closed for shard in shards if shard.shard_id in unknown)
+        leases = await self._table.list_leases() if closed else []
+        for shard in shards_to_lease(shards, leases):
+            if shard.shard_id in unknown:
+                await self._table.create(shard.shard_id, shard.parents)  # if absent
+        listed = {shard.shard_id for shard in shards}  # shards past the retention period are forgotten
+        self._known = (self._known & listed) | unknown
+        self._closed = {shard.shard_id for shard in shards if shard.closed}
         for shard_id, (consumer, _) in self._consumers.items():
             if shard_id in self._closed:
                 consumer.shard_closed()
 
     async def _list_shards(self) -> list[dict[str, Any]]:
+        """Every shard ``ListShards`` reports, all pages."""
         shards: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self._config.stream_name}
         while True:
@@ -234,3 +245,9 @@ class Scheduler:
             if not token:
                 return shards
             kwargs = {"NextToken": token}
+
+
+def _shard(listed: dict[str, Any]) -> Shard:
+    parents = tuple(p for p in (listed.get("ParentShardId"), listed.get("AdjacentParentShardId")) if p)
+    closed = "EndingSequenceNumber" in listed.get("SequenceNumberRange", {})
+    return Shard(listed["ShardId"], parents, closed)

@@ -277,10 +277,11 @@ class ShardConsumer:
         self._metrics.upload_seconds.observe(time.monotonic() - started)
         if not await self._checkpoint(closed.last, snapshot):
             return False
-        self._shard.committed(closed)
+        evicted = self._shard.committed(closed)
         self._commit_backoff.reset()
         m = self._metrics
         m.archive_files.inc()
+        m.devices_evicted.inc(evicted)
         m.resident_devices.labels(self.shard_id).set(self._shard.devices)
         # a file holds up to a minute of the shard's records: observed off the event loop
         await asyncio.to_thread(self._observe_archived, closed, self._now_ms())

@@ -15,6 +15,11 @@ checkpoint names holds it (``covered``). A new owner restores that snapshot and 
 not hold from the table; were the table ahead of the checkpoint for such a device, its replayed records
 would be skipped as already applied. So a device first seen after the last checkpoint waits (at most
 one archive file's age) for the next one.
+
+A device that leaves the shard's resident state (``core.residency``) leaves the coalescer too
+(``depart``): what it remembered of the device goes, and the write that puts the device's latest
+state in the table, if the table may lack it, is handed to the caller, who must make it before the
+checkpoint whose snapshot leaves the device out.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class LatestStateCoalescer:
         self._written_at: dict[str, int] = {}
         self._written_look: dict[str, Look] = {}
         self._covered: set[str] = set()
+        self._landed: set[str] = set()  # the table holds the state this owner last gave it
 
     @property
     def pending(self) -> int:
@@ -78,6 +84,23 @@ class LatestStateCoalescer:
                 out[device_id] = (pending.state, pending.latest)
         return out
 
+    def depart(self, states: Mapping[str, DeviceState]) -> dict[str, Write]:
+        """These devices (with their current states) leave: forget them, and return the writes that
+        put their latest states in the table — the pending one, or the state itself when this owner
+        has not seen a write of it land (it may come from a snapshot a previous owner never wrote)."""
+        out: dict[str, Write] = {}
+        for device_id, state in states.items():
+            pending = self._pending.pop(device_id, None)
+            if pending is not None:
+                out[device_id] = (pending.state, pending.latest)
+            elif device_id not in self._landed:
+                out[device_id] = (state, None)
+            self._landed.discard(device_id)
+            self._covered.discard(device_id)
+            self._written_at.pop(device_id, None)
+            self._written_look.pop(device_id, None)
+        return out
+
     def _phase(self, device_id: str) -> int:
         """How far into an interval a device not written yet is taken to be: spread by its id."""
         return zlib.crc32(device_id.encode()) % self._interval_ms if self._interval_ms else 0
@@ -85,9 +108,13 @@ class LatestStateCoalescer:
     def written(self, writes: Mapping[str, Write], now_ms: int) -> None:
         """These writes landed (or were refused as behind): drop them unless newer ones came since."""
         for device_id, (state, latest) in writes.items():
+            if device_id not in self._covered:  # it departed while the write was in flight
+                continue
             pending = self._pending.get(device_id)
             if pending is not None and pending.state is state:
                 del self._pending[device_id]
+            if device_id not in self._pending:
+                self._landed.add(device_id)
             self._written_at[device_id] = now_ms
             if latest is not None:
                 self._written_look[device_id] = (latest.status, latest.anomalies)

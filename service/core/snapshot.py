@@ -1,15 +1,21 @@
 """A shard snapshot: every device state a shard's owner holds, as of one checkpoint.
 
 The bytes are a gzip (mtime 0) msgpack map ``{"v": version, "shard": id, "seq": checkpoint,
-"devices": {deviceId: encode_state(state)}}``: one object per checkpoint, the same bytes for the
-same states. Each device state keeps its own version (``core.state``), so a snapshot written by an
-older release restores through ``decode_state``'s migrations.
+"devices": {deviceId: encode_state(state)}, "arrivals": {deviceId: epoch ms}}``: one object per
+checkpoint, the same bytes for the same states. Each device state keeps its own version
+(``core.state``), so a snapshot written by an older release restores through ``decode_state``'s
+migrations.
+
+``arrivals`` is the Kinesis arrival time of each device's last record, from which idle devices leave
+(``core.residency``). It was added without a version bump: a release that predates it ignores it,
+and a snapshot without it restores each device's arrival as its last event time (``last_event_ms``).
 """
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import msgspec
 
@@ -23,20 +29,44 @@ class _Snapshot(msgspec.Struct, frozen=True):
     shard: str
     seq: str
     devices: dict[str, bytes]
+    arrivals: dict[str, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentSnapshot:
+    shard_id: str
+    sequence: str
+    states: dict[str, DeviceState]
+    arrivals: dict[str, int]  # an entry for every device of ``states``
 
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_Snapshot)
 
 
-def encode_snapshot(shard_id: str, sequence: str, states: Mapping[str, DeviceState]) -> bytes:
+def encode_snapshot(
+    shard_id: str,
+    sequence: str,
+    states: Mapping[str, DeviceState],
+    arrivals: Mapping[str, int] | None = None,
+) -> bytes:
+    """The snapshot of ``states``, with the ``arrivals`` of those devices (others are left out)."""
     devices = {device: encode_state(states[device]) for device in sorted(states)}
-    body = _ENCODER.encode(_Snapshot(SNAPSHOT_VERSION, shard_id, sequence, devices))
+    known = arrivals or {}
+    times = {device: known[device] for device in sorted(states) if device in known}
+    body = _ENCODER.encode(_Snapshot(SNAPSHOT_VERSION, shard_id, sequence, devices, times))
     return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def decode_snapshot(blob: bytes) -> tuple[str, str, dict[str, DeviceState]]:
     """``(shard id, sequence, states)``; ``StateFormatError`` when the bytes are not a snapshot."""
+    snapshot = decode_resident(blob)
+    return snapshot.shard_id, snapshot.sequence, snapshot.states
+
+
+def decode_resident(blob: bytes) -> ResidentSnapshot:
+    """The snapshot with every device's last arrival (its ``last_event_ms`` when the snapshot has
+    none for it); ``StateFormatError`` when the bytes are not a snapshot."""
     try:
         snapshot = _DECODER.decode(gzip.decompress(blob))
     except (OSError, EOFError, msgspec.DecodeError) as exc:
@@ -44,4 +74,7 @@ def decode_snapshot(blob: bytes) -> tuple[str, str, dict[str, DeviceState]]:
     if snapshot.v > SNAPSHOT_VERSION:
         raise StateFormatError(f"shard snapshot version {snapshot.v} is newer than {SNAPSHOT_VERSION}")
     states = {device: decode_state(blob) for device, blob in snapshot.devices.items()}
-    return snapshot.shard, snapshot.seq, states
+    arrivals = {
+        device: snapshot.arrivals.get(device, state.last_event_ms) for device, state in states.items()
+    }
+    return ResidentSnapshot(snapshot.shard, snapshot.seq, states, arrivals)

@@ -106,6 +106,7 @@ def _dynamodb_table(r: Reconciler, logical_id: str, props: dict[str, Any]) -> No
                 TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
             r._changed(logical_id, "point-in-time recovery enabled through the DynamoDB API")
+    _time_to_live(r, logical_id, name, props.get("TimeToLiveSpecification"))
     if props.get("SSESpecification", {}).get("SSEEnabled") and not _table_kms_encrypted(table):
         dynamodb.update_table(TableName=name, SSESpecification={"Enabled": True, "SSEType": "KMS"})
         if _table_kms_encrypted(dynamodb.describe_table(TableName=name)["Table"]):
@@ -115,6 +116,26 @@ def _dynamodb_table(r: Reconciler, logical_id: str, props: dict[str, Any]) -> No
             # says "SSEEnabled") and in UpdateTable. DynamoDB always encrypts at rest; this only
             # concerns the KMS key kind, so it is reported rather than failed.
             r.warnings.append(f"{logical_id}: endpoint does not report KMS encryption for table {name}")
+
+
+def _time_to_live(r: Reconciler, logical_id: str, name: str, wanted: dict[str, Any] | None) -> None:
+    """The table's TTL as the template says: enabled on its attribute (applied through the API when
+    the endpoint's CloudFormation skipped it), or off when the template has none enabled."""
+    if not wanted or not wanted.get("Enabled"):
+        return
+    dynamodb, attribute = r.client("dynamodb"), wanted["AttributeName"]
+    ttl = dynamodb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+    status = ttl.get("TimeToLiveStatus", "DISABLED")
+    if status in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == attribute:
+        return
+    if status in ("ENABLED", "ENABLING"):  # on another attribute: DynamoDB turns it off first
+        r._fail(
+            logical_id, f"time to live is on {ttl.get('AttributeName')!r}, the template says {attribute!r}"
+        )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"AttributeName": attribute, "Enabled": True}
+    )
+    r._changed(logical_id, f"time to live on {attribute} enabled through the DynamoDB API")
 
 
 def _table_kms_encrypted(table: dict[str, Any]) -> bool:

@@ -179,3 +179,25 @@ def test_alert_already_published_is_not_sent_again(aws: AwsStack) -> None:
     assert publisher.publish([alert]) == set()
 
     assert [m["body"]["alertId"] for m in aws.drain(aws.alert_queue_url)] == [alert.alertId]
+
+
+def test_alert_history_rows_carry_their_expiry(aws: AwsStack) -> None:
+    batch = decode_records(kinesis_records(list(episode("ttl", 0, 30, 130)), list(range(7))))
+    (alert,) = process_batch(batch, {}, Detector(DEFAULT_CONFIG), T0_MS + 60_000).alerts
+    settings = aws.settings
+    publisher = SnsAlertPublisher(
+        aws.dynamodb,
+        settings.alert_history_table,
+        aws.sns,
+        settings.alert_topic_arn,
+        retention_days=30,
+        clock=lambda: 1_790_000_000.0,
+    )
+
+    assert publisher.publish([alert]) == set()
+
+    row = aws.dynamodb.get_item(
+        TableName=settings.alert_history_table, Key={"alertId": {"S": alert.alertId}}, ConsistentRead=True
+    )["Item"]
+    assert row["expiresAt"] == {"N": str(1_790_000_000 + 30 * 86_400)}
+    assert row["state"] == {"S": "PUBLISHED"}

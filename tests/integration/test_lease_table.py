@@ -231,3 +231,25 @@ def test_prepare_records_the_batch_span_only_for_the_owner(aws_endpoint: str) ->
         assert await table.prepare(prepared, "w1", "13", "20") is None
 
     run(aws_endpoint, scenario)
+
+
+def test_only_a_finished_lease_is_deleted_and_only_once(aws_endpoint: str) -> None:
+    async def scenario(table: LeaseTable) -> None:
+        for shard_id in ("shard-0", "shard-1"):
+            await table.create(shard_id, [])
+        parent = await table.take(await only(table, "shard-0"), "w1")
+        assert parent is not None
+        ended = await table.checkpoint(parent, "w1", Sentinel.SHARD_END)
+        assert ended is not None
+        still_open = await only(table, "shard-1")
+        with pytest.raises(ValueError, match="not finished"):
+            await table.delete_finished(still_open)
+
+        # a stale read claiming SHARD_END cannot delete a lease that is not finished in the table
+        assert not await table.delete_finished(Lease("shard-1", None, 0, Sentinel.SHARD_END))
+        assert await table.delete_finished(ended)
+        assert not await table.delete_finished(ended)  # a second worker finds nothing to delete
+
+        assert [lease.shard_id for lease in await table.list_leases()] == ["shard-1"]
+
+    run(aws_endpoint, scenario)

@@ -80,6 +80,7 @@ def snapshot(endpoint: str, prefix: str, outputs: dict[str, str], gaps: dict[str
             table["BillingModeSummary"]["BillingMode"],
             pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"],
         )
+    history_ttl = dynamodb.describe_time_to_live(TableName=outputs["AlertHistoryTableName"])
     firehose = client("firehose").describe_delivery_stream(DeliveryStreamName=f"{prefix}-raw-archive")
     found: dict[str, Any] = {}
     if "iot" not in gaps:
@@ -108,6 +109,7 @@ def snapshot(endpoint: str, prefix: str, outputs: dict[str, str], gaps: dict[str
     return found | {
         "stream": (stream["StreamStatus"], stream["EncryptionType"], stream["OpenShardCount"]),
         "tables": tables,
+        "history_ttl": history_ttl["TimeToLiveDescription"],
         "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"],
         "public_access": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
         "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
@@ -146,6 +148,7 @@ def test_provision_builds_every_resource_and_a_rerun_changes_nothing(
     before = snapshot(aws_endpoint, prefix, first.outputs, gaps)
     assert before["stream"] == ("ACTIVE", "KMS", 1)
     assert {status for _, _, status in before["tables"].values()} == {"ENABLED"}
+    assert before["history_ttl"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
     assert set(before["public_access"].values()) == {True}
     assert before["dlq"] == {
         "SqsManagedSseEnabled": "true",

@@ -222,6 +222,17 @@ class FakeLeaseTable:
         self._write("release", replace(current, owner=None, pending_owner=None, counter=current.counter + 1))
         return True
 
+    async def delete_finished(self, lease: Lease) -> bool:
+        self._fail("delete_finished")
+        if not lease.finished:
+            raise ValueError(f"lease {lease.shard_id} is not finished (SHARD_END) and is never deleted")
+        current = self.leases.get(lease.shard_id)
+        if current is None or not current.finished:
+            return False
+        del self.leases[lease.shard_id]
+        self.writes.append(("delete", lease.shard_id, None))
+        return True
+
 
 # --- ListShards ----------------------------------------------------------------------------------------
 
@@ -288,6 +299,7 @@ class Sinks:
     snapshots: FakeSnapshots = field(default_factory=FakeSnapshots)
     policy: FilePolicy = field(default_factory=FilePolicy)
     latest_interval_ms: int = 60_000
+    idle_evict_ms: int = 0
 
     def resident(self) -> ResidentSinks:
         return ResidentSinks(
@@ -299,6 +311,7 @@ class Sinks:
             self.snapshots,
             self.policy,
             self.latest_interval_ms,
+            self.idle_evict_ms,
         )
 
     def archived(self, shard_id: str | None = None) -> list[str]:

@@ -211,6 +211,33 @@ def test_children_start_only_after_their_parent_reached_shard_end() -> None:
     arun(body())
 
 
+def test_a_finished_parent_lease_is_deleted_once_its_children_started_and_never_comes_back() -> None:
+    async def body() -> None:
+        records = shard_records(samples("watch-a", 2), shard=sid(0))
+        ended = ReadResult(records, 0, ended=True, child_shards=({"ShardId": sid(1)}, {"ShardId": sid(2)}))
+        listed = [shard(sid(0), closed=True), shard(sid(1), sid(0)), shard(sid(2), sid(0))]
+        rig = make_rig(listed, scripts={sid(0): [ended]})
+        await rig.sync_only()
+        await rig.scheduler.lease_round()
+        await eventually(lambda: rig.scheduler.held == [], "the parent's consumer ended")
+
+        await rig.scheduler.lease_round()  # takes the children: the parent's lease stays this round
+        assert sorted(rig.table.leases) == [sid(0), sid(1), sid(2)]
+        await rig.scheduler.lease_round()  # sees them started: deletes the parent's
+
+        assert sorted(rig.table.leases) == [sid(1), sid(2)]
+        assert ("delete", sid(0), None) in rig.table.writes
+        assert metric(rig.metrics, "vitalstream_lease_events_total", event="deleted") == 1
+        assert rig.scheduler.held == [sid(1), sid(2)]
+        await rig.sync_only()
+
+        restarted = make_rig(listed, table=rig.table)  # a replica that never saw the parent
+        await restarted.sync_only()
+        assert sorted(rig.table.leases) == [sid(1), sid(2)]
+
+    arun(body())
+
+
 def test_the_expired_lease_of_a_dead_worker_is_taken_from_its_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
