@@ -5,6 +5,9 @@ absent; a row already PUBLISHED means a previous delivery published it, so nothi
 publish, then mark the row PUBLISHED. An alert counts as done only once its row says PUBLISHED, so
 the one window for a repeat is a failure between the publish and that update; on a FIFO topic the
 ``MessageDeduplicationId`` (the alert id) closes it too.
+
+A failed call is kept as the cause of its device's failure (``FailedDevices``): sink ``alerts``,
+resource the history table or the topic ARN, whichever refused.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import calling, error_code
 from service.core import Alert
+from service.ports import FailedDevices, Sink, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -43,18 +47,28 @@ class SnsAlertPublisher:
         self._topic_arn = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
 
-    def publish(self, alerts: Sequence[Alert]) -> set[str]:
+    def publish(self, alerts: Sequence[Alert]) -> FailedDevices:
         failed: set[str] = set()
+        causes: list[SinkError] = []
         for alert in alerts:
             if alert.deviceId in failed:
                 continue
             try:
-                if self._claim(alert) is not DeliveryState.PUBLISHED:
-                    self._send(alert)
-                    self._mark_published(alert)
-            except ClientError:
+                self._publish_once(alert)
+            except SinkError as exc:
                 failed.add(alert.deviceId)
-        return failed
+                causes.append(exc)
+        return FailedDevices(failed, causes)
+
+    def _publish_once(self, alert: Alert) -> None:
+        with calling(Sink.ALERTS, self._table):
+            claimed = self._claim(alert)
+        if claimed is DeliveryState.PUBLISHED:
+            return
+        with calling(Sink.ALERTS, self._topic_arn):
+            self._send(alert)
+        with calling(Sink.ALERTS, self._table):
+            self._mark_published(alert)
 
     def _claim(self, alert: Alert) -> DeliveryState | None:
         """Record the alert as PENDING unless a row exists; return the existing row's state."""

@@ -1,0 +1,105 @@
+"""What the sinks answered: per batch (``BatchSinks``), over time (``SinkHealth``), and as log fields.
+
+Both modes keep every ``SinkError`` they catch — none is dropped. A batch collects them in a
+``BatchSinks`` along with the sinks that took every write of the batch. Kubernetes mode feeds each
+batch's into the replica's ``SinkHealth``, which says which causes are new (log them once) and which
+cleared (their sink took a write since), and whether a permanent one is outstanding (the replica is
+not ready). Lambda mode logs each batch's distinct causes once per invocation (``cause_fields``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.ports import Cause, FailedDevices, Sink, SinkError, causes_of, distinct
+
+SINK_ERROR_MESSAGE = "sink error"
+SINK_RECOVERED_MESSAGE = "sink recovered"
+
+
+@dataclass(slots=True)
+class BatchSinks:
+    """The sinks' answers within one batch: every error, and which sinks were called at all."""
+
+    errors: list[SinkError] = field(default_factory=list)
+    called: set[Sink] = field(default_factory=set)
+
+    def raised(self, error: SinkError) -> None:
+        """A port raised ``error`` (the whole call failed)."""
+        self.called.add(error.sink)
+        self.errors.append(error)
+
+    def answered(self, sink: Sink, failed: Collection[object]) -> None:
+        """A port answered ``sink``'s call with ``failed`` (empty: everything landed)."""
+        self.called.add(sink)
+        self.errors.extend(causes_of(failed, sink))
+
+    def loaded(self, unavailable: Collection[str], causes: Iterable[SinkError]) -> None:
+        """The device table was read; ``unavailable`` devices could not be, for ``causes``."""
+        self.answered(Sink.DEVICE_STATE, FailedDevices(unavailable, causes))
+
+    @property
+    def failed(self) -> frozenset[Sink]:
+        return frozenset(error.sink for error in self.errors)
+
+    @property
+    def succeeded(self) -> frozenset[Sink]:
+        """Sinks called in this batch that took every write."""
+        return frozenset(self.called) - self.failed
+
+    def distinct(self) -> tuple[SinkError, ...]:
+        return distinct(self.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    appeared: tuple[SinkError, ...] = ()  # causes not outstanding before: log each once
+    cleared: tuple[SinkError, ...] = ()  # outstanding causes whose sink has taken a write since
+
+
+class SinkHealth:
+    """The outstanding sink-error causes of one process (a consumer replica), safe across threads.
+
+    A cause — (sink, code, resource) — is outstanding from the first error that names it until its
+    sink next takes a write (``observe`` with the sink among ``succeeded``). While any outstanding
+    cause is permanent, ``permanent`` is true: the replica reports not ready.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outstanding: dict[Cause, SinkError] = {}
+
+    def observe(self, errors: Iterable[SinkError], succeeded: Collection[Sink] = ()) -> Changes:
+        with self._lock:
+            cleared = tuple(e for c, e in self._outstanding.items() if c[0] in succeeded)
+            for error in cleared:
+                del self._outstanding[error.cause]
+            appeared = []
+            for error in distinct(errors):
+                if error.cause not in self._outstanding:
+                    self._outstanding[error.cause] = error
+                    appeared.append(error)
+            return Changes(tuple(appeared), cleared)
+
+    @property
+    def permanent(self) -> bool:
+        with self._lock:
+            return any(error.permanent for error in self._outstanding.values())
+
+    def outstanding(self) -> tuple[SinkError, ...]:
+        with self._lock:
+            return tuple(self._outstanding.values())
+
+
+def cause_fields(error: SinkError) -> dict[str, Any]:
+    """The structured fields of a cause's log line (no device id, no payload)."""
+    return {
+        "sink": error.sink.value,
+        "code": error.code,
+        "resource": error.resource,
+        "permanent": error.permanent,
+        "error": type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__,
+    }
