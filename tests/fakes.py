@@ -13,13 +13,14 @@ from service.ports import BatchSpan, LoadedStates, Sink, SinkError, SnapshotMiss
 class FakeArchive:
     objects: dict[str, list[ProcessedRecord]] = field(default_factory=dict)
     down: bool = False
+    down_code: str = "ServiceUnavailable"  # what a down archive answers (AccessDenied: permanent)
 
     def write(
         self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
     ) -> str | None:
         """As ``S3Archive``: put-if-absent by span; records a taken key lacks go to a key of their own."""
         if self.down:
-            raise SinkError(Sink.ARCHIVE, "ServiceUnavailable", "archive-bucket", permanent=False)
+            raise self._refusal()
         if not records:
             return None
         if span is None:
@@ -31,10 +32,14 @@ class FakeArchive:
     ) -> str | None:
         """As ``S3Archive.write_file``: put-if-absent by shard and first sequence number."""
         if self.down:
-            raise SinkError(Sink.ARCHIVE, "ServiceUnavailable", "archive-bucket", permanent=False)
+            raise self._refusal()
         if not records:
             return None
         return self._write_at(f"{shard_id}/{first_sequence}", records)
+
+    def _refusal(self) -> SinkError:
+        permanent = self.down_code == "AccessDenied"
+        return SinkError(Sink.ARCHIVE, self.down_code, "archive-bucket", permanent=permanent)
 
     def _write_at(self, key: str, records: Sequence[ProcessedRecord]) -> str:
         held = {

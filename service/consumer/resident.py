@@ -19,6 +19,8 @@ Contract with the caller (``worker.ShardConsumer``):
   the caller passes the positions of the dead letters already stored.
 - Closed files are uploaded and checkpointed in the order they were cut, one at a time; ``process``
   may go on with later records meanwhile (``upload`` reads only the closed file it is given).
+- No sink error is dropped: ``StepOutcome.errors`` and ``LatestWrites.errors`` carry every one (one
+  per distinct cause), ``upload`` and ``restore`` raise theirs.
 - Everything here is synchronous boto3 I/O: call it from worker threads. ``write_latest`` and
   ``upload`` may each run in a thread of their own while ``process`` runs in another; nothing else
   may run concurrently.
@@ -35,7 +37,6 @@ from service.core import (
     Detector,
     DeviceState,
     KinesisRecord,
-    Reject,
     decode_records,
     process_batch,
 )
@@ -43,14 +44,17 @@ from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
 from service.core.latest_state import LatestStateCoalescer, Write
 from service.core.records import latest_in_order
 from service.core.snapshot import decode_snapshot, encode_snapshot
+from service.pipeline import load_states, publish_alerts, save_states, store_dead_letters
 from service.ports import (
     AlertPublisher,
     ArchiveFiles,
     DeadLetterStore,
     DeviceStateStore,
+    Sink,
     SinkError,
     SnapshotStore,
 )
+from service.sink_health import BatchSinks
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,8 @@ class ResidentSinks:
 class LatestWrites:
     landed: int
     refused: int
+    errors: tuple[SinkError, ...] = ()  # why some were refused, one per distinct cause
+    succeeded: frozenset[Sink] = frozenset()  # the device table, when it took every write
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,13 @@ class StepOutcome:
     consumed: int
     failures: list[str]
     failed_devices: frozenset[str]
-    failed_sinks: frozenset[str]  # "state", "alerts", "dead_letter"
+    errors: tuple[SinkError, ...] = ()  # every sink error of the step, one per distinct cause
+    succeeded: frozenset[Sink] = frozenset()  # sinks called in the step that took every write
     closed: ClosedFile | None = None
+
+    @property
+    def failed_sinks(self) -> frozenset[Sink]:
+        return frozenset(error.sink for error in self.errors)
 
 
 class ResidentShard:
@@ -122,26 +133,26 @@ class ResidentShard:
             self._file.forced_last = None
             room = self._file.room(records)
         if room == 0:  # the first record starts the next file: cut this one first
-            return StepOutcome(BatchResult(), 0, [], frozenset(), frozenset(), self._cut())
+            return StepOutcome(BatchResult(), 0, [], frozenset(), closed=self._cut())
         part = records[:room]
         decoded = decode_records(part)
-        sinks: set[str] = set()
-        unavailable = self._load_unknown(decoded.device_ids)
-        if unavailable:
-            sinks.add("state")
+        sinks = BatchSinks()
+        unavailable = self._load_unknown(decoded.device_ids, sinks)
         result = process_batch(decoded, self._states, self._sinks.detector, now_ms, unavailable)
-        failed = set(unavailable) | self._publish(result, sinks)
-        failed_rejects = self._dead_letter(result, dead_lettered, sinks)
+        failed = set(unavailable) | publish_alerts(self._sinks.alerts, result.alerts, sinks)
+        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
+        failed_rejects = store_dead_letters(self._sinks.dead_letters, fresh, sinks)
         failures = result.item_failures(failed, failed_rejects)
+        errors, succeeded = sinks.distinct(), sinks.succeeded
         if failures:  # all or nothing: the same records come again, and apply again from the same states
-            return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks))
+            return StepOutcome(result, 0, failures, frozenset(failed), errors, succeeded)
         self._states.update(result.states)
         self._file.add(result.processed)
         self._file.take(part)
         with self._latest_lock:
             self._latest.observe(result.states, latest_in_order(result.processed))
         closed = self._cut() if room < len(records) or self._file.full() else None
-        return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed)
+        return StepOutcome(result, room, [], frozenset(), errors, succeeded, closed)
 
     def close_if_idle(self, now_ms: int) -> ClosedFile | None:
         """Cut the open file when it has been open for its age by ``now_ms`` (an idle shard)."""
@@ -171,14 +182,12 @@ class ResidentShard:
             return LatestWrites(0, 0)
         states = {device: state for device, (state, _) in writes.items()}
         latest = {device: record for device, (_, record) in writes.items() if record is not None}
-        try:
-            refused = self._sinks.states.save(states, latest)
-        except SinkError:
-            refused = set(writes)
+        sinks = BatchSinks()
+        refused = save_states(self._sinks.states, states, latest, sinks)
         landed: dict[str, Write] = {d: w for d, w in writes.items() if d not in refused}
         with self._latest_lock:
             self._latest.written(landed, now_ms)
-        return LatestWrites(len(landed), len(refused))
+        return LatestWrites(len(landed), len(refused), sinks.distinct(), sinks.succeeded)
 
     @property
     def latest_pending(self) -> int:
@@ -191,39 +200,9 @@ class ResidentShard:
         snapshot = encode_snapshot(self.shard_id, last, self._states)
         return self._file.close(snapshot, frozenset(self._states))
 
-    def _load_unknown(self, device_ids: Iterable[str]) -> frozenset[str]:
+    def _load_unknown(self, device_ids: Iterable[str], sinks: BatchSinks) -> frozenset[str]:
         """Read devices never seen since the lease was taken; the ones that could not be read."""
         unknown = [d for d in device_ids if d not in self._states]
-        if not unknown:
-            return frozenset()
-        try:
-            loaded = self._sinks.states.load(unknown)
-        except SinkError:
-            return frozenset(unknown)
+        loaded = load_states(self._sinks.states, unknown, sinks)
         self._states.update(loaded.states)
         return loaded.unavailable
-
-    def _publish(self, result: BatchResult, sinks: set[str]) -> set[str]:
-        if not result.alerts:
-            return set()
-        try:
-            failed = self._sinks.alerts.publish(result.alerts)
-        except SinkError:
-            failed = {alert.deviceId for alert in result.alerts}
-        if failed:
-            sinks.add("alerts")
-        return failed
-
-    def _dead_letter(
-        self, result: BatchResult, dead_lettered: Collection[tuple[str, int | None]], sinks: set[str]
-    ) -> list[Reject]:
-        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
-        if not fresh:
-            return []
-        try:
-            failed = self._sinks.dead_letters.put(fresh)
-        except SinkError:
-            failed = fresh
-        if failed:
-            sinks.add("dead_letter")
-        return failed
