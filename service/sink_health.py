@@ -9,7 +9,9 @@ not ready). Lambda mode logs each batch's distinct causes once per invocation (`
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,3 +105,35 @@ def cause_fields(error: SinkError) -> dict[str, Any]:
         "permanent": error.permanent,
         "error": type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__,
     }
+
+
+def invocation_lines(
+    errors: Iterable[SinkError], *, shard: str, context: object, service: str, now_ms: int
+) -> list[str]:
+    """Lambda mode: one JSON log line per distinct cause of one invocation, with Powertools' keys
+    (``level``, ``message``, ``timestamp``, ``service``, ``function_name``, ``function_request_id``,
+    ``function_arn`` when ``context`` has them) and the cause's fields and shard."""
+    invocation = {
+        key: value
+        for key, attribute in (
+            ("function_name", "function_name"),
+            ("function_arn", "invoked_function_arn"),
+            ("function_request_id", "aws_request_id"),
+        )
+        if isinstance(value := getattr(context, attribute, None), str)
+    }
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms / 1000)) + f".{now_ms % 1000:03d}Z"
+    return [
+        json.dumps(
+            {
+                "level": "ERROR" if error.permanent else "WARNING",
+                "message": SINK_ERROR_MESSAGE,
+                "timestamp": stamp,
+                "service": service,
+                **cause_fields(error),
+                "shard": shard,
+                **invocation,
+            }
+        )
+        for error in distinct(errors)
+    ]
