@@ -37,6 +37,7 @@ from service.ports import (
     LoadedStates,
     Sink,
     SinkError,
+    Use,
 )
 from service.sink_health import BatchSinks
 
@@ -48,7 +49,7 @@ class BatchOutcome:
     failed_devices: frozenset[str]
     archive_key: str | None
     errors: tuple[SinkError, ...] = ()  # every sink error of the batch, one per distinct cause
-    succeeded: frozenset[Sink] = frozenset()  # sinks called in this batch that took every write
+    succeeded: frozenset[Use] = frozenset()  # sinks called in this batch that took every write
 
     @property
     def failed_sinks(self) -> frozenset[Sink]:

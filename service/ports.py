@@ -28,7 +28,17 @@ class Sink(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+class Access(StrEnum):
+    """Whether a failed call read from the sink or wrote to it: a read that works says nothing of
+    writes (an IAM policy may allow one and not the other), so only a success of the same access
+    clears a cause."""
+
+    READ = "read"
+    WRITE = "write"
+
+
 Cause = tuple[Sink, str, str]  # (sink, code, resource): what one log line and one readiness cause name
+Use = tuple[Sink, Access]  # a sink and how it was used: what a success clears
 
 
 class SinkError(Exception):
@@ -41,23 +51,30 @@ class SinkError(Exception):
     errors. Adapters raise it ``from`` the SDK's exception (``adapters._errors.sink_error``).
     """
 
-    def __init__(self, sink: Sink, code: str, resource: str, *, permanent: bool) -> None:
+    def __init__(
+        self, sink: Sink, code: str, resource: str, *, permanent: bool, access: Access = Access.WRITE
+    ) -> None:
         super().__init__(f"{sink.value} {resource}: {code}{' (permanent)' if permanent else ''}")
         self.sink = sink
         self.code = code
         self.resource = resource
         self.permanent = permanent
+        self.access = access
 
     @property
     def cause(self) -> Cause:
         return self.sink, self.code, self.resource
+
+    @property
+    def use(self) -> Use:
+        return self.sink, self.access
 
 
 class SnapshotMissingError(SinkError):
     """The snapshot a checkpoint names does not exist (deleted by hand or by a lifecycle rule)."""
 
     def __init__(self, resource: str, code: str = "NoSuchKey") -> None:
-        super().__init__(Sink.SNAPSHOTS, code, resource, permanent=True)
+        super().__init__(Sink.SNAPSHOTS, code, resource, permanent=True, access=Access.READ)
 
 
 def distinct(errors: Iterable[SinkError]) -> tuple[SinkError, ...]:
@@ -84,13 +101,13 @@ class FailedRejects(list[Reject]):
         self.causes = distinct(causes)
 
 
-def causes_of(failed: Collection[object], sink: Sink) -> tuple[SinkError, ...]:
+def causes_of(failed: Collection[object], sink: Sink, access: Access = Access.WRITE) -> tuple[SinkError, ...]:
     """Why ``failed`` (a port's partial-failure answer) is not empty: the adapter's causes, or, from an
     implementation that gives none, one transient ``PartialFailure`` of ``sink``."""
     if not failed:
         return ()
     causes: tuple[SinkError, ...] = getattr(failed, "causes", ())
-    return causes or (SinkError(sink, "PartialFailure", "", permanent=False),)
+    return causes or (SinkError(sink, "PartialFailure", "", permanent=False, access=access),)
 
 
 @dataclass(frozen=True, slots=True)

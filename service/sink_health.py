@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.ports import Cause, FailedDevices, Sink, SinkError, causes_of, distinct
+from service.ports import Access, Cause, FailedDevices, Sink, SinkError, Use, causes_of, distinct
 
 SINK_ERROR_MESSAGE = "sink error"
 SINK_RECOVERED_MESSAGE = "sink recovered"
@@ -24,33 +24,33 @@ SINK_RECOVERED_MESSAGE = "sink recovered"
 
 @dataclass(slots=True)
 class BatchSinks:
-    """The sinks' answers within one batch: every error, and which sinks were called at all."""
+    """The sinks' answers within one batch: every error, and which sinks were used (read or written)."""
 
     errors: list[SinkError] = field(default_factory=list)
-    called: set[Sink] = field(default_factory=set)
+    used: set[Use] = field(default_factory=set)
 
     def raised(self, error: SinkError) -> None:
         """A port raised ``error`` (the whole call failed)."""
-        self.called.add(error.sink)
+        self.used.add(error.use)
         self.errors.append(error)
 
-    def answered(self, sink: Sink, failed: Collection[object]) -> None:
-        """A port answered ``sink``'s call with ``failed`` (empty: everything landed)."""
-        self.called.add(sink)
-        self.errors.extend(causes_of(failed, sink))
+    def answered(self, sink: Sink, failed: Collection[object], access: Access = Access.WRITE) -> None:
+        """A port answered a call to ``sink`` with ``failed`` (empty: everything landed)."""
+        self.used.add((sink, access))
+        self.errors.extend(causes_of(failed, sink, access))
 
     def loaded(self, unavailable: Collection[str], causes: Iterable[SinkError]) -> None:
         """The device table was read; ``unavailable`` devices could not be, for ``causes``."""
-        self.answered(Sink.DEVICE_STATE, FailedDevices(unavailable, causes))
+        self.answered(Sink.DEVICE_STATE, FailedDevices(unavailable, causes), Access.READ)
 
     @property
     def failed(self) -> frozenset[Sink]:
         return frozenset(error.sink for error in self.errors)
 
     @property
-    def succeeded(self) -> frozenset[Sink]:
-        """Sinks called in this batch that took every write."""
-        return frozenset(self.called) - self.failed
+    def succeeded(self) -> frozenset[Use]:
+        """The sinks used in this batch, each with how, that answered every such call in full."""
+        return frozenset(self.used) - {error.use for error in self.errors}
 
     def distinct(self) -> tuple[SinkError, ...]:
         return distinct(self.errors)
@@ -59,24 +59,25 @@ class BatchSinks:
 @dataclass(frozen=True, slots=True)
 class Changes:
     appeared: tuple[SinkError, ...] = ()  # causes not outstanding before: log each once
-    cleared: tuple[SinkError, ...] = ()  # outstanding causes whose sink has taken a write since
+    cleared: tuple[SinkError, ...] = ()  # outstanding causes whose sink has answered in full since
 
 
 class SinkHealth:
     """The outstanding sink-error causes of one process (a consumer replica), safe across threads.
 
     A cause — (sink, code, resource) — is outstanding from the first error that names it until its
-    sink next takes a write (``observe`` with the sink among ``succeeded``). While any outstanding
-    cause is permanent, ``permanent`` is true: the replica reports not ready.
+    sink next answers in full a call of the same access (``observe`` with that (sink, access) among
+    ``succeeded``: a read that works does not clear a refused write). While any outstanding cause is
+    permanent, ``permanent`` is true: the replica reports not ready.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._outstanding: dict[Cause, SinkError] = {}
 
-    def observe(self, errors: Iterable[SinkError], succeeded: Collection[Sink] = ()) -> Changes:
+    def observe(self, errors: Iterable[SinkError], succeeded: Collection[Use] = ()) -> Changes:
         with self._lock:
-            cleared = tuple(e for c, e in self._outstanding.items() if c[0] in succeeded)
+            cleared = tuple(e for e in self._outstanding.values() if e.use in succeeded)
             for error in cleared:
                 del self._outstanding[error.cause]
             appeared = []

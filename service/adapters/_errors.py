@@ -21,7 +21,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from service.ports import Sink, SinkError
+from service.ports import Access, Sink, SinkError
 
 
 def error_code(exc: ClientError) -> str:
@@ -143,11 +143,11 @@ def describe(exc: BaseException) -> str:
     return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
 
 
-def sink_error(sink: Sink, resource: str, exc: BaseException) -> SinkError:
-    """The ``SinkError`` for ``exc`` (one of ``CALL_ERRORS``) on ``resource``; raise it ``from exc``,
-    or set ``__cause__`` when it is returned as a partial failure's cause."""
+def sink_error(sink: Sink, resource: str, exc: BaseException, access: Access = Access.WRITE) -> SinkError:
+    """The ``SinkError`` for ``exc`` (one of ``CALL_ERRORS``) on ``resource``, chained to it: raise it
+    ``from exc``, or return it as a partial failure's cause."""
     classified = classify(exc)
-    error = SinkError(sink, classified.code, resource, permanent=classified.permanent)
+    error = SinkError(sink, classified.code, resource, permanent=classified.permanent, access=access)
     error.__cause__ = exc
     return error
 

@@ -34,7 +34,7 @@ from service.core import (
     iso_ms,
     padded_sequence,
 )
-from service.ports import FailedDevices, LoadedStates, Sink, SinkError
+from service.ports import Access, FailedDevices, LoadedStates, Sink, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -103,7 +103,7 @@ class DynamoDeviceStateStore:
             try:
                 response = self._client.batch_get_item(RequestItems={self._table: request})
             except CALL_ERRORS as exc:  # the client already retried what was retryable
-                causes.append(sink_error(Sink.DEVICE_STATE, self._table, exc))
+                causes.append(sink_error(Sink.DEVICE_STATE, self._table, exc, Access.READ))
                 return unreadable | set(pending)
             for item in response.get("Responses", {}).get(self._table, []):
                 device_id = item["deviceId"].get("S", "")
@@ -114,9 +114,7 @@ class DynamoDeviceStateStore:
                     states[device_id] = decode_state(bytes(blob))
                 except StateFormatError:
                     unreadable.add(device_id)  # e.g. written by a newer version; never overwrite it
-                    causes.append(
-                        SinkError(Sink.DEVICE_STATE, "StateFormatError", self._table, permanent=True)
-                    )
+                    causes.append(self._read_error("StateFormatError", permanent=True))
             # Keys neither returned nor unprocessed have no item yet: new devices.
             unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
             keys = list(unprocessed["Keys"]) if unprocessed else []
@@ -124,8 +122,11 @@ class DynamoDeviceStateStore:
             if not pending:
                 return unreadable
             request = {**request, "Keys": keys}
-        causes.append(SinkError(Sink.DEVICE_STATE, "UnprocessedKeys", self._table, permanent=False))
+        causes.append(self._read_error("UnprocessedKeys", permanent=False))  # throttled, in effect
         return unreadable | set(pending)
+
+    def _read_error(self, code: str, *, permanent: bool) -> SinkError:
+        return SinkError(Sink.DEVICE_STATE, code, self._table, permanent=permanent, access=Access.READ)
 
     def save(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> FailedDevices:
         if not states:

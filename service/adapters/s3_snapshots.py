@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from service.adapters._errors import CALL_ERRORS, error_code, sink_error
 from service.adapters._s3_put import NOT_FOUND, put_if_absent
 from service.core.records import padded_sequence
-from service.ports import Sink, SnapshotMissingError
+from service.ports import Access, Sink, SnapshotMissingError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -52,5 +52,5 @@ class S3SnapshotStore:
         except CALL_ERRORS as exc:
             if isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND:
                 raise SnapshotMissingError(f"{self._bucket}/{key}", error_code(exc)) from exc
-            raise sink_error(Sink.SNAPSHOTS, self._bucket, exc) from exc
+            raise sink_error(Sink.SNAPSHOTS, self._bucket, exc, Access.READ) from exc
         return body

@@ -53,6 +53,7 @@ from service.ports import (
     Sink,
     SinkError,
     SnapshotStore,
+    Use,
 )
 from service.sink_health import BatchSinks
 
@@ -76,7 +77,7 @@ class LatestWrites:
     landed: int
     refused: int
     errors: tuple[SinkError, ...] = ()  # why some were refused, one per distinct cause
-    succeeded: frozenset[Sink] = frozenset()  # the device table, when it took every write
+    succeeded: frozenset[Use] = frozenset()  # the device table, when it took every write
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class StepOutcome:
     failures: list[str]
     failed_devices: frozenset[str]
     errors: tuple[SinkError, ...] = ()  # every sink error of the step, one per distinct cause
-    succeeded: frozenset[Sink] = frozenset()  # sinks called in the step that took every write
+    succeeded: frozenset[Use] = frozenset()  # sinks called in the step that took every write
     closed: ClosedFile | None = None
 
     @property

@@ -58,7 +58,7 @@ from service.consumer.resident import ResidentShard, StepOutcome
 from service.core import KinesisRecord, StateFormatError
 from service.core.archive_file import ClosedFile
 from service.core.telemetry import parse_rfc3339_ms
-from service.ports import Sink, SinkError, SnapshotMissingError
+from service.ports import Access, Sink, SinkError, SnapshotMissingError, Use
 from service.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, SinkHealth, cause_fields
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class ShardConsumer:
                 continue
             self._backoff.reset()
             if key is not None:
-                self.report_sinks((), {Sink.SNAPSHOTS})
+                self.report_sinks((), {(Sink.SNAPSHOTS, Access.READ)})
             self._metrics.resident_devices.labels(self.shard_id).set(devices)
             log.info("restored", extra={"devices": devices, "snapshot": key})
             return True
@@ -293,7 +293,7 @@ class ShardConsumer:
             log.debug("uploading the archive file failed (%s); again in %.2f s", exc, delay)
             await self._pause(delay)
             return False
-        self.report_sinks((), {Sink.ARCHIVE, Sink.SNAPSHOTS})
+        self.report_sinks((), {(Sink.ARCHIVE, Access.WRITE), (Sink.SNAPSHOTS, Access.WRITE)})
         self._metrics.upload_seconds.observe(time.monotonic() - started)
         if not await self._checkpoint(closed.last, snapshot):
             return False
@@ -331,9 +331,10 @@ class ShardConsumer:
             await self._pause(delay)
         return False
 
-    def report_sinks(self, errors: Sequence[SinkError], succeeded: Collection[Sink] = ()) -> None:
+    def report_sinks(self, errors: Sequence[SinkError], succeeded: Collection[Use] = ()) -> None:
         """Count ``errors`` (one per distinct cause of one attempt), log the causes that appeared and
-        those that cleared (their sink is among ``succeeded``), and keep the permanent-error gauge."""
+        those that cleared (their sink and access are among ``succeeded``), and keep the
+        permanent-error gauge."""
         for error in errors:
             self._metrics.sink_errors.labels(error.sink.value, error.code).inc()
         changes = self._health.observe(errors, succeeded)

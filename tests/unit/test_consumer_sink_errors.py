@@ -11,7 +11,7 @@ import pytest
 
 from service.consumer.metrics import ConsumerMetrics
 from service.core.archive_file import FilePolicy
-from service.ports import Sink, SinkError
+from service.ports import Access, Sink, SinkError
 from service.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, BatchSinks, SinkHealth
 from tests.unit.consumer_fakes import batch, eventually, shard
 from tests.unit.test_consumer_scheduler import make_rig as make_scheduler_rig
@@ -46,7 +46,7 @@ def test_distinct_causes_each_appear_and_only_permanent_ones_hold_readiness() ->
         (Sink.ARCHIVE, "AccessDenied", "other-bucket"),
     ]
     assert health.permanent
-    cleared = health.observe([], succeeded={Sink.ARCHIVE})
+    cleared = health.observe([], succeeded={(Sink.ARCHIVE, Access.WRITE)})
     assert {e.resource for e in cleared.cleared} == {"archive-bucket", "other-bucket"}
     assert not health.permanent  # the throttled device table is still outstanding, but transient
     assert [e.sink for e in health.outstanding()] == [Sink.DEVICE_STATE]
@@ -55,23 +55,37 @@ def test_distinct_causes_each_appear_and_only_permanent_ones_hold_readiness() ->
 def test_a_cause_that_cleared_and_came_back_appears_again() -> None:
     health = SinkHealth()
     health.observe([denied()])
-    health.observe([], succeeded={Sink.ARCHIVE})
+    health.observe([], succeeded={(Sink.ARCHIVE, Access.WRITE)})
     assert [e.code for e in health.observe([denied()]).appeared] == ["AccessDenied"]
 
 
 def test_a_success_of_another_sink_clears_nothing() -> None:
     health = SinkHealth()
     health.observe([denied()])
-    assert health.observe([], succeeded={Sink.ALERTS, Sink.DEVICE_STATE}).cleared == ()
+    assert (
+        health.observe([], succeeded={(Sink.ALERTS, Access.WRITE), (Sink.DEVICE_STATE, Access.WRITE)}).cleared
+        == ()
+    )
     assert health.permanent
+
+
+def test_a_read_that_works_does_not_clear_a_refused_write() -> None:
+    health = SinkHealth()
+    denied_write = SinkError(Sink.DEVICE_STATE, "AccessDeniedException", "state-table", permanent=True)
+    health.observe([denied_write])
+    assert health.observe([], succeeded={(Sink.DEVICE_STATE, Access.READ)}).cleared == ()
+    assert health.permanent
+    assert health.observe([], succeeded={(Sink.DEVICE_STATE, Access.WRITE)}).cleared == (denied_write,)
+    assert not health.permanent
 
 
 def test_a_batch_counts_a_sink_as_succeeded_only_when_called_and_without_error() -> None:
     sinks = BatchSinks()
     sinks.answered(Sink.ALERTS, set())
+    sinks.loaded(frozenset(), ())
     sinks.answered(Sink.DEVICE_STATE, {"watch-a"})  # a partial failure with no cause given
     sinks.raised(denied())
-    assert sinks.succeeded == {Sink.ALERTS}
+    assert sinks.succeeded == {(Sink.ALERTS, Access.WRITE), (Sink.DEVICE_STATE, Access.READ)}
     assert sinks.failed == {Sink.DEVICE_STATE, Sink.ARCHIVE}
     assert [(e.sink, e.code, e.permanent) for e in sinks.distinct()] == [
         (Sink.DEVICE_STATE, "PartialFailure", False),
@@ -145,7 +159,7 @@ def test_the_replica_is_not_ready_while_a_permanent_sink_error_is_outstanding() 
         assert not rig.scheduler.ready()
         assert metric(rig.metrics, "vitalstream_ready") == 0
 
-        rig.scheduler.health.observe([], succeeded={Sink.ARCHIVE})
+        rig.scheduler.health.observe([], succeeded={(Sink.ARCHIVE, Access.WRITE)})
         assert rig.scheduler.ready()
         assert metric(rig.metrics, "vitalstream_ready") == 1
         stop.set()

@@ -10,7 +10,7 @@ import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, records_from_lambda_event
 from service.pipeline import Pipeline
-from service.ports import Sink, SinkError
+from service.ports import Access, Sink, SinkError
 from service.sink_health import invocation_lines
 from service.window import WindowCommitError
 from tests.events import SHARD_ID, episode, kinesis_event
@@ -34,7 +34,8 @@ def test_the_pipeline_keeps_each_distinct_cause_and_the_sinks_that_took_their_wr
         (Sink.ARCHIVE, "AccessDenied", "archive-bucket", True)
     ]
     assert outcome.failed_sinks == {Sink.ARCHIVE}
-    assert Sink.DEVICE_STATE in outcome.succeeded  # the device table was read
+    assert (Sink.DEVICE_STATE, Access.READ) in outcome.succeeded  # the device table was read
+    assert (Sink.ARCHIVE, Access.WRITE) not in outcome.succeeded
 
 
 def test_a_whole_alert_outage_is_kept_with_its_code() -> None:
@@ -44,7 +45,7 @@ def test_a_whole_alert_outage_is_kept_with_its_code() -> None:
     outcome = run.run(SHARD_ID, batch.records, NOW_MS)
 
     assert [(e.sink, e.code) for e in outcome.errors] == [(Sink.ALERTS, "AuthorizationError")]
-    assert Sink.ALERTS not in outcome.succeeded
+    assert (Sink.ALERTS, Access.WRITE) not in outcome.succeeded
 
 
 def test_a_refused_window_commit_carries_its_causes() -> None:

@@ -30,7 +30,7 @@ from service.adapters.s3_archive import S3Archive
 from service.adapters.s3_snapshots import S3SnapshotStore
 from service.adapters.sns_alerts import SnsAlertPublisher
 from service.core import Alert, AnomalyType, DeviceState, ProcessedRecord, Reject, Severity
-from service.ports import FailedDevices, FailedRejects, Sink, SinkError, SnapshotMissingError
+from service.ports import Access, FailedDevices, FailedRejects, Sink, SinkError, SnapshotMissingError
 from tests.unit.builders import records as kinesis_records
 from tests.unit.builders import run, telemetry
 
@@ -268,15 +268,17 @@ def test_the_device_table_keeps_the_cause_of_failed_reads_and_writes() -> None:
     store = DynamoDeviceStateStore(answered_client("dynamodb", unreachable), "state-table", read_attempts=1)
     loaded = store.load(["watch-a"])
     assert loaded.unavailable == {"watch-a"}
-    assert [(c.sink, c.code, c.resource) for c in loaded.causes] == [
-        (Sink.DEVICE_STATE, "EndpointConnectionError", "state-table")
+    assert [(c.sink, c.code, c.resource, c.access) for c in loaded.causes] == [
+        (Sink.DEVICE_STATE, "EndpointConnectionError", "state-table", Access.READ)
     ]
     (record,) = records()
     state = DeviceState(last_shard=record.shard_id, last_sequence=record.sequence_number)
     failed = store.save({"watch-a": state}, {"watch-a": record})
     assert failed == {"watch-a"}
     assert isinstance(failed, FailedDevices)
-    assert [(c.code, c.permanent) for c in failed.causes] == [("EndpointConnectionError", False)]
+    assert [(c.code, c.permanent, c.access) for c in failed.causes] == [
+        ("EndpointConnectionError", False, Access.WRITE)
+    ]
 
 
 def reject() -> Reject:
