@@ -28,10 +28,10 @@ Per-device order and the failure rule: when a batch comes back with failures (a 
 devices' records), the same records are run again after a jittered back-off, before anything new is
 read, and no file is cut before them. Records already applied are skipped by the core.
 
-Sink errors are kept and reported, never dropped: each failed attempt counts once per distinct cause
-in ``vitalstream_sink_errors_total{sink,code}``, and the replica's ``SinkHealth`` logs a cause once
-when it appears (one JSON line: sink, code, resource, permanent) and once when its sink takes a write
-again; while a permanent cause is outstanding the replica is not ready (``Scheduler.ready``).
+Sink errors are kept and reported, never dropped (``sink_report``): each failed attempt counts once
+per distinct cause in ``vitalstream_sink_errors_total{sink,code}``, a cause is logged once when it
+appears and once when it clears, and while a permanent one is outstanding in the replica's
+``SinkHealth`` the replica is not ready (``Scheduler.ready``).
 Transient and permanent causes are retried alike, with the same full-jitter back-off: a permanent one
 ends when someone mends the deployment, and the next attempt finds out.
 """
@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -55,11 +55,12 @@ from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult, ShardReader
 from service.consumer.resident import ResidentShard, StepOutcome
+from service.consumer.sink_report import SinkReport
 from service.core import KinesisRecord, StateFormatError
 from service.core.archive_file import ClosedFile
 from service.core.telemetry import parse_rfc3339_ms
-from service.ports import Access, Sink, SinkError, SnapshotMissingError, Use
-from service.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, SinkHealth, cause_fields
+from service.ports import Access, Sink, SinkError, SnapshotMissingError
+from service.sink_health import SinkHealth, cause_fields
 
 log = logging.getLogger(__name__)
 FENCE_POLL_S = 0.1
@@ -96,7 +97,7 @@ class ShardConsumer:
     ) -> None:
         """``health``: the replica's, shared by its shards (a new one of its own when None)."""
         self.held, self._reader, self._shard = held, reader, shard
-        self._health = health if health is not None else SinkHealth()
+        self._sink_report = SinkReport(metrics, health if health is not None else SinkHealth())
         self._now_ms = wall_ms
         self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
         self._shutdown = asyncio.Event()
@@ -155,13 +156,13 @@ class ShardConsumer:
                 log.error("snapshot unusable (%s); devices are read from the device table", exc)
                 return True
             except SinkError as exc:
-                self.report_sinks((exc,))
+                self._sink_report.report((exc,))
                 if await self._pause(self._backoff.next()):
                     return False
                 continue
             self._backoff.reset()
             if key is not None:
-                self.report_sinks((), {(Sink.SNAPSHOTS, Access.READ)})
+                self._sink_report.report((), {(Sink.SNAPSHOTS, Access.READ)})
             self._metrics.resident_devices.labels(self.shard_id).set(devices)
             log.info("restored", extra={"devices": devices, "snapshot": key})
             return True
@@ -241,7 +242,7 @@ class ShardConsumer:
             await self._pause(self._backoff.next())
             return
         self._metrics.batch_seconds.observe(time.monotonic() - started)
-        self.report_sinks(step.errors, step.succeeded)
+        self._sink_report.report(step.errors, step.succeeded)
         self._account(step, records)
         if Sink.DEAD_LETTER not in step.failed_sinks:
             self._dead_lettered.update(
@@ -288,12 +289,12 @@ class ShardConsumer:
         try:
             snapshot = await asyncio.to_thread(self._shard.upload, closed)
         except SinkError as exc:
-            self.report_sinks((exc,))
+            self._sink_report.report((exc,))
             delay = self._commit_backoff.next()
             log.debug("uploading the archive file failed (%s); again in %.2f s", exc, delay)
             await self._pause(delay)
             return False
-        self.report_sinks((), {(Sink.ARCHIVE, Access.WRITE), (Sink.SNAPSHOTS, Access.WRITE)})
+        self._sink_report.report((), {(Sink.ARCHIVE, Access.WRITE), (Sink.SNAPSHOTS, Access.WRITE)})
         self._metrics.upload_seconds.observe(time.monotonic() - started)
         if not await self._checkpoint(closed.last, snapshot):
             return False
@@ -330,21 +331,6 @@ class ShardConsumer:
             log.warning("%s failed (%s); again in %.2f s", what, code, delay, extra=where)
             await self._pause(delay)
         return False
-
-    def report_sinks(self, errors: Sequence[SinkError], succeeded: Collection[Use] = ()) -> None:
-        """Count ``errors`` (one per distinct cause of one attempt), log the causes that appeared and
-        those that cleared (their sink and access are among ``succeeded``), and keep the
-        permanent-error gauge."""
-        for error in errors:
-            self._metrics.sink_errors.labels(error.sink.value, error.code).inc()
-        changes = self._health.observe(errors, succeeded)
-        for error in changes.appeared:
-            level = logging.ERROR if error.permanent else logging.WARNING
-            log.log(level, SINK_ERROR_MESSAGE, extra=cause_fields(error))
-        for error in changes.cleared:
-            log.info(SINK_RECOVERED_MESSAGE, extra=cause_fields(error))
-        if changes.appeared or changes.cleared:
-            self._metrics.observe_permanent(self._health.outstanding())
 
     def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
         m, result = self._metrics, step.result
@@ -416,7 +402,7 @@ class ShardConsumer:
             log.exception("writing device items failed")
             return False
         self._metrics.latest_state_writes.inc(written.landed)
-        self.report_sinks(written.errors, written.succeeded)
+        self._sink_report.report(written.errors, written.succeeded)
         return not written.refused
 
     async def _finish(self, ending: Ending) -> Ending:
