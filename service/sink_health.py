@@ -1,10 +1,11 @@
 """What the sinks answered: per batch (``BatchSinks``), over time (``SinkHealth``), and as log fields.
 
 Both modes keep every ``SinkError`` they catch — none is dropped. A batch collects them in a
-``BatchSinks`` along with the sinks that took every write of the batch. Kubernetes mode feeds each
-batch's into the replica's ``SinkHealth``, which says which causes are new (log them once) and which
-cleared (their sink took a write since), and whether a permanent one is outstanding (the replica is
-not ready). Lambda mode logs each batch's distinct causes once per invocation (``cause_fields``).
+``BatchSinks`` along with the sinks it used (read or written) that answered in full. Kubernetes mode
+feeds each batch's into the replica's ``SinkHealth``, which says which causes are new (log them once)
+and which cleared (their sink has answered a call of the same access in full since), and whether a
+permanent one is outstanding (the replica is not ready). Lambda mode logs each invocation's distinct
+causes once (``invocation_lines``).
 """
 
 from __future__ import annotations

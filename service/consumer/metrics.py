@@ -187,7 +187,8 @@ class ConsumerMetrics:
             self.records.labels(outcome)
         for event in ("taken", "stolen", "lost", "released", "handed_over", "ended"):
             self.lease_events.labels(event)
-        for sink in Sink:
+        for sink in Sink:  # every sink's series at 0 from the start (an empty code is no code label)
+            self.sink_errors.labels(sink.value, "")
             self.sink_permanent_errors.labels(sink.value)
         for api in ("GetRecords", "DynamoDB"):
             self.throttles.labels(api)

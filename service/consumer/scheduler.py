@@ -15,7 +15,7 @@ each new shard with its parents, so children wait for their parents' SHARD_END.
 Readiness (``ready``, ``/readyz``, ``vitalstream_ready``): ready once the lease table is there and the
 first shard sync is done, until shutdown begins — except while a permanent sink error (AccessDenied, a
 missing resource) is outstanding in the replica's ``SinkHealth``, which its shards share: then not
-ready until that sink takes a write again.
+ready until that sink answers a call of the same kind (read or write) in full again.
 """
 
 from __future__ import annotations
