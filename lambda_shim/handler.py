@@ -7,12 +7,17 @@ window's ``state`` and reach the table once per window. Either way the returned 
 name, for each device whose effects did not all land, its first record in the batch (and each reject
 that could not be stored); Lambda retries from the lowest, and records already applied are skipped on
 the way. ``REQUESTS`` counts every AWS request of this container's clients (``service.accounting``).
+Each distinct sink-error cause of an invocation is logged once, as a JSON line on stdout (CloudWatch),
+with its sink, AWS error code, resource, shard and the request id (``service.sink_health``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from service.accounting import RequestCounter
@@ -20,6 +25,7 @@ from service.core import records_from_lambda_event
 
 if TYPE_CHECKING:
     from service.pipeline import Pipeline
+    from service.ports import SinkError
     from service.window import WindowProcessor
 
 REQUESTS = RequestCounter()
@@ -48,13 +54,38 @@ def _windows() -> WindowProcessor:
     return WindowProcessor(_runtime(), _window_budget())
 
 
+def _log_sink_errors(errors: Iterable[SinkError], shard: str, context: object, now_ms: int) -> None:
+    from service.sink_health import invocation_lines  # noqa: PLC0415 - keeps the cold import small
+
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "vitalstream")
+    for line in invocation_lines(errors, shard=shard, context=context, service=service, now_ms=now_ms):
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _window(event: dict[str, Any], context: object, now_ms: int) -> dict[str, Any]:
+    from service.window import WindowCommitError, WindowEvent  # noqa: PLC0415 - as above
+
+    shard = WindowEvent.of(event).shard_id
+    try:
+        outcome = _windows().invoke(event, now_ms)
+    except WindowCommitError as exc:  # Lambda retries the invocation; CloudWatch says why
+        _log_sink_errors(exc.errors, shard, context, now_ms)
+        raise
+    _log_sink_errors(outcome.errors, shard, context, now_ms)
+    return outcome.response()
+
+
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     if "window" in event:
-        return _windows().invoke(event, now_ms).response()
+        return _window(event, context, now_ms)
     batch = records_from_lambda_event(event)
     framed = batch.records or batch.rejects
     if not framed:
         return {"batchItemFailures": []}
-    outcome = _runtime().run(framed[0].shard_id, batch.records, now_ms=now_ms, rejects=batch.rejects)
+    shard = framed[0].shard_id
+    outcome = _runtime().run(shard, batch.records, now_ms=now_ms, rejects=batch.rejects)
+    if outcome.errors:
+        _log_sink_errors(outcome.errors, shard, context, now_ms)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in outcome.failures]}

@@ -298,11 +298,14 @@ class Bridge:
         if not rejects:
             return set()
         from service.ports import SinkError  # noqa: PLC0415 - keeps the module import light
+        from service.sink_health import cause_fields  # noqa: PLC0415 - as above
 
         try:
             failed = self._dead_letters.put([reject for _, reject in rejects])
         except SinkError as exc:
-            log.warning("bridge: dead-letter store refused %d rejects: %s", len(rejects), exc)
+            log.warning(
+                "bridge: dead-letter store refused %d rejects: %s", len(rejects), exc, extra=cause_fields(exc)
+            )
             return {id(item) for item, _ in rejects}
         failed_ids = {id(reject) for reject in failed}
         return {id(item) for item, reject in rejects if id(reject) in failed_ids}

@@ -22,6 +22,8 @@ Contract with Lambda (or ``service.esm``):
   alerts are put-if-absent, archive keys follow the batch, table writes only move forward.
 - The final invocation raises ``WindowCommitError`` unless every dirty device's write landed (or was
   refused as behind); Lambda retries it, synchronously, until it succeeds.
+- No sink error is dropped: ``WindowOutcome.errors`` (and ``WindowCommitError.errors``) hold one
+  ``SinkError`` per distinct cause, for the handler to log.
 """
 
 from __future__ import annotations
@@ -34,10 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core import (
-    Alert,
-    DeviceState,
     KinesisRecord,
-    ProcessedRecord,
     Reject,
     StateFormatError,
     decode_records,
@@ -46,15 +45,28 @@ from service.core import (
 )
 from service.core.records import latest_in_order
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
-from service.pipeline import Pipeline, batch_span
-from service.ports import LoadedStates, SinkError
+from service.pipeline import (
+    Pipeline,
+    batch_span,
+    load_states,
+    publish_alerts,
+    save_states,
+    store_dead_letters,
+)
+from service.ports import Sink, SinkError
+from service.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
 LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
 
 
 class WindowCommitError(Exception):
-    """The window's device states did not all reach the device table; the invocation must fail."""
+    """The window's device states did not all reach the device table; the invocation must fail.
+    ``errors``: why, one ``SinkError`` per distinct cause (also those of the invocation's batch)."""
+
+    def __init__(self, message: str, errors: tuple[SinkError, ...]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,7 @@ class WindowOutcome:
     loaded: int = 0
     written: int = 0
     restarted: bool = False  # the state reached the budget: written out, the window starts over
+    errors: tuple[SinkError, ...] = ()  # every sink error of the invocation, one per distinct cause
 
     def response(self) -> dict[str, Any]:
         return {"state": self.state, "batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
@@ -105,55 +118,64 @@ class WindowProcessor:
         batch = records_from_lambda_event(event)
         failures: list[str] = []
         loaded = written = 0
+        sinks = BatchSinks()
         if batch.records or batch.rejects:
-            window, failures, loaded, written = self._process(window, batch.records, batch.rejects, now_ms)
+            window, failures, loaded, written = self._process(
+                window, batch.records, batch.rejects, now_ms, sinks
+            )
         if meta.final or meta.terminated_early:
-            return WindowOutcome({}, failures, loaded, written + self._commit(window))
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
         state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
         if len(json.dumps(state)) > self.budget_bytes:
-            return WindowOutcome({}, failures, loaded, written + self._commit(window), restarted=True)
-        return WindowOutcome(state, failures, loaded, written)
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, restarted=True, errors=sinks.distinct())
+        return WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
 
     def _process(
-        self, window: WindowState, records: list[KinesisRecord], rejects: list[Reject], now_ms: int
+        self,
+        window: WindowState,
+        records: list[KinesisRecord],
+        rejects: list[Reject],
+        now_ms: int,
+        sinks: BatchSinks,
     ) -> tuple[WindowState, list[str], int, int]:
-        sinks = self.pipeline
+        ports = self.pipeline
         decoded = decode_records(records, rejects)
         unknown = [d for d in decoded.device_ids if d not in window.states]
-        try:
-            fetched = sinks.states.load(unknown) if unknown else LoadedStates()
-        except SinkError:
-            fetched = LoadedStates(unavailable=frozenset(unknown))
+        fetched = load_states(ports.states, unknown, sinks)
         known = {**fetched.states, **window.states}
-        result = process_batch(decoded, known, sinks.detector, now_ms, fetched.unavailable)
-        failed = set(fetched.unavailable) | _publish(sinks, result.alerts)
+        result = process_batch(decoded, known, ports.detector, now_ms, fetched.unavailable)
+        failed = set(fetched.unavailable) | publish_alerts(ports.alerts, result.alerts, sinks)
         kept = [p for p in result.processed if p.device_id not in failed]
-        try:
-            sinks.archive.write(window.shard_id, kept, batch_span(records, rejects))
-        except SinkError:
-            failed.update(result.states)
-        try:
-            failed_rejects = sinks.dead_letters.put(result.rejects) if result.rejects else []
-        except SinkError:
-            failed_rejects = list(result.rejects)
+        if kept:
+            try:
+                ports.archive.write(window.shard_id, kept, batch_span(records, rejects))
+                sinks.answered(Sink.ARCHIVE, ())
+            except SinkError as exc:
+                failed.update(result.states)
+                sinks.raised(exc)
+        failed_rejects = store_dead_letters(ports.dead_letters, result.rejects, sinks)
         after = window.advanced(fetched.states, result.states, latest_in_order(kept), failed)
         changed = after.changed_looks(window)
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
             states, latest = after.pending()
             now = {d: states[d] for d in changed}
-            refused = _save(sinks, now, {d: r for d, r in latest.items() if d in now})
+            refused = save_states(ports.states, now, {d: r for d, r in latest.items() if d in now}, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
         return after, result.item_failures(failed, failed_rejects), len(fetched.states), written
 
-    def _commit(self, window: WindowState) -> int:
+    def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()
         if not states:
             return 0
-        refused = _save(self.pipeline, states, latest)
+        refused = save_states(self.pipeline.states, states, latest, sinks)
         if refused:
-            raise WindowCommitError(f"{len(refused)} of {len(states)} device states were not written")
+            raise WindowCommitError(
+                f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()
+            )
         return len(states)
 
 
@@ -170,21 +192,3 @@ def _window_of(meta: WindowEvent) -> WindowState:
     if meta.shard_id and window.shard_id != meta.shard_id:
         return WindowState(meta.shard_id)
     return window
-
-
-def _publish(sinks: Pipeline, alerts: list[Alert]) -> set[str]:
-    if not alerts:
-        return set()
-    try:
-        return sinks.alerts.publish(alerts)
-    except SinkError:
-        return {alert.deviceId for alert in alerts}
-
-
-def _save(
-    sinks: Pipeline, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]
-) -> set[str]:
-    try:
-        return sinks.states.save(states, latest)
-    except SinkError:
-        return set(states)

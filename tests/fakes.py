@@ -6,20 +6,21 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
-from service.ports import BatchSpan, LoadedStates, SinkError, SnapshotMissingError
+from service.ports import BatchSpan, LoadedStates, Sink, SinkError, SnapshotMissingError
 
 
 @dataclass
 class FakeArchive:
     objects: dict[str, list[ProcessedRecord]] = field(default_factory=dict)
     down: bool = False
+    down_code: str = "ServiceUnavailable"  # what a down archive answers (AccessDenied: permanent)
 
     def write(
         self, shard_id: str, records: Sequence[ProcessedRecord], span: BatchSpan | None = None
     ) -> str | None:
         """As ``S3Archive``: put-if-absent by span; records a taken key lacks go to a key of their own."""
         if self.down:
-            raise SinkError("archive down")
+            raise self._refusal()
         if not records:
             return None
         if span is None:
@@ -31,10 +32,14 @@ class FakeArchive:
     ) -> str | None:
         """As ``S3Archive.write_file``: put-if-absent by shard and first sequence number."""
         if self.down:
-            raise SinkError("archive down")
+            raise self._refusal()
         if not records:
             return None
         return self._write_at(f"{shard_id}/{first_sequence}", records)
+
+    def _refusal(self) -> SinkError:
+        permanent = self.down_code == "AccessDenied"
+        return SinkError(Sink.ARCHIVE, self.down_code, "archive-bucket", permanent=permanent)
 
     def _write_at(self, key: str, records: Sequence[ProcessedRecord]) -> str:
         held = {
@@ -58,14 +63,14 @@ class FakeSnapshots:
 
     def put(self, shard_id: str, sequence: str, blob: bytes) -> str:
         if self.down:
-            raise SinkError("snapshot store down")
+            raise SinkError(Sink.SNAPSHOTS, "ServiceUnavailable", "archive-bucket", permanent=False)
         key = f"{shard_id}/{sequence}"
         self.objects.setdefault(key, blob)
         return key
 
     def get(self, key: str) -> bytes:
         if self.down:
-            raise SinkError("snapshot store down")
+            raise SinkError(Sink.SNAPSHOTS, "ServiceUnavailable", "archive-bucket", permanent=False)
         if key not in self.objects:
             raise SnapshotMissingError(key)
         return self.objects[key]
@@ -81,7 +86,7 @@ class FakeStateStore:
 
     def load(self, device_ids: Collection[str]) -> LoadedStates:
         if self.down:
-            raise SinkError("state table unreachable")
+            raise SinkError(Sink.DEVICE_STATE, "EndpointConnectionError", "state-table", permanent=False)
         found = {
             d: self.states[d].clone() for d in device_ids if d in self.states and d not in self.unreadable
         }
@@ -105,7 +110,7 @@ class FakeAlertPublisher:
 
     def publish(self, alerts: Sequence[Alert]) -> set[str]:
         if self.down:
-            raise SinkError("alert topic unreachable")
+            raise SinkError(Sink.ALERTS, "AuthorizationError", "alert-topic", permanent=True)
         failed: set[str] = set()
         for alert in alerts:
             if alert.deviceId in self.refuse_devices:
@@ -122,7 +127,7 @@ class FakeDeadLetters:
 
     def put(self, rejects: Sequence[Reject]) -> list[Reject]:
         if self.down:
-            raise SinkError("dead-letter store down")
+            raise SinkError(Sink.DEAD_LETTER, "ServiceUnavailable", "dead-letter-queue", permanent=False)
         for reject in rejects:
             self.stored[(reject.shard_id, reject.sequence_number, reject.sub_sequence_number)] = reject
         return []

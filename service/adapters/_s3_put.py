@@ -23,7 +23,8 @@ _UNSUPPORTED = frozenset({"NotImplemented", "501"})
 
 def put_if_absent(client: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> bool:
     """True when this call created the object; False when the key already existed (the object is
-    left as it was). Raises ``ClientError`` for any other refusal."""
+    left as it was). Raises ``ClientError`` for any other refusal, and the SDK's own errors
+    (``BotoCoreError``, e.g. ``EndpointConnectionError``) as they come: the caller wraps them."""
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType=content_type)
     except ClientError as exc:

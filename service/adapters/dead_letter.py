@@ -14,6 +14,9 @@ owner had already dead-lettered stores nothing twice:
   a send whose id it accepted in the **last 5 minutes**, even when that message was received and
   deleted since: a takeover (≤ 15 s) never stores twice; a replay more than 5 minutes after the first
   send (a long outage, a reset checkpoint) can. On a standard queue nothing is deduplicated.
+
+Rejects that could not be stored come back as ``FailedRejects`` with their causes (sink
+``dead_letter``, resource the bucket or the queue URL).
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
-from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import TRANSIENT_CODES, calling
 from service.adapters._s3_put import put_if_absent
 from service.core import Reject
-from service.ports import SinkError
+from service.ports import FailedRejects, Sink, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -67,20 +69,23 @@ class S3DeadLetterStore:
     def bucket(self) -> str:
         return self._bucket
 
-    def put(self, rejects: Sequence[Reject]) -> list[Reject]:
+    def put(self, rejects: Sequence[Reject]) -> FailedRejects:
         failed: list[Reject] = []
+        causes: list[SinkError] = []
         for reject in rejects:
             try:
                 self.put_one(reject)
-            except ClientError:
+            except SinkError as exc:
                 failed.append(reject)
-        return failed
+                causes.append(exc)
+        return FailedRejects(failed, causes)
 
     def put_one(self, reject: Reject) -> str:
         """Store one reject unless its position is already stored; return its key. Raises
-        ``ClientError``."""
+        ``SinkError``."""
         key = reject_key(self._prefix, reject)
-        put_if_absent(self._client, self._bucket, key, reject.to_json(), "application/json")
+        with calling(Sink.DEAD_LETTER, self._bucket):
+            put_if_absent(self._client, self._bucket, key, reject.to_json(), "application/json")
         return key
 
 
@@ -102,30 +107,30 @@ class SqsDeadLetterStore:
         self._max_body = max_message_bytes - _ATTRIBUTE_ALLOWANCE
         self._max_batch = max_message_bytes
 
-    def put(self, rejects: Sequence[Reject]) -> list[Reject]:
+    def put(self, rejects: Sequence[Reject]) -> FailedRejects:
         failed: list[Reject] = []
+        causes: list[SinkError] = []
         sendable: list[tuple[Reject, str]] = []
         for reject in rejects:
-            body = self._body(reject)
-            if body is None:
+            try:
+                sendable.append((reject, self._body(reject)))
+            except SinkError as exc:
                 failed.append(reject)
-            else:
-                sendable.append((reject, body))
+                causes.append(exc)
         for batch in self._batches(sendable):
-            failed.extend(self._send(batch))
-        return failed
+            refused = self._send(batch)
+            failed.extend(refused)
+            causes.extend(refused.causes)
+        return FailedRejects(failed, causes)
 
-    def _body(self, reject: Reject) -> str | None:
-        """The message body, or a pointer to the overflow store; None when it cannot be sent."""
+    def _body(self, reject: Reject) -> str:
+        """The message body, or a pointer to the overflow store; ``SinkError`` when it cannot be sent."""
         body = reject.to_json().decode("utf-8")
         if len(body.encode("utf-8")) <= self._max_body:
             return body
         if self._overflow is None:
-            return None
-        try:
-            key = self._overflow.put_one(reject)
-        except ClientError:
-            return None
+            raise SinkError(Sink.DEAD_LETTER, "MessageTooLong", self._queue_url, permanent=True)
+        key = self._overflow.put_one(reject)
         pointer = {
             "reason": reject.reason.value,
             "shardId": reject.shard_id,
@@ -148,13 +153,21 @@ class SqsDeadLetterStore:
         if batch:
             yield batch
 
-    def _send(self, batch: list[tuple[Reject, str]]) -> list[Reject]:
+    def _send(self, batch: list[tuple[Reject, str]]) -> FailedRejects:
         entries = [self._entry(str(index), reject, body) for index, (reject, body) in enumerate(batch)]
-        try:
+        with calling(Sink.DEAD_LETTER, self._queue_url):
             response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        except ClientError as exc:
-            raise SinkError(f"dead-letter queue {self._queue_url}: {error_code(exc)}") from exc
-        return [batch[int(entry["Id"])][0] for entry in response.get("Failed", [])]
+        refused = response.get("Failed", [])
+        causes = [
+            SinkError(
+                Sink.DEAD_LETTER,
+                entry["Code"],
+                self._queue_url,
+                permanent=entry["SenderFault"] and entry["Code"] not in TRANSIENT_CODES,
+            )
+            for entry in refused
+        ]
+        return FailedRejects((batch[int(entry["Id"])][0] for entry in refused), causes)
 
     def _entry(self, entry_id: str, reject: Reject, body: str) -> SendMessageBatchRequestEntryTypeDef:
         entry: SendMessageBatchRequestEntryTypeDef = {

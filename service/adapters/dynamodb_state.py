@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, error_code, sink_error
 from service.core import (
     DeviceState,
     ProcessedRecord,
@@ -34,7 +34,7 @@ from service.core import (
     iso_ms,
     padded_sequence,
 )
-from service.ports import LoadedStates
+from service.ports import Access, FailedDevices, LoadedStates, Sink, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -53,8 +53,9 @@ class DynamoDeviceStateStore:
 
     ``load`` never raises: devices whose item could not be read (after ``read_attempts`` rounds of
     ``UnprocessedKeys`` with exponential backoff, or a failed call, or an unreadable snapshot) are
-    returned as ``unavailable``. ``save`` writes devices concurrently (``max_workers`` threads) and
-    returns those whose write failed for any reason other than being behind.
+    returned as ``unavailable``, with their causes. ``save`` writes devices concurrently
+    (``max_workers`` threads) and returns those whose write failed for any reason other than being
+    behind (``FailedDevices``, with the causes: sink ``device_state``, resource the table).
     """
 
     def __init__(
@@ -78,13 +79,16 @@ class DynamoDeviceStateStore:
         ids = list(dict.fromkeys(device_ids))
         states: dict[str, DeviceState] = {}
         unavailable: set[str] = set()
+        causes: list[SinkError] = []
         for start in range(0, len(ids), BATCH_GET_LIMIT):
             chunk = ids[start : start + BATCH_GET_LIMIT]
-            unavailable.update(self._load_chunk(chunk, states))
-        return LoadedStates(states, frozenset(unavailable))
+            unavailable.update(self._load_chunk(chunk, states, causes))
+        return LoadedStates(states, frozenset(unavailable), FailedDevices((), causes).causes)
 
-    def _load_chunk(self, device_ids: Sequence[str], states: dict[str, DeviceState]) -> set[str]:
-        """Read one ≤100-key chunk; return the devices that stay unavailable."""
+    def _load_chunk(
+        self, device_ids: Sequence[str], states: dict[str, DeviceState], causes: list[SinkError]
+    ) -> set[str]:
+        """Read one ≤100-key chunk; return the devices that stay unavailable (why: into ``causes``)."""
         request: KeysAndAttributesTypeDef = {
             "Keys": [{"deviceId": {"S": d}} for d in device_ids],
             "ConsistentRead": True,
@@ -98,8 +102,9 @@ class DynamoDeviceStateStore:
                 self._sleep(self._backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
             try:
                 response = self._client.batch_get_item(RequestItems={self._table: request})
-            except ClientError:
-                return unreadable | set(pending)  # the client already retried what was retryable
+            except CALL_ERRORS as exc:  # the client already retried what was retryable
+                causes.append(sink_error(Sink.DEVICE_STATE, self._table, exc, Access.READ))
+                return unreadable | set(pending)
             for item in response.get("Responses", {}).get(self._table, []):
                 device_id = item["deviceId"].get("S", "")
                 blob = item.get("state", {}).get("B")
@@ -109,6 +114,7 @@ class DynamoDeviceStateStore:
                     states[device_id] = decode_state(bytes(blob))
                 except StateFormatError:
                     unreadable.add(device_id)  # e.g. written by a newer version; never overwrite it
+                    causes.append(self._read_error("StateFormatError", permanent=True))
             # Keys neither returned nor unprocessed have no item yet: new devices.
             unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
             keys = list(unprocessed["Keys"]) if unprocessed else []
@@ -116,20 +122,31 @@ class DynamoDeviceStateStore:
             if not pending:
                 return unreadable
             request = {**request, "Keys": keys}
+        causes.append(self._read_error("UnprocessedKeys", permanent=False))  # throttled, in effect
         return unreadable | set(pending)
 
-    def save(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> set[str]:
-        if not states:
-            return set()
-        if len(states) == 1:
-            return {d for d, s in states.items() if not self._save_one(d, s, latest.get(d))}
-        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(states))) as pool:
-            done = pool.map(
-                lambda item: self._save_one(item[0], item[1], latest.get(item[0])), states.items()
-            )
-            return {device_id for device_id, ok in zip(states, done, strict=True) if not ok}
+    def _read_error(self, code: str, *, permanent: bool) -> SinkError:
+        return SinkError(Sink.DEVICE_STATE, code, self._table, permanent=permanent, access=Access.READ)
 
-    def _save_one(self, device_id: str, state: DeviceState, record: ProcessedRecord | None) -> bool:
+    def save(self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord]) -> FailedDevices:
+        if not states:
+            return FailedDevices()
+        if len(states) == 1:
+            errors = [self._save_one(d, s, latest.get(d)) for d, s in states.items()]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._max_workers, len(states))) as pool:
+                errors = list(
+                    pool.map(
+                        lambda item: self._save_one(item[0], item[1], latest.get(item[0])), states.items()
+                    )
+                )
+        failed = [(device_id, error) for device_id, error in zip(states, errors, strict=True) if error]
+        return FailedDevices((d for d, _ in failed), (e for _, e in failed))
+
+    def _save_one(
+        self, device_id: str, state: DeviceState, record: ProcessedRecord | None
+    ) -> SinkError | None:
+        """Write one device's item; None when it landed or was refused as behind."""
         values: dict[str, AttributeValueTypeDef] = {
             ":state": {"B": encode_state(state)},
             ":shard": {"S": state.last_shard},
@@ -156,9 +173,11 @@ class DynamoDeviceStateStore:
                 ExpressionAttributeNames=used_names,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            return error_code(exc) == "ConditionalCheckFailedException"
-        return True
+        except CALL_ERRORS as exc:
+            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            return sink_error(Sink.DEVICE_STATE, self._table, exc)
+        return None
 
 
 def _name(attribute: str) -> str:

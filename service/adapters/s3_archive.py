@@ -30,12 +30,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, sink_error
 from service.adapters._s3_put import put_if_absent
 from service.core import ProcessedRecord, padded_sequence
-from service.ports import BatchSpan, SinkError
+from service.ports import BatchSpan, Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -95,7 +94,8 @@ def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
 
 
 class S3Archive:
-    """``Archive`` on one bucket. Raises ``SinkError`` when S3 refuses a read or write."""
+    """``Archive`` on one bucket. Raises ``SinkError`` (sink ``archive``, resource the bucket) when S3
+    refuses a read or write or cannot be reached."""
 
     def __init__(self, client: S3Client, bucket: str, prefix: str = "") -> None:
         self._client = client
@@ -128,8 +128,8 @@ class S3Archive:
             names = "\n".join(_label(record_position(r)) for r in missing).encode()
             key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
             self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
-        except ClientError as exc:
-            raise SinkError(f"archive s3://{self._bucket}/{key}: {error_code(exc)}") from exc
+        except CALL_ERRORS as exc:
+            raise sink_error(Sink.ARCHIVE, self._bucket, exc) from exc
         return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import CALL_ERRORS, error_code, sink_error
 from service.adapters._s3_put import NOT_FOUND, put_if_absent
 from service.core.records import padded_sequence
-from service.ports import SinkError, SnapshotMissingError
+from service.ports import Access, Sink, SnapshotMissingError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -32,7 +32,8 @@ def snapshot_key(prefix: str, shard_id: str, sequence: str) -> str:
 
 
 class S3SnapshotStore:
-    """``SnapshotStore`` on one bucket. Raises ``SinkError`` when S3 refuses a read or write."""
+    """``SnapshotStore`` on one bucket. Raises ``SinkError`` (sink ``snapshots``, resource the bucket)
+    when S3 refuses a read or write or cannot be reached."""
 
     def __init__(self, client: S3Client, bucket: str, prefix: str = "snapshots/") -> None:
         self._client, self._bucket, self._prefix = client, bucket, prefix
@@ -41,16 +42,15 @@ class S3SnapshotStore:
         key = snapshot_key(self._prefix, shard_id, sequence)
         try:
             put_if_absent(self._client, self._bucket, key, blob, CONTENT_TYPE)
-        except ClientError as exc:
-            raise SinkError(f"snapshot s3://{self._bucket}/{key}: {error_code(exc)}") from exc
+        except CALL_ERRORS as exc:
+            raise sink_error(Sink.SNAPSHOTS, self._bucket, exc) from exc
         return key
 
     def get(self, key: str) -> bytes:
         try:
             body: bytes = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in NOT_FOUND:
-                raise SnapshotMissingError(f"snapshot s3://{self._bucket}/{key} does not exist") from exc
-            raise SinkError(f"snapshot s3://{self._bucket}/{key}: {code}") from exc
+        except CALL_ERRORS as exc:
+            if isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND:
+                raise SnapshotMissingError(f"{self._bucket}/{key}", error_code(exc)) from exc
+            raise sink_error(Sink.SNAPSHOTS, self._bucket, exc, Access.READ) from exc
         return body

@@ -10,6 +10,9 @@ Every row carries ``expiresAt`` (epoch seconds, the table's DynamoDB TTL attribu
 was first put plus the retention. DynamoDB deletes expired rows within days of that moment, so a
 redelivery of an alert older than the retention may publish it again; the retention must outlast
 the stream's (a redelivery comes from a record still in the stream).
+
+A failed call is kept as the cause of its device's failure (``FailedDevices``): sink ``alerts``,
+resource the history table or the topic ARN, whichever refused.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
+from service.adapters._errors import calling, error_code
 from service.core import Alert
+from service.ports import FailedDevices, Sink, SinkError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -65,18 +69,28 @@ class SnsAlertPublisher:
         self._retention_s = retention_days * DAY_S
         self._clock = clock
 
-    def publish(self, alerts: Sequence[Alert]) -> set[str]:
+    def publish(self, alerts: Sequence[Alert]) -> FailedDevices:
         failed: set[str] = set()
+        causes: list[SinkError] = []
         for alert in alerts:
             if alert.deviceId in failed:
                 continue
             try:
-                if self._claim(alert) is not DeliveryState.PUBLISHED:
-                    self._send(alert)
-                    self._mark_published(alert)
-            except ClientError:
+                self._publish_once(alert)
+            except SinkError as exc:
                 failed.add(alert.deviceId)
-        return failed
+                causes.append(exc)
+        return FailedDevices(failed, causes)
+
+    def _publish_once(self, alert: Alert) -> None:
+        with calling(Sink.ALERTS, self._table):
+            claimed = self._claim(alert)
+        if claimed is DeliveryState.PUBLISHED:
+            return
+        with calling(Sink.ALERTS, self._topic_arn):
+            self._send(alert)
+        with calling(Sink.ALERTS, self._table):
+            self._mark_published(alert)
 
     def _claim(self, alert: Alert) -> DeliveryState | None:
         """Record the alert as PENDING unless a row exists; return the existing row's state."""

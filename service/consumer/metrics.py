@@ -7,13 +7,14 @@ Request accounting (``service.accounting``) is read at scrape time from its ``Re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from service.accounting import RequestCounter
+from service.ports import Sink, SinkError
 
 # Per-record latency, seconds; tenths around 1 s, where the detection target (p99 ≤ 1 s) is read.
 LATENCY_BUCKETS = (
@@ -118,7 +119,15 @@ class ConsumerMetrics:
         )
         self.sink_errors = Counter(
             "vitalstream_sink_errors",
-            "Batches in which a sink failed (its records are retried)",
+            "Failed sink attempts (a batch, an upload, a device-table write, a snapshot read), by sink "
+            "and AWS error code (or SDK exception type); their records are retried",
+            ["sink", "code"],
+            registry=r,
+        )
+        self.sink_permanent_errors = Gauge(
+            "vitalstream_sink_permanent_errors",
+            "Outstanding permanent sink-error causes (AccessDenied, a missing resource, ...), by sink; "
+            "while any is above 0 the replica is not ready",
             ["sink"],
             registry=r,
         )
@@ -132,7 +141,11 @@ class ConsumerMetrics:
             ["reason"],
             registry=r,
         )
-        self.ready = Gauge("vitalstream_ready", "1 once the replica is initialised and consuming", registry=r)
+        self.ready = Gauge(
+            "vitalstream_ready",
+            "1 while the replica is initialised, consuming and without a permanent sink error",
+            registry=r,
+        )
         self.detection_latency = Histogram(
             "vitalstream_detection_latency_seconds",
             "Device timestamp (since=device) or Kinesis arrival (since=arrival) to the alert published",
@@ -180,7 +193,16 @@ class ConsumerMetrics:
             self.records.labels(outcome)
         for event in ("taken", "stolen", "lost", "released", "handed_over", "ended", "deleted"):
             self.lease_events.labels(event)
-        for sink in ("alerts", "archive", "dead_letter", "state"):
-            self.sink_errors.labels(sink)
+        for sink in Sink:  # every sink's series at 0 from the start (an empty code is no code label)
+            self.sink_errors.labels(sink.value, "")
+            self.sink_permanent_errors.labels(sink.value)
         for api in ("GetRecords", "DynamoDB"):
             self.throttles.labels(api)
+
+    def observe_permanent(self, outstanding: Iterable[SinkError]) -> None:
+        """Set ``vitalstream_sink_permanent_errors`` from the outstanding causes."""
+        counts = dict.fromkeys(Sink, 0)
+        for error in outstanding:
+            counts[error.sink] += error.permanent
+        for sink, count in counts.items():
+            self.sink_permanent_errors.labels(sink.value).set(count)

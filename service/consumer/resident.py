@@ -25,6 +25,8 @@ Contract with the caller (``worker.ShardConsumer``):
   the caller passes the positions of the dead letters already stored.
 - Closed files are uploaded and checkpointed in the order they were cut, one at a time; ``process``
   may go on with later records meanwhile (``upload`` reads only the closed file it is given).
+- No sink error is dropped: ``StepOutcome.errors`` and ``LatestWrites.errors`` carry every one (one
+  per distinct cause), ``upload`` and ``restore`` raise theirs.
 - Everything here is synchronous boto3 I/O: call it from worker threads. ``write_latest`` and
   ``upload`` may each run in a thread of their own while ``process`` runs in another; nothing else
   may run concurrently.
@@ -41,7 +43,6 @@ from service.core import (
     Detector,
     DeviceState,
     KinesisRecord,
-    Reject,
     decode_records,
     process_batch,
 )
@@ -50,15 +51,19 @@ from service.core.latest_state import LatestStateCoalescer, Write
 from service.core.records import latest_in_order
 from service.core.residency import idle_devices, last_arrivals
 from service.core.snapshot import decode_resident, encode_snapshot
+from service.pipeline import load_states, publish_alerts, save_states, store_dead_letters
 from service.ports import (
     AlertPublisher,
     ArchiveFiles,
     DeadLetterStore,
     DeviceStateStore,
-    LoadedStates,
+    Sink,
     SinkError,
     SnapshotStore,
+    Use,
+    causes_of,
 )
+from service.sink_health import BatchSinks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,8 @@ class ResidentSinks:
 class LatestWrites:
     landed: int
     refused: int
+    errors: tuple[SinkError, ...] = ()  # why some were refused, one per distinct cause
+    succeeded: frozenset[Use] = frozenset()  # the device table, when it took every write
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,13 @@ class StepOutcome:
     consumed: int
     failures: list[str]
     failed_devices: frozenset[str]
-    failed_sinks: frozenset[str]  # "state", "alerts", "dead_letter"
+    errors: tuple[SinkError, ...] = ()  # every sink error of the step, one per distinct cause
+    succeeded: frozenset[Use] = frozenset()  # sinks called in the step that took every write
     closed: ClosedFile | None = None
+
+    @property
+    def failed_sinks(self) -> frozenset[Sink]:
+        return frozenset(error.sink for error in self.errors)
 
 
 class ResidentShard:
@@ -138,20 +150,20 @@ class ResidentShard:
             self._file.forced_last = None
             room = self._file.room(records)
         if room == 0:  # the first record starts the next file: cut this one first
-            return StepOutcome(BatchResult(), 0, [], frozenset(), frozenset(), self._cut())
+            return StepOutcome(BatchResult(), 0, [], frozenset(), closed=self._cut())
         part = records[:room]
         decoded = decode_records(part)
         arrived = last_arrivals(decoded.samples)
-        sinks: set[str] = set()
-        unavailable = self._load_unknown(decoded.device_ids, arrived)
-        if unavailable:
-            sinks.add("state")
+        sinks = BatchSinks()
+        unavailable = self._load_unknown(decoded.device_ids, arrived, sinks)
         result = process_batch(decoded, self._states, self._sinks.detector, now_ms, unavailable)
-        failed = set(unavailable) | self._publish(result, sinks)
-        failed_rejects = self._dead_letter(result, dead_lettered, sinks)
+        failed = set(unavailable) | publish_alerts(self._sinks.alerts, result.alerts, sinks)
+        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
+        failed_rejects = store_dead_letters(self._sinks.dead_letters, fresh, sinks)
         failures = result.item_failures(failed, failed_rejects)
+        errors, succeeded = sinks.distinct(), sinks.succeeded
         if failures:  # all or nothing: the same records come again, and apply again from the same states
-            return StepOutcome(result, 0, failures, frozenset(failed), frozenset(sinks))
+            return StepOutcome(result, 0, failures, frozenset(failed), errors, succeeded)
         self._states.update(result.states)
         self._arrivals.update((d, t) for d, t in arrived.items() if d in self._states)
         self._file_devices.update(arrived)
@@ -161,7 +173,7 @@ class ResidentShard:
         with self._latest_lock:
             self._latest.observe(result.states, latest_in_order(result.processed))
         closed = self._cut() if room < len(records) or self._file.full() else None
-        return StepOutcome(result, room, [], frozenset(), frozenset(sinks), closed)
+        return StepOutcome(result, room, [], frozenset(), errors, succeeded, closed)
 
     def close_if_idle(self, now_ms: int) -> ClosedFile | None:
         """Cut the open file when it has been open for its age by ``now_ms`` (an idle shard)."""
@@ -181,8 +193,8 @@ class ResidentShard:
             states = {device: state for device, (state, _) in writes.items()}
             latest = {device: record for device, (_, record) in writes.items() if record is not None}
             refused = self._sinks.states.save(states, latest)
-            if refused:
-                raise SinkError(f"{len(refused)} of {len(writes)} idle devices' items were not written")
+            if refused:  # the file's checkpoint waits until every leaving device is in the table
+                raise causes_of(refused, Sink.DEVICE_STATE)[0]
         return self._sinks.snapshots.put(self.shard_id, closed.last, closed.snapshot)
 
     def committed(self, closed: ClosedFile) -> int:
@@ -203,14 +215,12 @@ class ResidentShard:
             return LatestWrites(0, 0)
         states = {device: state for device, (state, _) in writes.items()}
         latest = {device: record for device, (_, record) in writes.items() if record is not None}
-        try:
-            refused = self._sinks.states.save(states, latest)
-        except SinkError:
-            refused = set(writes)
+        sinks = BatchSinks()
+        refused = save_states(self._sinks.states, states, latest, sinks)
         landed: dict[str, Write] = {d: w for d, w in writes.items() if d not in refused}
         with self._latest_lock:
             self._latest.written(landed, now_ms)
-        return LatestWrites(len(landed), len(refused))
+        return LatestWrites(len(landed), len(refused), sinks.distinct(), sinks.succeeded)
 
     @property
     def latest_pending(self) -> int:
@@ -232,7 +242,9 @@ class ResidentShard:
         snapshot = encode_snapshot(self.shard_id, last, self._states, self._arrivals)
         return self._file.close(snapshot, frozenset(self._states))
 
-    def _load_unknown(self, device_ids: Iterable[str], arrived: Mapping[str, int]) -> frozenset[str]:
+    def _load_unknown(
+        self, device_ids: Iterable[str], arrived: Mapping[str, int], sinks: BatchSinks
+    ) -> frozenset[str]:
         """Take in devices not resident: from the states of devices that left at a cut not yet
         committed, else from the device table; the ones that could not be read."""
         unknown = [d for d in device_ids if d not in self._states]
@@ -244,37 +256,9 @@ class ResidentShard:
                     if device in writes and device not in self._states:
                         self._states[device] = writes[device][0].clone()
         unknown = [d for d in unknown if d not in self._states]
-        try:
-            loaded = self._sinks.states.load(unknown) if unknown else LoadedStates()
-        except SinkError:
-            loaded = LoadedStates(unavailable=frozenset(unknown))
+        loaded = load_states(self._sinks.states, unknown, sinks)
         self._states.update(loaded.states)
         self._arrivals.update(
             (d, arrived[d]) for d in device_ids if d in self._states and d not in self._arrivals
         )
         return loaded.unavailable
-
-    def _publish(self, result: BatchResult, sinks: set[str]) -> set[str]:
-        if not result.alerts:
-            return set()
-        try:
-            failed = self._sinks.alerts.publish(result.alerts)
-        except SinkError:
-            failed = {alert.deviceId for alert in result.alerts}
-        if failed:
-            sinks.add("alerts")
-        return failed
-
-    def _dead_letter(
-        self, result: BatchResult, dead_lettered: Collection[tuple[str, int | None]], sinks: set[str]
-    ) -> list[Reject]:
-        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
-        if not fresh:
-            return []
-        try:
-            failed = self._sinks.dead_letters.put(fresh)
-        except SinkError:
-            failed = fresh
-        if failed:
-            sinks.add("dead_letter")
-        return failed

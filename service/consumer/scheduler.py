@@ -14,6 +14,11 @@ each new shard with its parents, so children wait for their parents' SHARD_END â
 shard with a leased descendant (``leases.shards_to_lease``). Each round deletes the finished leases
 whose children have all started (``leases.cleanup``, KCL's completed-lease cleanup), so the table holds
 the open shards and their latest ancestors, not every shard the stream ever had.
+
+Readiness (``ready``, ``/readyz``, ``vitalstream_ready``): ready once the lease table is there and the
+first shard sync is done, until shutdown begins â€” except while a permanent sink error (AccessDenied, a
+missing resource) is outstanding in the replica's ``SinkHealth``, which its shards share: then not
+ready until that sink answers a call of the same kind (read or write) in full again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from service.consumer.ownership import HeldLease
 from service.consumer.reader import KinesisClient, ShardReader
 from service.consumer.resident import ResidentShard, ResidentSinks
 from service.consumer.worker import Pacing, ShardConsumer
+from service.sink_health import SinkHealth
 
 log = logging.getLogger(__name__)
 ReaderFactory = Callable[[Lease], ShardReader]
@@ -78,12 +84,19 @@ class Scheduler:
         self._known: set[str] = set()
         self._sync_now = asyncio.Event()
         self._ready = False
+        self._health = SinkHealth()
         self._last_round = time.monotonic()
+        metrics.ready.set_function(lambda: float(self.ready()))
 
     # --- health ------------------------------------------------------------------------------------
 
     def ready(self) -> bool:
-        return self._ready
+        """Initialised, not shutting down, and no permanent sink error outstanding."""
+        return self._ready and not self._health.permanent
+
+    @property
+    def health(self) -> SinkHealth:
+        return self._health
 
     def live(self) -> bool:
         """The lease loop completed a round recently (a round that fails still counts as completed)."""
@@ -99,14 +112,12 @@ class Scheduler:
         await self._table.ensure_table()
         await self._sync_shards()
         self._ready = True
-        self._metrics.ready.set(1)
         log.info("consuming", extra={"stream": self._config.stream_name})
         loops = [asyncio.create_task(self._lease_loop(stop)), asyncio.create_task(self._sync_loop(stop))]
         try:
             await stop.wait()
         finally:
             self._ready = False
-            self._metrics.ready.set(0)
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -204,12 +215,15 @@ class Scheduler:
             self._metrics,
             self._config.pacing,
             on_children=lambda children: self._sync_now.set(),
+            health=self._health,
         )
         task = asyncio.create_task(consumer.run(), name=f"shard-{lease.shard_id}")
         self._consumers[lease.shard_id] = (consumer, task)
-        task.add_done_callback(lambda _: self._ended(lease.shard_id, consumer))
+        task.add_done_callback(lambda done: self._ended(lease.shard_id, consumer, done))
 
-    def _ended(self, shard_id: str, consumer: ShardConsumer) -> None:
+    def _ended(self, shard_id: str, consumer: ShardConsumer, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:  # a bug: say so, then restart
+            log.error("shard task failed", exc_info=error, extra={"shard_id": shard_id})
         current = self._consumers.get(shard_id)
         if current is not None and current[0] is consumer:
             del self._consumers[shard_id]

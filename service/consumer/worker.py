@@ -27,6 +27,13 @@ than one file.
 Per-device order and the failure rule: when a batch comes back with failures (a sink refused some
 devices' records), the same records are run again after a jittered back-off, before anything new is
 read, and no file is cut before them. Records already applied are skipped by the core.
+
+Sink errors are kept and reported, never dropped (``sink_report``): each failed attempt counts once
+per distinct cause in ``vitalstream_sink_errors_total{sink,code}``, a cause is logged once when it
+appears and once when it clears, and while a permanent one is outstanding in the replica's
+``SinkHealth`` the replica is not ready (``Scheduler.ready``).
+Transient and permanent causes are retried alike, with the same full-jitter back-off: a permanent one
+ends when someone mends the deployment, and the next attempt finds out.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult, ShardReader
 from service.consumer.resident import ResidentShard, StepOutcome
+from service.consumer.sink_report import SinkReport
 from service.core import KinesisRecord, Reject, RejectReason, StateFormatError
 from service.core.archive_file import ClosedFile
 from service.core.telemetry import parse_rfc3339_ms
-from service.ports import SinkError, SnapshotMissingError
+from service.ports import Access, Sink, SinkError, SnapshotMissingError
+from service.sink_health import SinkHealth, cause_fields
 
 log = logging.getLogger(__name__)
 FENCE_POLL_S = 0.1
@@ -84,8 +93,11 @@ class ShardConsumer:
         pacing: Pacing,
         on_children: Callable[[tuple[dict[str, Any], ...]], None] = lambda children: None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        health: SinkHealth | None = None,
     ) -> None:
+        """``health``: the replica's, shared by its shards (a new one of its own when None)."""
         self.held, self._reader, self._shard = held, reader, shard
+        self._sink_report = SinkReport(metrics, health if health is not None else SinkHealth())
         self._now_ms = wall_ms
         self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
         self._shutdown = asyncio.Event()
@@ -134,16 +146,23 @@ class ShardConsumer:
         while True:
             try:
                 devices = await asyncio.to_thread(self._shard.restore, key)
-            except (SnapshotMissingError, StateFormatError) as exc:  # retrying cannot bring it back
+            except SnapshotMissingError as exc:  # retrying cannot bring it back; nothing to mend
+                self._metrics.sink_errors.labels(exc.sink.value, exc.code).inc()
+                log.error(
+                    "snapshot unusable; devices are read from the device table", extra=cause_fields(exc)
+                )
+                return True
+            except StateFormatError as exc:
                 log.error("snapshot unusable (%s); devices are read from the device table", exc)
                 return True
             except SinkError as exc:
-                delay = self._backoff.next()
-                log.warning("reading the snapshot failed (%s); again in %.2f s", exc, delay)
-                if await self._pause(delay):
+                self._sink_report.report((exc,))
+                if await self._pause(self._backoff.next()):
                     return False
                 continue
             self._backoff.reset()
+            if key is not None:
+                self._sink_report.report((), {(Sink.SNAPSHOTS, Access.READ)})
             self._metrics.resident_devices.labels(self.shard_id).set(devices)
             log.info("restored", extra={"devices": devices, "snapshot": key})
             return True
@@ -223,14 +242,15 @@ class ShardConsumer:
             await self._pause(self._backoff.next())
             return
         self._metrics.batch_seconds.observe(time.monotonic() - started)
+        self._sink_report.report(step.errors, step.succeeded)
         self._account(step, records)
-        if "dead_letter" not in step.failed_sinks:
+        if Sink.DEAD_LETTER not in step.failed_sinks:
             self._dead_lettered.update(
                 (r.sequence_number, r.sub_sequence_number) for r in step.result.rejects
             )
         if step.failures:
             delay = self._backoff.next()
-            log.warning(
+            log.debug(  # the causes were logged once, when they appeared
                 "sinks failed for %d devices; the batch runs again in %.2f s",
                 len(step.failed_devices),
                 delay,
@@ -269,11 +289,12 @@ class ShardConsumer:
         try:
             snapshot = await asyncio.to_thread(self._shard.upload, closed)
         except SinkError as exc:
-            self._metrics.sink_errors.labels("archive").inc()
+            self._sink_report.report((exc,))
             delay = self._commit_backoff.next()
-            log.warning("uploading the archive file failed (%s); again in %.2f s", exc, delay)
+            log.debug("uploading the archive file failed (%s); again in %.2f s", exc, delay)
             await self._pause(delay)
             return False
+        self._sink_report.report((), {(Sink.ARCHIVE, Access.WRITE), (Sink.SNAPSHOTS, Access.WRITE)})
         self._metrics.upload_seconds.observe(time.monotonic() - started)
         if not await self._checkpoint(closed.last, snapshot):
             return False
@@ -314,8 +335,6 @@ class ShardConsumer:
 
     def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
         m, result = self._metrics, step.result
-        for sink in step.failed_sinks:
-            m.sink_errors.labels(sink).inc()
         if step.failures:  # nothing was applied: these records run again, from the lowest failure on
             lowest = min(int(s) for s in step.failures)
             m.records.labels("retried").inc(sum(1 for r in records if r.seq_int >= lowest))
@@ -386,8 +405,7 @@ class ShardConsumer:
             log.exception("writing device items failed")
             return False
         self._metrics.latest_state_writes.inc(written.landed)
-        if written.refused:
-            self._metrics.sink_errors.labels("state").inc()
+        self._sink_report.report(written.errors, written.succeeded)
         return not written.refused
 
     async def _finish(self, ending: Ending) -> Ending:

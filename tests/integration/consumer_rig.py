@@ -86,6 +86,7 @@ class Feed:
     devices: int
     rate: float
     sent: set[tuple[str, int]] = field(default_factory=set)
+    positions: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)  # shard, sequence
     poison_sent: int = 0
     _next: dict[str, int] = field(default_factory=dict)
     _episode_clock: dict[str, int] = field(default_factory=dict)
@@ -102,11 +103,21 @@ class Feed:
             entries.append({"Data": sample(device, seq, now + i), "PartitionKey": device})
             keys.append((device, seq))
         entries += [{"Data": POISON, "PartitionKey": f"poison-{i}"} for i in range(poison)]
-        for start in range(0, len(entries), 250):
-            chunk = entries[start : start + 250]
+        keyed: list[tuple[dict[str, Any], tuple[str, int] | None]] = [
+            *zip(entries, keys, strict=False),
+            *((entry, None) for entry in entries[len(keys) :]),
+        ]
+        for start in range(0, len(keyed), 250):
+            chunk = keyed[start : start + 250]
             while chunk:
-                response = self.kinesis.put_records(StreamName=self.stream, Records=chunk)
-                chunk = [e for e, r in zip(chunk, response["Records"], strict=True) if "ErrorCode" in r]
+                response = self.kinesis.put_records(StreamName=self.stream, Records=[e for e, _ in chunk])
+                retry = []
+                for (entry, key), result in zip(chunk, response["Records"], strict=True):
+                    if "ErrorCode" in result:
+                        retry.append((entry, key))
+                    elif key is not None:
+                        self.positions[key] = (result["ShardId"], result["SequenceNumber"])
+                chunk = retry
         self.sent.update(keys)
         self.poison_sent += poison
 

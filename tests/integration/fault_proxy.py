@@ -3,8 +3,9 @@ and counts every call that passes it (an outside count of what a process asks AW
 
 No emulator throttles by itself, so the consumer's back-off is proven by putting this between it and
 the emulator: while a fault is switched on, matching requests get the error AWS would send (Kinesis
-``ProvisionedThroughputExceededException``, DynamoDB 500 ``InternalServerError``, S3 503 ``SlowDown``)
-and never reach the emulator; everything else is forwarded unchanged.
+``ProvisionedThroughputExceededException``, DynamoDB 500 ``InternalServerError``, S3 503 ``SlowDown``,
+S3 403 ``AccessDenied`` as a bucket policy or a missing IAM permission answers) and never reach the
+emulator; everything else is forwarded unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def s3_slow_down(bucket: str) -> Fault:
         "s3",
         lambda target, path, _data: not target and path.startswith(f"/{bucket}/"),
         503,
+        body,
+        "application/xml",
+    )
+
+
+def s3_access_denied(bucket: str, prefix: str = "") -> Fault:
+    """Every S3 request under ``bucket``/``prefix`` refused, as a missing s3:PutObject permission is."""
+    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    return Fault(
+        "s3 access denied",
+        lambda target, path, _data: not target and path.startswith(f"/{bucket}/{prefix}"),
+        403,
         body,
         "application/xml",
     )

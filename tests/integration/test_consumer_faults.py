@@ -198,7 +198,7 @@ def test_throttling_and_5xx_on_reads_and_sinks_back_off_then_recover(
             return lambda: replica.value(name, **labels) > 0
 
         with proxy.inject(dynamodb_error(aws.settings.device_state_table)):  # state writes fail
-            wait_for(seen("vitalstream_sink_errors_total", sink="state"), 90, "a failed state write")
+            wait_for(seen("vitalstream_sink_errors_total", sink="device_state"), 90, "a failed state write")
         with proxy.inject(s3_slow_down(aws.settings.archive_bucket)):  # then archive writes
             wait_for(seen("vitalstream_sink_errors_total", sink="archive"), 90, "a failed archive write")
         if kinesis_via_proxy:
@@ -211,7 +211,7 @@ def test_throttling_and_5xx_on_reads_and_sinks_back_off_then_recover(
             "throttling+5xx",
             injected=proxy.injected,
             throttles=replica.value("vitalstream_throttles_total", api="GetRecords"),
-            state_errors=replica.value("vitalstream_sink_errors_total", sink="state"),
+            state_errors=replica.value("vitalstream_sink_errors_total", sink="device_state"),
             archive_errors=replica.value("vitalstream_sink_errors_total", sink="archive"),
         )
     finally:

@@ -7,10 +7,12 @@ import gzip
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from lambda_shim import handler as shim
@@ -261,3 +263,75 @@ def test_kpl_aggregated_record_is_deaggregated(aws: AwsStack, invoke: Invoke) ->
         "2",
         "71",
     )
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The attributes of Lambda's context object that the handler reads."""
+
+    aws_request_id: str
+    function_name: str = "vitalstream-processor"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vitalstream-processor"
+
+
+def test_a_denied_publish_is_logged_once_per_invocation_with_its_code_and_nothing_is_lost(
+    aws: AwsStack, invoke: Invoke, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    denied = [True]
+
+    def deny_publish(request: Any, **_: Any) -> AWSResponse | None:
+        if not denied[0]:  # registered for SNS Publish only
+            return None
+        body = (
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>AuthorizationError</Code>"
+            b"<Message>not authorized to perform SNS:Publish</Message></Error></ErrorResponse>"
+        )
+        return AWSResponse(request.url, 403, {}, _Raw(body))
+
+    aws.session.events.register("before-send.sns.Publish", deny_publish)
+    monkeypatch.setattr(shim, "_runtime", lambda: build_pipeline(aws.settings, aws.session))
+    racing = episode("watch-racing", 0, 35, 130)  # two devices' alerts in one batch: one cause
+    other = episode("watch-other", 0, 35, 131)
+    event = kinesis_event(interleave(racing, other))
+    shard = event["Records"][0]["eventID"].partition(":")[0]
+    capsys.readouterr()
+
+    for attempt in ("req-1", "req-2"):  # Lambda retries the batch: each invocation says why, once
+        response = shim.handler(event, LambdaContext(attempt))
+        assert response["batchItemFailures"]
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert lines == [
+            {
+                "level": "ERROR",
+                "message": "sink error",
+                "timestamp": lines[0]["timestamp"],
+                "service": "vitalstream",
+                "sink": "alerts",
+                "code": "AuthorizationError",
+                "resource": aws.settings.alert_topic_arn,
+                "permanent": True,
+                "error": "AuthorizationErrorException",  # the modeled ClientError
+                "shard": shard,
+                "function_name": "vitalstream-processor",
+                "function_arn": LambdaContext(attempt).invoked_function_arn,
+                "function_request_id": attempt,
+            }
+        ]
+    assert aws.drain(aws.alert_queue_url) == []
+
+    denied[0] = False  # the permission is restored: the retried batch lands whole
+    assert shim.handler(event, LambdaContext("req-3"))["batchItemFailures"] == []
+    assert capsys.readouterr().out == ""
+    alerts = aws.drain(aws.alert_queue_url)
+    assert sorted(a["body"]["deviceId"] for a in alerts) == ["watch-other", "watch-racing"]
+    pairs = Counter((line["deviceId"], line["sequenceNumber"]) for line in archived_lines(aws))
+    assert len(pairs) == len(event["Records"])
+    assert max(pairs.values()) == 1
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body

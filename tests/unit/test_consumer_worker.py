@@ -39,6 +39,7 @@ from service.core import (
 from service.core.archive_file import FilePolicy
 from service.core.snapshot import decode_snapshot
 from service.ports import LoadedStates
+from service.sink_health import SinkHealth
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeSnapshots, FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0
 from tests.unit.consumer_fakes import (
@@ -186,6 +187,7 @@ def make_rig(
     lease: Lease | None = None,
     policy: FilePolicy | None = None,
     sinks: Sinks | None = None,
+    health: SinkHealth | None = None,
 ) -> Rig:
     journal: list[str] = []
     table = FakeLeaseTable(journal=journal)
@@ -210,6 +212,7 @@ def make_rig(
         PACING,
         on_children=children.append,
         wall_ms=lambda: int(wall() * 1000),
+        health=health,
     )
     return Rig(table, held, reader, sinks, metrics, consumer, journal, children, wall)
 
@@ -391,7 +394,7 @@ def test_alert_sink_failure_reruns_the_records_and_archives_each_once() -> None:
         assert archived(rig) == seqs(records)  # every record exactly once, in shard order
         assert [a.deviceId for a in alerts.published.values()] == ["watch-b"]
         assert rig.table.checkpoints() == [records[-1].sequence_number]
-        assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="alerts") == 3
+        assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="alerts", code="PartialFailure") == 3
         assert metric(rig.metrics, "vitalstream_records_total", outcome="retried") > 0
 
     arun(body())
@@ -408,7 +411,15 @@ def test_state_table_outage_at_first_sight_holds_the_records_then_every_one_is_a
         assert rig.table.checkpoints() == [records[-1].sequence_number]
         assert archived(rig) == seqs(records)
         assert set(rig.states.latest) == {"watch-a", "watch-b", "watch-c"}
-        assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="state") == 3
+        assert (
+            metric(
+                rig.metrics,
+                "vitalstream_sink_errors_total",
+                sink="device_state",
+                code="EndpointConnectionError",
+            )
+            == 3
+        )
 
     arun(body())
 
@@ -464,7 +475,10 @@ def test_an_archive_outage_holds_the_checkpoint_until_the_file_is_up() -> None:
 
         assert rig.table.checkpoints() == [records[5].sequence_number, records[-1].sequence_number]
         assert archived(rig) == seqs(records)
-        assert metric(rig.metrics, "vitalstream_sink_errors_total", sink="archive") == 2
+        assert (
+            metric(rig.metrics, "vitalstream_sink_errors_total", sink="archive", code="ServiceUnavailable")
+            == 2
+        )
 
     arun(body())
 

@@ -30,6 +30,7 @@ ALERTS = {
     "VitalStreamFallingBehind",
     "VitalStreamNoProgress",
     "VitalStreamSinkErrors",
+    "VitalStreamSinkPermanentError",
     "VitalStreamDeadLetterGrowth",
     "VitalStreamLeaseImbalance",
 }
@@ -195,13 +196,31 @@ ALERT_CASES: dict[str, dict[str, Any]] = {
     },
     "sink errors in a tenth of batches": {
         "input_series": [
-            series("vitalstream_sink_errors_total", 'sink="archive"', "0+6x30"),
-            series("vitalstream_sink_errors_total", 'sink="alerts"', "0x30"),
+            series("vitalstream_sink_errors_total", 'sink="archive",code="SlowDown"', "0+6x30"),
+            series("vitalstream_sink_errors_total", 'sink="alerts",code="Throttled"', "0x30"),
             series("vitalstream_batch_seconds_count", "", "0+60x30"),
         ],
         "alert_rule_test": [
             alert("VitalStreamSinkErrors", "20m", {"sink": "archive", "severity": "warning"})
         ],
+    },
+    "a permanent sink error outstanding for 2 minutes": {
+        "input_series": [
+            series("vitalstream_sink_permanent_errors", 'sink="archive",instance="10.0.0.1:9400"', "0 1x10"),
+            series("vitalstream_sink_permanent_errors", 'sink="alerts",instance="10.0.0.1:9400"', "0x10"),
+        ],
+        "alert_rule_test": [
+            alert("VitalStreamSinkPermanentError", "2m"),
+            alert("VitalStreamSinkPermanentError", "4m", {"sink": "archive", "severity": "critical"}),
+        ],
+    },
+    "a permanent sink error that cleared": {
+        "input_series": [
+            series(
+                "vitalstream_sink_permanent_errors", 'sink="archive",instance="10.0.0.1:9400"', "0 1 0x10"
+            ),
+        ],
+        "alert_rule_test": [alert("VitalStreamSinkPermanentError", "5m")],
     },
     "dead letters above one percent": {
         "input_series": [

@@ -1,0 +1,122 @@
+"""Sink errors in Lambda mode: the pipeline and the window processor keep every one (no ``except
+SinkError`` drops it), and each invocation's causes become one JSON line each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from service.core import DEFAULT_CONFIG, Detector, records_from_lambda_event
+from service.pipeline import Pipeline
+from service.ports import Access, Sink, SinkError
+from service.sink_health import invocation_lines
+from service.window import WindowCommitError
+from tests.events import SHARD_ID, episode, kinesis_event
+from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
+from tests.unit.test_window import NOW_MS, Sinks, calm, windowed
+
+
+def pipeline(archive: FakeArchive, alerts: FakeAlertPublisher) -> Pipeline:
+    return Pipeline(Detector(DEFAULT_CONFIG), FakeStateStore(), archive, alerts, FakeDeadLetters())
+
+
+def test_the_pipeline_keeps_each_distinct_cause_and_the_sinks_that_took_their_writes() -> None:
+    archive = FakeArchive(down=True, down_code="AccessDenied")
+    run = pipeline(archive, FakeAlertPublisher())
+    batch = records_from_lambda_event(kinesis_event(calm("watch-a", 0, 30) + calm("watch-b", 0, 30)))
+
+    outcome = run.run(SHARD_ID, batch.records, NOW_MS)
+
+    assert outcome.failures  # nothing archived: every device's records come again
+    assert [(e.sink, e.code, e.resource, e.permanent) for e in outcome.errors] == [
+        (Sink.ARCHIVE, "AccessDenied", "archive-bucket", True)
+    ]
+    assert outcome.failed_sinks == {Sink.ARCHIVE}
+    assert (Sink.DEVICE_STATE, Access.READ) in outcome.succeeded  # the device table was read
+    assert (Sink.ARCHIVE, Access.WRITE) not in outcome.succeeded
+
+
+def test_a_whole_alert_outage_is_kept_with_its_code() -> None:
+    run = pipeline(FakeArchive(), FakeAlertPublisher(down=True))
+    batch = records_from_lambda_event(kinesis_event(episode("watch-racing", 0, 35, 130)))
+
+    outcome = run.run(SHARD_ID, batch.records, NOW_MS)
+
+    assert [(e.sink, e.code) for e in outcome.errors] == [(Sink.ALERTS, "AuthorizationError")]
+    assert (Sink.ALERTS, Access.WRITE) not in outcome.succeeded
+
+
+def test_a_refused_window_commit_carries_its_causes() -> None:
+    sinks = Sinks()
+    processor = sinks.processor()
+    outcome = processor.invoke(windowed(calm("watch-a", 0, 30)), NOW_MS)
+    assert outcome.errors == ()
+    sinks.states.refuse_writes.add("watch-a")
+
+    with pytest.raises(WindowCommitError) as raised:
+        processor.invoke(windowed([], outcome.state, final=True), NOW_MS)
+
+    assert [(e.sink, e.code) for e in raised.value.errors] == [(Sink.DEVICE_STATE, "PartialFailure")]
+
+
+def test_a_window_batch_keeps_its_archive_error() -> None:
+    sinks = Sinks()
+    sinks.archive.down = True
+    outcome = sinks.processor().invoke(windowed(calm("watch-a", 0, 30)), NOW_MS)
+    assert outcome.failures
+    assert [(e.sink, e.code) for e in outcome.errors] == [(Sink.ARCHIVE, "ServiceUnavailable")]
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    aws_request_id: str = "c0ffee"
+    function_name: str = "vitalstream-processor"
+
+
+def test_one_line_per_distinct_cause_with_powertools_keys() -> None:
+    denied = SinkError(Sink.ARCHIVE, "AccessDenied", "archive-bucket", permanent=True)
+    throttled = SinkError(Sink.ALERTS, "Throttled", "arn:aws:sns:us-east-1:1:alerts", permanent=False)
+
+    lines = invocation_lines(
+        [denied, throttled, denied], shard=SHARD_ID, context=LambdaContext(), service="svc", now_ms=1_000
+    )
+
+    assert [json.loads(line) for line in lines] == [
+        {
+            "level": "ERROR",
+            "message": "sink error",
+            "timestamp": "1970-01-01T00:00:01.000Z",
+            "service": "svc",
+            "sink": "archive",
+            "code": "AccessDenied",
+            "resource": "archive-bucket",
+            "permanent": True,
+            "error": "SinkError",
+            "shard": SHARD_ID,
+            "function_name": "vitalstream-processor",
+            "function_request_id": "c0ffee",
+        },
+        {
+            "level": "WARNING",
+            "message": "sink error",
+            "timestamp": "1970-01-01T00:00:01.000Z",
+            "service": "svc",
+            "sink": "alerts",
+            "code": "Throttled",
+            "resource": "arn:aws:sns:us-east-1:1:alerts",
+            "permanent": False,
+            "error": "SinkError",
+            "shard": SHARD_ID,
+            "function_name": "vitalstream-processor",
+            "function_request_id": "c0ffee",
+        },
+    ]
+
+
+def test_without_a_context_the_lines_still_say_why() -> None:
+    denied = SinkError(Sink.DEAD_LETTER, "QueueDoesNotExist", "https://sqs/q.fifo", permanent=True)
+    (line,) = invocation_lines([denied], shard=SHARD_ID, context=None, service="svc", now_ms=0)
+    assert "function_request_id" not in json.loads(line)
+    assert json.loads(line)["code"] == "QueueDoesNotExist"
