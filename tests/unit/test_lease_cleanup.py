@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from service.consumer.leases import Lease, Sentinel, Shard, cleanup, shards_to_lease, started
-from tests.unit.test_leases import ids, planned, shard
+from tests.unit.test_leases import ids, planned, shard, tables
 
 END = Sentinel.SHARD_END
 SEQ = "49590338271490256608559692538361571095921575989136588898"
@@ -86,31 +85,11 @@ def test_a_fresh_stream_gets_a_lease_for_every_shard() -> None:
     assert shards_to_lease(shards, []) == shards
 
 
-CHECKPOINTS = [Sentinel.TRIM_HORIZON, END, SEQ]
+# Lease tables as the planner's property tests draw them (parents among earlier shards, any state).
+lease_tables = tables().map(lambda drawn: drawn[0])
 
 
-@st.composite
-def tables(draw: st.DrawFn) -> list[Lease]:
-    leases = []
-    for i in range(draw(st.integers(0, 10))):
-        parents = (
-            draw(st.lists(st.sampled_from([shard(j) for j in range(i)]), max_size=2, unique=True))
-            if i
-            else []
-        )
-        leases.append(
-            Lease(
-                shard(i),
-                draw(st.sampled_from([None, "w1", "w2"])),
-                draw(st.integers(0, 2)),
-                draw(st.sampled_from(CHECKPOINTS)),
-                tuple(parents),
-            )
-        )
-    return draw(st.permutations(leases))
-
-
-@given(tables())
+@given(lease_tables)
 def test_cleanup_deletes_only_finished_leases_whose_children_all_started(leases: list[Lease]) -> None:
     by_id = {lease.shard_id: lease for lease in leases}
     for lease in cleanup(leases):
