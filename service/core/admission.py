@@ -6,12 +6,14 @@ Two layers, both deterministic:
   same shard is a Kinesis redelivery; it has already had its effects and is skipped. Sequence
   numbers are compared as integers.
 - Device order: with ``seq``, a sliding window of the last ``seq_window`` counters tells a repeat
-  (DUPLICATE) from a late arrival (LATE); a counter far below the window on a newer timestamp is a
-  device restart, and a newer counter on a clock more than ``clock_step_ms`` older than the last
-  sample is a clock that stepped back: the device's detectors restart on the new clock instead of
-  treating everything until the clock catches up as LATE. Without ``seq``, the same timestamp as
-  the last sample is a DUPLICATE and an earlier one is LATE. A LATE sample is archived (flagged
-  ``outOfOrder``) but does not move the detectors, whose windows run forward in event time only.
+  (DUPLICATE) from a late arrival (LATE) — an unseen counter below the newest on a clock newer than
+  every sample's is NEW (one glitched counter never makes the next ones late); a counter far below
+  the window on a newer timestamp is a device restart, and a newer counter on a clock more than
+  ``clock_step_ms`` older than the last sample is a clock that stepped back: the device's detectors
+  restart on the new clock instead of treating everything until the clock catches up as LATE.
+  Without ``seq``, the same timestamp as the last sample is a DUPLICATE and an earlier one is LATE.
+  A LATE sample is archived (flagged ``outOfOrder``) but does not move the detectors, whose windows
+  run forward in event time only.
 
 Every step is O(1) in time and in the state's size, whatever the counters: a jump ahead by more than
 the window starts an empty window (nothing below the new counter is known), and a counter far below
@@ -63,7 +65,9 @@ def admit(state: DeviceState, device_seq: int | None, t: int, window: int, clock
         if state.seq_window & bit:
             return Admission.DUPLICATE
         state.seq_window |= bit
-        return Admission.LATE
+        # An unseen counter below the newest one: late, unless its clock is newer than every sample's
+        # (the newest counter was a glitch); the clock is trusted, as the time bounds checked it.
+        return Admission.NEW if t > state.last_event_ms else Admission.LATE
     if t > state.last_event_ms:  # far below the window, on a newer clock: the device restarted
         state.device_seq, state.seq_window = device_seq, 0
         return Admission.NEW

@@ -84,6 +84,16 @@ def test_any_jump_ahead_then_a_reset_keeps_the_window_within_its_bits(jump: int)
     assert state.device_seq == device.seq - 1
 
 
+def test_one_counter_glitched_ahead_within_the_window_makes_no_later_sample_late() -> None:
+    device = Device()
+    device.emit(30, heartRate=70, steps=0)
+    assert hostile(device, [telemetry(timestamp=iso_ms(device.t), seq=device.seq + 41)]) == []
+    device.t += 5_000
+    result = device.emit(60, heartRate=70, steps=0)  # the counter goes on from where it was
+    assert not any(r.out_of_order for r in result.processed)
+    assert len(resting_tachycardia(device)) == 1
+
+
 @pytest.mark.parametrize(
     "timestamp",
     [
