@@ -16,7 +16,6 @@ without a new latest record (only duplicates or late samples) keeps the latest-s
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import CALL_ERRORS, error_code, sink_error
+from service.adapters.pacing import Backoff
 from service.core import (
     DeviceState,
     ProcessedRecord,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, KeysAndAttributesTypeDef
 
 BATCH_GET_LIMIT = 100
+BACKOFF_CAP_S = 5.0  # the product's back-off cap; with the default 5 read attempts it never binds
 _FORWARD_ONLY = (
     "attribute_not_exists(deviceId) OR shardId <> :shard OR lastSeq < :seq "
     "OR (lastSeq = :seq AND lastSubSeq < :sub)"
@@ -52,7 +53,7 @@ class DynamoDeviceStateStore:
     """``DeviceStateStore`` on one DynamoDB table. Reads are strongly consistent.
 
     ``load`` never raises: devices whose item could not be read (after ``read_attempts`` rounds of
-    ``UnprocessedKeys`` with exponential backoff, or a failed call, or an unreadable snapshot) are
+    ``UnprocessedKeys`` with full-jitter back-off, or a failed call, or an unreadable snapshot) are
     returned as ``unavailable``, with their causes. ``save`` writes devices concurrently
     (``max_workers`` threads) and returns those whose write failed for any reason other than being
     behind (``FailedDevices``, with the causes: sink ``device_state``, resource the table).
@@ -72,7 +73,7 @@ class DynamoDeviceStateStore:
         self._table = table
         self._max_workers = max_workers
         self._read_attempts = read_attempts
-        self._backoff_s = backoff_s
+        self._backoff = Backoff(base_s=backoff_s, cap_s=BACKOFF_CAP_S)
         self._sleep = sleep
 
     def load(self, device_ids: Collection[str]) -> LoadedStates:
@@ -99,7 +100,7 @@ class DynamoDeviceStateStore:
         pending = list(device_ids)
         for attempt in range(self._read_attempts):
             if attempt:
-                self._sleep(self._backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+                self._sleep(self._backoff.delay(attempt))
             try:
                 response = self._client.batch_get_item(RequestItems={self._table: request})
             except CALL_ERRORS as exc:  # the client already retried what was retryable

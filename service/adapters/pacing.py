@@ -43,19 +43,32 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Backoff:
-    """Exponential back-off with full jitter: before retry ``attempt`` (1, 2, ...) wait a uniform random
-    time in ``[0, min(cap_s, base_s * 2 ** (attempt - 1))]`` (AWS Architecture Blog, "Exponential
-    Backoff And Jitter")."""
+    """Exponential back-off with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"):
+    before retry ``attempt`` (1, 2, ...) wait a uniform random time in ``[0, ceiling(attempt)]``, where
+    ``ceiling(attempt) = min(cap_s, base_s * 2 ** (attempt - 1))``.
+
+    The one back-off of the product. Callers that count their own attempts ask ``delay(attempt)``;
+    callers that do not, ``next()`` (the next failure's wait) and ``reset()`` after a success, so the
+    next failure starts from ``base_s`` again. Every delay lies in ``[0, cap_s]``.
+    """
 
     base_s: float = 0.05
     cap_s: float = 5.0
-    unit_random: Callable[[], float] = random.random  # uniform in [0, 1)
+    unit_random: Callable[[], float] = random.random  # uniform in [0, 1); jitter, not cryptography
+    attempt: int = 0  # failures since the last ``reset``: what ``next`` counts
 
     def ceiling(self, attempt: int) -> float:
-        return min(self.cap_s, self.base_s * 2.0 ** max(attempt - 1, 0))
+        return min(self.cap_s, self.base_s * 2.0 ** min(max(attempt - 1, 0), 62))
 
     def delay(self, attempt: int) -> float:
         jitter: float = self.unit_random()
         return jitter * self.ceiling(attempt)
+
+    def next(self) -> float:
+        self.attempt += 1
+        return self.delay(self.attempt)
+
+    def reset(self) -> None:
+        self.attempt = 0

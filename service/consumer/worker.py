@@ -48,7 +48,7 @@ from enum import StrEnum
 from typing import Any
 
 from service.adapters._errors import CALL_ERRORS, describe
-from service.consumer.backoff import Backoff
+from service.adapters.pacing import Backoff
 from service.consumer.leases import Sentinel
 from service.consumer.logs import bind
 from service.consumer.metrics import ConsumerMetrics
@@ -101,13 +101,13 @@ class ShardConsumer:
         self._now_ms = wall_ms
         self._metrics, self._pacing, self._on_children = metrics, pacing, on_children
         self._shutdown = asyncio.Event()
-        self._backoff = Backoff(cap_s=pacing.backoff_cap_s)
+        self._backoff = Backoff(base_s=0.1, cap_s=pacing.backoff_cap_s)
         self._pending: list[KinesisRecord] = []
         self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
         self._closed: ClosedFile | None = None  # cut, its commit not started yet
         # the one file being prepared, uploaded and checkpointed, in the background
         self._committing: asyncio.Task[None] | None = None
-        self._commit_backoff = Backoff(cap_s=pacing.backoff_cap_s)  # lease writes and uploads
+        self._commit_backoff = Backoff(base_s=0.1, cap_s=pacing.backoff_cap_s)  # lease writes and uploads
         self._latest_task: asyncio.Task[bool] | None = None  # device-table writes, off the batch path
         self._checkpointed = str(held.lease.checkpoint)
         self._ended = False
