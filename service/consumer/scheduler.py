@@ -40,6 +40,7 @@ from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import KinesisClient, ShardReader
 from service.consumer.resident import ResidentShard, ResidentSinks
+from service.consumer.shard_cursor import list_shards_async
 from service.consumer.worker import Pacing, ShardConsumer
 from service.sink_health import SinkHealth
 
@@ -233,7 +234,8 @@ class Scheduler:
     # --- shard discovery ---------------------------------------------------------------------------
 
     async def _sync_shards(self) -> None:
-        shards = [_shard(listed) for listed in await self._list_shards()]
+        listing = await list_shards_async(self._kinesis.list_shards, self._config.stream_name)
+        shards = [_shard(listed) for listed in listing]
         unknown = {shard.shard_id for shard in shards if shard.shard_id not in self._known}
         # A closed shard's lease may have been deleted after its children started: the table decides.
         closed = any(shard.closed for shard in shards if shard.shard_id in unknown)
@@ -247,18 +249,6 @@ class Scheduler:
         for shard_id, (consumer, _) in self._consumers.items():
             if shard_id in self._closed:
                 consumer.shard_closed()
-
-    async def _list_shards(self) -> list[dict[str, Any]]:
-        """Every shard ``ListShards`` reports, all pages."""
-        shards: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StreamName": self._config.stream_name}
-        while True:
-            page = await self._kinesis.list_shards(**kwargs)
-            shards.extend(page.get("Shards", []))
-            token = page.get("NextToken")
-            if not token:
-                return shards
-            kwargs = {"NextToken": token}
 
 
 def _shard(listed: dict[str, Any]) -> Shard:
