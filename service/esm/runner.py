@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -24,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from service.adapters._errors import error_code
-from service.core import KinesisRecord, record_from_api
+from service.adapters.pacing import Backoff
+from service.consumer.shard_cursor import list_shards
+from service.core import KinesisRecord
 from service.esm.events import failure_record, lambda_event
 from service.esm.policy import (
     Decision,
@@ -37,20 +38,18 @@ from service.esm.policy import (
     decide,
     expired,
 )
+from service.esm.reading import PolledShard
 from service.esm.windows import OpenWindow, Window, oversized, returned_state, split_by_window, windowed_event
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
 
 log = logging.getLogger(__name__)
-RETRY_BACKOFF_CAP_S = 5.0
+RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_CAP_S = 0.1, 5.0  # failed invocations
 WINDOW_GRACE_MS = 1_000  # an idle shard's window ends this long after its end (late reads)
 STOP_FINAL_ATTEMPTS = 3
 Handler = Callable[[dict[str, Any], Any], Any]
 Destination = Callable[[dict[str, Any]], None]
-_THROTTLED = frozenset(
-    {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
-)
 
 
 @dataclass
@@ -101,15 +100,12 @@ class ShardPoller:
         stop: threading.Event,
         idle_poll_s: float = 0.25,
     ) -> None:
-        self._kinesis, self._invocation = kinesis, invocation
-        self._stream_name, self._stream_arn = stream_name, stream_arn
+        self._invocation, self._stream_arn = invocation, stream_arn
         self.shard_id: str = shard["ShardId"]
-        self._ending: str | None = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
-        self._config, self._stats, self._stop, self._idle_poll_s = config, stats, stop, idle_poll_s
+        self._shard = PolledShard(kinesis, stream_name, shard, config, stop, idle_poll_s)
+        self._config, self._stats, self._stop = config, stats, stop
+        self._retry_backoff = Backoff(base_s=RETRY_BACKOFF_BASE_S, cap_s=RETRY_BACKOFF_CAP_S)
         self._queue: deque[WorkItem[KinesisRecord]] = deque()
-        self._iterator: str | None = None
-        self._last_read: str | None = None
-        self._drained = False
         self._open: OpenWindow | None = None
         self.finished = threading.Event()
 
@@ -118,17 +114,17 @@ class ShardPoller:
             if self._queue:
                 if self._enter_window(self._queue[0]):
                     self._invoke_front()
-            elif self._read_done():
+            elif self._shard.done:
                 if self._close_window():
                     self.finished.set()
                     return
             else:
                 self._close_idle_window()
                 try:
-                    batch = self._read_batch()
+                    batch = self._shard.read_batch(window_open=self._open is not None)
                 except ClientError as exc:  # the stream API failed beyond retries: keep the shard alive
                     log.warning("shard %s: reading failed (%s); retrying", self.shard_id, error_code(exc))
-                    self._iterator = None
+                    self._shard.restart()
                     self._stop.wait(1.0)
                     continue
                 for part in self._parts(batch):
@@ -140,68 +136,6 @@ class ShardPoller:
             return []
         width = self._config.tumbling_window_s
         return split_by_window(batch, width) if width > 0 else [tuple(batch)]
-
-    # --- reading ----------------------------------------------------------------------------------
-
-    def _read_done(self) -> bool:
-        if self._iterator == "":
-            return True  # the stream ended the shard (no NextShardIterator)
-        # moto never ends a closed shard's iterator: closed, and a read at its tip found nothing more.
-        # (Its ending sequence number is no help: kinesis-mock, for one, reports Long.MAX_VALUE.)
-        return self._ending is not None and self._drained
-
-    def _read_batch(self) -> list[KinesisRecord]:
-        batch: list[KinesisRecord] = []
-        deadline = time.monotonic() + self._config.batching_window_s
-        while not self._stop.is_set() and len(batch) < self._config.batch_size:
-            got = self._get_records(self._config.batch_size - len(batch))
-            batch.extend(got)
-            if self._read_done():
-                break
-            if time.monotonic() >= deadline:
-                if batch:
-                    break
-                self._stop.wait(self._idle_poll_s)  # nothing yet: Lambda polls again shortly
-                if self._open is not None:
-                    break  # back to the loop, which ends the open window once its end has passed
-                deadline = time.monotonic() + self._config.batching_window_s
-            elif not got:
-                self._stop.wait(min(self._idle_poll_s, max(deadline - time.monotonic(), 0.0)))
-        return batch
-
-    def _get_records(self, limit: int) -> list[KinesisRecord]:
-        if self._iterator is None:
-            self._iterator = self._new_iterator()
-        for attempt in range(8):
-            try:
-                response = self._kinesis.get_records(ShardIterator=self._iterator, Limit=limit)
-                break
-            except ClientError as exc:
-                code = error_code(exc)
-                if code == "ExpiredIteratorException":
-                    self._iterator = self._new_iterator()
-                elif code in _THROTTLED or code.startswith("5") or code == "InternalFailure":
-                    self._stop.wait(random.uniform(0, min(5.0, 0.1 * 2**attempt)))  # jitter, not cryptography
-                else:
-                    raise
-        else:
-            return []
-        self._iterator = response.get("NextShardIterator") or ""
-        self._drained = not response["Records"] and response.get("MillisBehindLatest", 1) == 0
-        records = [record_from_api(r, self.shard_id) for r in response["Records"]]
-        if records:
-            self._last_read = records[-1].sequence_number
-        return records
-
-    def _new_iterator(self) -> str:
-        if self._last_read is None:
-            kwargs: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
-        else:
-            kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": self._last_read}
-        response = self._kinesis.get_shard_iterator(
-            StreamName=self._stream_name, ShardId=self.shard_id, **kwargs
-        )
-        return response["ShardIterator"]
 
     # --- invoking ---------------------------------------------------------------------------------
 
@@ -298,7 +232,7 @@ class ShardPoller:
             log.warning("shard %s: final invocation of a window failed (%s); retrying", self.shard_id, error)
             if (stopping and attempt >= STOP_FINAL_ATTEMPTS) or (self._stop.is_set() and not stopping):
                 return False
-            time.sleep(min(RETRY_BACKOFF_CAP_S, 0.1 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0))
+            time.sleep(self._retry_backoff.delay(attempt))
         if window.done is not None:
             with self._stats.lock:
                 self._stats.checkpoints[self.shard_id] = window.done
@@ -309,7 +243,7 @@ class ShardPoller:
             self._queue.appendleft(retry)
         spent = [r.attempts for r in decision.retry if r.attempts > item.attempts]
         if spent:  # a retry that used an attempt waits, so a struggling sink is not hammered
-            self._stop.wait(min(RETRY_BACKOFF_CAP_S, 0.1 * 2 ** min(spent[0], 8)) * random.uniform(0.5, 1.0))
+            self._stop.wait(self._retry_backoff.delay(spent[0]))
         if decision.given_up and decision.reason is not None:
             self._give_up(decision.given_up, decision.reason, item.attempts + 1)
         finished = decision.done + decision.given_up
@@ -399,7 +333,7 @@ class EventSourceMapping:
             self._stop.wait(self._resync_s)
 
     def _start_ready_shards(self) -> None:
-        shards = self._list_shards()
+        shards = list_shards(self._kinesis.list_shards, self._stream_name)
         known = {s["ShardId"] for s in shards}
         for shard in shards:
             shard_id = shard["ShardId"]
@@ -426,14 +360,3 @@ class EventSourceMapping:
     def _finished(self, shard_id: str) -> bool:
         poller = self._pollers.get(shard_id)
         return poller is not None and poller.finished.is_set()
-
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StreamName": self._stream_name}
-        while True:
-            page = self._kinesis.list_shards(**kwargs)
-            shards.extend(dict(s) for s in page["Shards"])
-            token = page.get("NextToken")
-            if not token:
-                return shards
-            kwargs = {"NextToken": token}
