@@ -42,13 +42,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from service.adapters._errors import CALL_ERRORS, describe
 from service.adapters.pacing import Backoff
+from service.consumer.file_commit import FileCommitter
 from service.consumer.leases import Sentinel
 from service.consumer.logs import bind
 from service.consumer.metrics import ConsumerMetrics
@@ -105,11 +106,16 @@ class ShardConsumer:
         self._pending: list[KinesisRecord] = []
         self._dead_lettered: set[tuple[str, int | None]] = set()  # the pending records' stored rejects
         self._closed: ClosedFile | None = None  # cut, its commit not started yet
-        # the one file being prepared, uploaded and checkpointed, in the background
-        self._committing: asyncio.Task[None] | None = None
-        self._commit_backoff = Backoff(base_s=0.1, cap_s=pacing.backoff_cap_s)  # lease writes and uploads
+        self._commits = FileCommitter(  # prepared, uploaded and checkpointed in the background
+            held,
+            shard,
+            metrics,
+            self._sink_report,
+            lambda seconds: self._pause(seconds),  # noqa: PLW0108 - late-bound: tests replace _pause
+            wall_ms,
+            Backoff(base_s=0.1, cap_s=pacing.backoff_cap_s),  # lease writes and uploads
+        )
         self._latest_task: asyncio.Task[bool] | None = None  # device-table writes, off the batch path
-        self._checkpointed = str(held.lease.checkpoint)
         self._ended = False
 
     @property
@@ -125,13 +131,16 @@ class ShardConsumer:
 
     async def run(self) -> Ending:
         bind(shard_id=self.shard_id)
-        log.info("initialize", extra={"checkpoint": self._checkpointed, "snapshot": self.held.lease.snapshot})
+        log.info(
+            "initialize",
+            extra={"checkpoint": self._commits.checkpointed, "snapshot": self.held.lease.snapshot},
+        )
         try:
             if not await self._restore():
                 return await self._finish(self._stopped())
             return await self._finish(await self._loop())
         finally:
-            for task in (self._latest_task, self._committing):
+            for task in (self._latest_task, self._commits.in_flight):
                 if task is not None:
                     await asyncio.wait({task})
             await self._reader.close()
@@ -264,74 +273,14 @@ class ShardConsumer:
         self._closed = step.closed
 
     async def _start_commit(self) -> bool:
-        """Commit the cut file in the background once the file before it is committed (one at a time,
-        in order), while this shard reads and processes on; False when the lease was lost meanwhile."""
-        if self._committing is not None:
-            await self._committing
-            if self.held.lost.is_set():
-                return False
-        closed, self._closed = self._closed, None
+        """Hand the cut file to the committer (it waits for the file before); False when the lease was
+        lost meanwhile."""
+        closed = self._closed
         assert closed is not None
-        self._committing = asyncio.create_task(self._commit_until_done(closed))
+        if not await self._commits.start(closed):
+            return False
+        self._closed = None
         return True
-
-    async def _commit_until_done(self, closed: ClosedFile) -> None:
-        while not await self._commit(closed):
-            if self.held.lost.is_set():
-                return
-
-    async def _commit(self, closed: ClosedFile) -> bool:
-        """Prepare, upload and checkpoint ``closed``; False (to be called again) when a write failed
-        or the lease was lost."""
-        if not await self._prepare(closed.first, closed.last):
-            return False
-        started = time.monotonic()
-        try:
-            snapshot = await asyncio.to_thread(self._shard.upload, closed)
-        except SinkError as exc:
-            self._sink_report.report((exc,))
-            delay = self._commit_backoff.next()
-            log.debug("uploading the archive file failed (%s); again in %.2f s", exc, delay)
-            await self._pause(delay)
-            return False
-        self._sink_report.report((), {(Sink.ARCHIVE, Access.WRITE), (Sink.SNAPSHOTS, Access.WRITE)})
-        self._metrics.upload_seconds.observe(time.monotonic() - started)
-        if not await self._checkpoint(closed.last, snapshot):
-            return False
-        evicted = self._shard.committed(closed)
-        self._commit_backoff.reset()
-        m = self._metrics
-        m.archive_files.inc()
-        m.devices_evicted.inc(evicted)
-        m.resident_devices.labels(self.shard_id).set(self._shard.devices)
-        # a file holds up to a minute of the shard's records: observed off the event loop
-        await asyncio.to_thread(self._observe_archived, closed, self._now_ms())
-        return True
-
-    def _observe_archived(self, closed: ClosedFile, now_ms: int) -> None:
-        device, arrival = (self._metrics.archive_latency.labels(since) for since in ("device", "arrival"))
-        for record in closed.records:
-            device.observe(max(now_ms - record.event_ms, 0) / 1000)
-            arrival.observe(max(now_ms - record.arrival_ms, 0) / 1000)
-
-    async def _prepare(self, first: str, last: str) -> bool:
-        where = {"first_sequence": first, "last_sequence": last}
-        return await self._lease_write("prepare", self.held.prepare(first, last), where)
-
-    async def _lease_write(self, what: str, write: Awaitable[bool], where: dict[str, str]) -> bool:
-        """A conditional write on the lease (prepare, checkpoint); False when the lease was lost or
-        the table refused the call (then after a back-off: the caller tries again)."""
-        try:
-            if await write:
-                return True
-            log.warning("lease_lost at %s", what, extra=where)
-        except CALL_ERRORS as exc:
-            code = describe(exc)
-            self._metrics.throttles.labels("DynamoDB").inc()
-            delay = self._commit_backoff.next()
-            log.warning("%s failed (%s); again in %.2f s", what, code, delay, extra=where)
-            await self._pause(delay)
-        return False
 
     def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
         m, result = self._metrics, step.result
@@ -361,26 +310,17 @@ class ShardConsumer:
             if arrival is not None:
                 m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
 
-    async def _checkpoint(self, sequence: str, snapshot: str | None = None) -> bool:
-        written = self.held.checkpoint(sequence, snapshot)
-        if not await self._lease_write("checkpoint", written, {"checkpoint": sequence}):
-            return False
-        self._metrics.checkpoints.inc()
-        self._checkpointed = sequence
-        return True
-
     async def _flush(self) -> bool:
         """Commit the file in flight, then the cut and the open ones, then write every pending device
         item; False when the lease was lost first. Runs while stopping: a failed write is tried again
         until it lands."""
-        if self._committing is not None:
-            await self._committing
+        await self._commits.wait()
         pending = [file for file in (self._closed, self._shard.close()) if file is not None]
         self._closed = None
         for closed in pending:
             if self.held.lost.is_set():
                 return False
-            await self._commit_until_done(closed)
+            await self._commits.until_done(closed)
         if self.held.lost.is_set():
             return False
         if self._latest_task is not None:
@@ -412,7 +352,7 @@ class ShardConsumer:
         if ending is not Ending.LEASE_LOST and not await self._flush():
             ending = Ending.LEASE_LOST
         if ending is Ending.SHARD_ENDED:
-            while not await self._checkpoint(Sentinel.SHARD_END):
+            while not await self._commits.checkpoint(Sentinel.SHARD_END):
                 if self.held.lost.is_set():
                     return await self._finish(Ending.LEASE_LOST)
             self._metrics.lease_events.labels("ended").inc()
@@ -423,7 +363,7 @@ class ShardConsumer:
                 )
         else:
             self._metrics.lease_events.labels("lost").inc()
-        log.info(ending.value, extra={"checkpoint": self._checkpointed})
+        log.info(ending.value, extra={"checkpoint": self._commits.checkpointed})
         return ending
 
     async def _let_go(self, *, handoff: bool) -> None:
