@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.bridge import flush_due, route, topic_device_id
+from service.bridge_routing import flush_due, route, topic_device_id
 from service.core import Reject, RejectReason
 from service.publishing import Message
 

@@ -16,7 +16,15 @@ RUNTIME = [
     *sorted((ROOT / "lambda_shim").glob("*.py")),
     *(
         ROOT / "service" / name
-        for name in ("pipeline.py", "ports.py", "config.py", "composition.py", "bridge.py", "accounting.py")
+        for name in (
+            "pipeline.py",
+            "ports.py",
+            "config.py",
+            "composition.py",
+            "bridge.py",
+            "bridge_routing.py",
+            "accounting.py",
+        )
     ),
 ]
 
