@@ -12,7 +12,8 @@ files; KCL's lifecycle.
   batch in hand, flush the open file, checkpoint it, write the pending device items, then release the
   lease or hand it to the replica that asked.
 
-Checkpoints follow archive files (``resident``): when a file is cut, its span goes into the lease
+Checkpoints follow archive files (``resident``; the commit steps are ``file_commit``, the metrics
+of a batch ``step_metrics``): when a file is cut, its span goes into the lease
 (*prepared*, conditional on owning it), then the file and the snapshot of the states as of its last
 record are uploaded, and only then is the checkpoint written, naming that snapshot. That commit runs in
 the background while the shard reads and processes on into the next file (an upload of a minute's
@@ -55,11 +56,11 @@ from service.consumer.logs import bind
 from service.consumer.metrics import ConsumerMetrics
 from service.consumer.ownership import HeldLease
 from service.consumer.reader import ReadResult, ShardReader
-from service.consumer.resident import ResidentShard, StepOutcome
+from service.consumer.resident import ResidentShard
 from service.consumer.sink_report import SinkReport
-from service.core import KinesisRecord, Reject, RejectReason, StateFormatError
+from service.consumer.step_metrics import account_step
+from service.core import KinesisRecord, StateFormatError
 from service.core.archive_file import ClosedFile
-from service.core.telemetry import parse_rfc3339_ms
 from service.ports import Access, Sink, SinkError, SnapshotMissingError
 from service.sink_health import SinkHealth, cause_fields
 
@@ -252,7 +253,7 @@ class ShardConsumer:
             return
         self._metrics.batch_seconds.observe(time.monotonic() - started)
         self._sink_report.report(step.errors, step.succeeded)
-        self._account(step, records)
+        account_step(self._metrics, step, records, self._now_ms)
         if Sink.DEAD_LETTER not in step.failed_sinks:
             self._dead_lettered.update(
                 (r.sequence_number, r.sub_sequence_number) for r in step.result.rejects
@@ -281,34 +282,6 @@ class ShardConsumer:
             return False
         self._closed = None
         return True
-
-    def _account(self, step: StepOutcome, records: list[KinesisRecord]) -> None:
-        m, result = self._metrics, step.result
-        if step.failures:  # nothing was applied: these records run again, from the lowest failure on
-            lowest = min(int(s) for s in step.failures)
-            m.records.labels("retried").inc(sum(1 for r in records if r.seq_int >= lowest))
-            return
-        now_ms = self._now_ms()
-        arrivals: dict[tuple[str, int], int] = {}
-        for record in result.processed:
-            m.latency.observe(max(now_ms - record.event_ms, 0) / 1000)
-            arrivals[(record.device_id, record.event_ms)] = record.arrival_ms
-        m.records.labels("processed").inc(len(result.processed))
-        m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
-        m.records.labels("rejected").inc(len(result.rejects))
-        for reject in result.rejects:
-            m.dead_letters.labels(str(reject.reason)).inc()
-            if reject.reason is RejectReason.PROCESSING_ERROR:
-                _log_processing_error(reject)
-        for alert in result.alerts:
-            m.alerts.labels(str(alert.type)).inc()
-            detected = parse_rfc3339_ms(alert.detectedAt)
-            if detected is None:
-                continue
-            m.detection_latency.labels("device").observe(max(now_ms - detected, 0) / 1000)
-            arrival = arrivals.get((alert.deviceId, detected))
-            if arrival is not None:
-                m.detection_latency.labels("arrival").observe(max(now_ms - arrival, 0) / 1000)
 
     async def _flush(self) -> bool:
         """Commit the file in flight, then the cut and the open ones, then write every pending device
@@ -384,17 +357,3 @@ class ShardConsumer:
             stop.cancel()
             lost.cancel()
         return bool(done)
-
-
-def _log_processing_error(reject: Reject) -> None:
-    """A record whose processing raised is a bug to look at, not a bad device: one line with where it
-    sits and what was raised, never its payload (it is in the dead-letter store)."""
-    log.error(
-        "processing_error",
-        extra={
-            "shard_id": reject.shard_id,
-            "sequence_number": reject.sequence_number,
-            "sub_sequence_number": reject.sub_sequence_number,
-            "detail": reject.detail,
-        },
-    )

@@ -519,7 +519,7 @@ def test_a_record_whose_processing_raises_is_dead_lettered_counted_and_logged_wi
         records = shard_records([good[0], *samples("watch-b", 1), good[1]])
         rig = make_rig([batch(records)])
 
-        with caplog.at_level(logging.ERROR, logger="service.consumer.worker"):
+        with caplog.at_level(logging.ERROR, logger="service.consumer.step_metrics"):
             await rig.run_until_drained()
 
         (reject,) = rig.sinks.dead_letters.stored.values()
