@@ -27,6 +27,7 @@ from service.core.anomalies import AnomalyType, Status
 from service.core.records import ProcessedRecord, iso_ms
 from service.core.state import DeviceState
 from service.core.state_codec import StateCodec, StateWire, decode_devices, encode_devices
+from service.core.status_change import look_of, write_at_once
 
 WINDOW_STATE_VERSION = 1
 
@@ -61,10 +62,6 @@ class LatestView(msgspec.Struct, frozen=True, array_like=True, gc=False):
             record.sequence_number,
             record.sub_sequence_number,
         )
-
-    @property
-    def look(self) -> tuple[Status, tuple[AnomalyType, ...]]:
-        return self.status, self.anomalies
 
     def record(self, device_id: str, shard_id: str) -> ProcessedRecord:
         """A processed record with this view's values and no body, for the device item only."""
@@ -121,15 +118,15 @@ class WindowState:
 
     def changed_looks(self, before: WindowState) -> set[str]:
         """Dirty devices whose status or open anomalies differ from their view in ``before``: their
-        items are written at once. Only devices ``before`` already held: one the window reads from the
-        table this very batch waits for the window's end, so that a retry of the batch (with
-        ``before`` again) reads the same table and yields the same state."""
-        out: set[str] = set()
-        for device_id in self.dirty:
-            view, prior = self.latest.get(device_id), before.latest.get(device_id)
-            if view is not None and prior is not None and prior.look != view.look:
-                out.add(device_id)
-        return out
+        items are written at once (``core.status_change``, the rule the coalescer follows too). Only
+        devices ``before`` already held: one the window reads from the table this very batch waits for
+        the window's end, so that a retry of the batch (with ``before`` again) reads the same table and
+        yields the same state."""
+        return {
+            device_id
+            for device_id in self.dirty
+            if write_at_once(look_of(before.latest.get(device_id)), look_of(self.latest.get(device_id)))
+        }
 
     def cleaned(self, written: Collection[str]) -> WindowState:
         """The device table took these devices' states: they are no longer dirty."""
