@@ -16,7 +16,16 @@ RUNTIME = [
     *sorted((ROOT / "lambda_shim").glob("*.py")),
     *(
         ROOT / "service" / name
-        for name in ("pipeline.py", "ports.py", "config.py", "composition.py", "bridge.py", "accounting.py")
+        for name in (
+            "effects.py",
+            "pipeline.py",
+            "window.py",
+            "ports.py",
+            "config.py",
+            "composition.py",
+            "bridge.py",
+            "accounting.py",
+        )
     ),
 ]
 
