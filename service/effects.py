@@ -28,8 +28,9 @@ old state (it is not in ``moved``), so its records come again and apply again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from service.core import (
     Alert,
@@ -56,6 +57,7 @@ from service.ports import (
 from service.sink_health import BatchSinks
 
 Position = tuple[str, int | None]  # a reject's (sequence number, sub-sequence number)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +143,8 @@ class BatchEffects:
         """Publish ``alerts`` (none: no call); the devices whose alerts failed, causes kept."""
         if not alerts:
             return set()
-        try:
-            failed = self.alerts.publish(alerts)
-        except SinkError as exc:
-            sinks.raised(exc)
-            return {alert.deviceId for alert in alerts}
-        sinks.answered(Sink.ALERTS, failed)
-        return set(failed)
+        everyone = {alert.deviceId for alert in alerts}
+        return set(_written(Sink.ALERTS, lambda: self.alerts.publish(alerts), everyone, sinks))
 
     def store_dead_letters(
         self, rejects: Sequence[Reject], dead_lettered: Collection[Position], sinks: BatchSinks
@@ -157,13 +154,7 @@ class BatchEffects:
         fresh = [r for r in rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
         if not fresh:
             return []
-        try:
-            failed = self.dead_letters.put(fresh)
-        except SinkError as exc:
-            sinks.raised(exc)
-            return fresh
-        sinks.answered(Sink.DEAD_LETTER, failed)
-        return list(failed)
+        return list(_written(Sink.DEAD_LETTER, lambda: self.dead_letters.put(fresh), fresh, sinks))
 
     def save(
         self, states: Mapping[str, DeviceState], latest: Mapping[str, ProcessedRecord], sinks: BatchSinks
@@ -172,13 +163,21 @@ class BatchEffects:
         failed, causes kept."""
         if not states:
             return set()
-        try:
-            failed = self.states.save(states, latest)
-        except SinkError as exc:
-            sinks.raised(exc)
-            return set(states)
-        sinks.answered(Sink.DEVICE_STATE, failed)
-        return set(failed)
+        return set(_written(Sink.DEVICE_STATE, lambda: self.states.save(states, latest), set(states), sinks))
+
+
+def _written(
+    sink: Sink, write: Callable[[], Collection[T]], everything: Collection[T], sinks: BatchSinks
+) -> Collection[T]:
+    """One write call to ``sink``: what it did not take (``everything`` when it raised), every cause
+    kept in ``sinks``."""
+    try:
+        failed = write()
+    except SinkError as exc:
+        sinks.raised(exc)
+        return everything
+    sinks.answered(sink, failed)
+    return failed
 
 
 def batch_span(records: Sequence[KinesisRecord], rejects: Iterable[Reject]) -> BatchSpan | None:
