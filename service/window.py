@@ -7,7 +7,8 @@ invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device stat
 
 - reads a device from the device table only the first time the window sees it;
 - publishes alerts and stores dead letters at once, and archives each batch's records (one object per
-  batch, as ``Pipeline`` does);
+  batch): the one effects path (``effects.BatchEffects``), as ``Pipeline`` and the consumer run it,
+  with the same dead-letter dedupe;
 - writes a device's item once, at the window's final invocation (``isFinalInvokeForWindow``, or
   ``isWindowTerminatedEarly``), with the same forward-only condition as every other write — and at
   once when its status or open anomalies change;
@@ -31,7 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,20 +41,12 @@ from service.core import (
     Reject,
     StateFormatError,
     decode_records,
-    process_batch,
     records_from_lambda_event,
 )
-from service.core.records import latest_in_order
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
-from service.pipeline import (
-    Pipeline,
-    batch_span,
-    load_states,
-    publish_alerts,
-    save_states,
-    store_dead_letters,
-)
-from service.ports import Sink, SinkError
+from service.effects import Position, batch_span
+from service.pipeline import Pipeline
+from service.ports import SinkError
 from service.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
@@ -110,9 +103,13 @@ class WindowProcessor:
     pipeline: Pipeline  # the core and the sinks; ``Pipeline.run`` itself is the windowless path
     budget_bytes: int = 900_000
 
-    def invoke(self, event: Mapping[str, Any], now_ms: int) -> WindowOutcome:
-        """One invocation of a shard's window. Raises ``WindowCommitError`` (final invocation, or a
-        state past its budget) when the device table did not take every dirty device."""
+    def invoke(
+        self, event: Mapping[str, Any], now_ms: int, dead_lettered: Collection[Position] = ()
+    ) -> WindowOutcome:
+        """One invocation of a shard's window. ``dead_lettered``: positions of rejects an earlier run
+        of this very batch already stored; they are not stored again. Raises ``WindowCommitError``
+        (final invocation, or a state past its budget) when the device table did not take every
+        dirty device."""
         meta = WindowEvent.of(event)
         window = _window_of(meta)
         batch = records_from_lambda_event(event)
@@ -121,7 +118,7 @@ class WindowProcessor:
         sinks = BatchSinks()
         if batch.records or batch.rejects:
             window, failures, loaded, written = self._process(
-                window, batch.records, batch.rejects, now_ms, sinks
+                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks
             )
         if meta.final or meta.terminated_early:
             written += self._commit(window, sinks)
@@ -138,40 +135,34 @@ class WindowProcessor:
         records: list[KinesisRecord],
         rejects: list[Reject],
         now_ms: int,
+        dead_lettered: Collection[Position],
         sinks: BatchSinks,
     ) -> tuple[WindowState, list[str], int, int]:
-        ports = self.pipeline
-        decoded = decode_records(records, rejects)
-        unknown = [d for d in decoded.device_ids if d not in window.states]
-        fetched = load_states(ports.states, unknown, sinks)
-        known = {**fetched.states, **window.states}
-        result = process_batch(decoded, known, ports.detector, now_ms, fetched.unavailable)
-        failed = set(fetched.unavailable) | publish_alerts(ports.alerts, result.alerts, sinks)
-        kept = [p for p in result.processed if p.device_id not in failed]
-        if kept:
-            try:
-                ports.archive.write(window.shard_id, kept, batch_span(records, rejects))
-                sinks.answered(Sink.ARCHIVE, ())
-            except SinkError as exc:
-                failed.update(result.states)
-                sinks.raised(exc)
-        failed_rejects = store_dead_letters(ports.dead_letters, result.rejects, sinks)
-        after = window.advanced(fetched.states, result.states, latest_in_order(kept), failed)
+        """The one effects path, holding the window's states; then the window takes the moved ones."""
+        effects = self.pipeline.effects
+        applied = effects.apply(
+            window.shard_id,
+            decode_records(records, rejects),
+            window.states,
+            now_ms,
+            sinks,
+            span=batch_span(records, rejects),
+            dead_lettered=dead_lettered,
+        )
+        after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
         changed = after.changed_looks(window)
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
             states, latest = after.pending()
             now = {d: states[d] for d in changed}
-            refused = save_states(ports.states, now, {d: r for d, r in latest.items() if d in now}, sinks)
+            refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
-        return after, result.item_failures(failed, failed_rejects), len(fetched.states), written
+        return after, applied.failures(), len(applied.loaded), written
 
     def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()
-        if not states:
-            return 0
-        refused = save_states(self.pipeline.states, states, latest, sinks)
+        refused = self.pipeline.effects.save(states, latest, sinks)
         if refused:
             raise WindowCommitError(
                 f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()

@@ -44,14 +44,13 @@ from service.core import (
     DeviceState,
     KinesisRecord,
     decode_records,
-    process_batch,
 )
 from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
 from service.core.latest_state import LatestStateCoalescer, Write
 from service.core.records import latest_in_order
 from service.core.residency import idle_devices, last_arrivals
 from service.core.snapshot import decode_resident, encode_snapshot
-from service.pipeline import load_states, publish_alerts, save_states, store_dead_letters
+from service.effects import BatchEffects, Position
 from service.ports import (
     AlertPublisher,
     ArchiveFiles,
@@ -61,7 +60,6 @@ from service.ports import (
     SinkError,
     SnapshotStore,
     Use,
-    causes_of,
 )
 from service.sink_health import BatchSinks
 
@@ -79,6 +77,11 @@ class ResidentSinks:
     policy: FilePolicy
     latest_interval_ms: int
     idle_evict_ms: int = 0  # a device silent this long (arrival time) leaves at the next cut; 0: never
+
+    @property
+    def effects(self) -> BatchEffects:
+        """The one effects path over these sinks; no per-batch archive (the shard archives files)."""
+        return BatchEffects(self.detector, self.states, self.alerts, self.dead_letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class ResidentShard:
     def __init__(self, shard_id: str, sinks: ResidentSinks, forced_last: int | None = None) -> None:
         self.shard_id = shard_id
         self._sinks = sinks
+        self._effects = sinks.effects
         self._states: dict[str, DeviceState] = {}
         self._arrivals: dict[str, int] = {}  # every resident device's last record's arrival time
         self._file = ArchiveFile(sinks.policy, forced_last)
@@ -141,10 +145,11 @@ class ResidentShard:
         return len(states)
 
     def process(
-        self, records: Sequence[KinesisRecord], now_ms: int, dead_lettered: Collection[tuple[str, int | None]]
+        self, records: Sequence[KinesisRecord], now_ms: int, dead_lettered: Collection[Position]
     ) -> StepOutcome:
-        """Run the prefix of ``records`` that belongs to the open file. ``dead_lettered``: positions of
-        rejects an earlier run of these very records already stored; they are not stored again."""
+        """Run the prefix of ``records`` that belongs to the open file through the one effects path,
+        holding the resident states. ``dead_lettered``: positions of rejects an earlier run of these
+        very records already stored; they are not stored again."""
         room = self._file.room(records)
         if room == 0 and self._file.empty:  # a recorded cut whose records are gone (trimmed)
             self._file.forced_last = None
@@ -153,17 +158,17 @@ class ResidentShard:
             return StepOutcome(BatchResult(), 0, [], frozenset(), closed=self._cut())
         part = records[:room]
         decoded = decode_records(part)
-        arrived = last_arrivals(decoded.samples)
         sinks = BatchSinks()
-        unavailable = self._load_unknown(decoded.device_ids, arrived, sinks)
-        result = process_batch(decoded, self._states, self._sinks.detector, now_ms, unavailable)
-        failed = set(unavailable) | publish_alerts(self._sinks.alerts, result.alerts, sinks)
-        fresh = [r for r in result.rejects if (r.sequence_number, r.sub_sequence_number) not in dead_lettered]
-        failed_rejects = store_dead_letters(self._sinks.dead_letters, fresh, sinks)
-        failures = result.item_failures(failed, failed_rejects)
+        self._take_back(decoded.device_ids)
+        applied = self._effects.apply(
+            self.shard_id, decoded, self._states, now_ms, sinks, dead_lettered=dead_lettered
+        )
+        arrived = last_arrivals(decoded.samples)
+        self._take_in(applied.loaded, arrived)
+        result, failures = applied.result, applied.failures()
         errors, succeeded = sinks.distinct(), sinks.succeeded
         if failures:  # all or nothing: the same records come again, and apply again from the same states
-            return StepOutcome(result, 0, failures, frozenset(failed), errors, succeeded)
+            return StepOutcome(result, 0, failures, applied.failed, errors, succeeded)
         self._states.update(result.states)
         self._arrivals.update((d, t) for d, t in arrived.items() if d in self._states)
         self._file_devices.update(arrived)
@@ -189,12 +194,9 @@ class ResidentShard:
         self._sinks.archive.write_file(self.shard_id, closed.first, closed.arrival_ms, closed.records)
         with self._latest_lock:
             _, writes = self._departing.get(closed.last, (frozenset(), {}))
-        if writes:
-            states = {device: state for device, (state, _) in writes.items()}
-            latest = {device: record for device, (_, record) in writes.items() if record is not None}
-            refused = self._sinks.states.save(states, latest)
-            if refused:  # the file's checkpoint waits until every leaving device is in the table
-                raise causes_of(refused, Sink.DEVICE_STATE)[0]
+        sinks = BatchSinks()
+        if self._save(writes, sinks):  # the checkpoint waits until every leaving device is in the table
+            raise sinks.errors[0]
         return self._sinks.snapshots.put(self.shard_id, closed.last, closed.snapshot)
 
     def committed(self, closed: ClosedFile) -> int:
@@ -213,10 +215,8 @@ class ResidentShard:
             writes = self._latest.due(now_ms, flush=flush)
         if not writes:
             return LatestWrites(0, 0)
-        states = {device: state for device, (state, _) in writes.items()}
-        latest = {device: record for device, (_, record) in writes.items() if record is not None}
         sinks = BatchSinks()
-        refused = save_states(self._sinks.states, states, latest, sinks)
+        refused = self._save(writes, sinks)
         landed: dict[str, Write] = {d: w for d, w in writes.items() if d not in refused}
         with self._latest_lock:
             self._latest.written(landed, now_ms)
@@ -242,23 +242,28 @@ class ResidentShard:
         snapshot = encode_snapshot(self.shard_id, last, self._states, self._arrivals)
         return self._file.close(snapshot, frozenset(self._states))
 
-    def _load_unknown(
-        self, device_ids: Iterable[str], arrived: Mapping[str, int], sinks: BatchSinks
-    ) -> frozenset[str]:
-        """Take in devices not resident: from the states of devices that left at a cut not yet
-        committed, else from the device table; the ones that could not be read."""
+    def _save(self, writes: Mapping[str, Write], sinks: BatchSinks) -> set[str]:
+        """Make the coalescer's (or a departure's) ``writes`` through the one save; the refused."""
+        states = {device: state for device, (state, _) in writes.items()}
+        latest = {device: record for device, (_, record) in writes.items() if record is not None}
+        return self._effects.save(states, latest, sinks)
+
+    def _take_back(self, device_ids: Iterable[str]) -> None:
+        """Devices not resident that left at a cut not yet committed come back with their states
+        (the latest departure first); the others the effects path reads from the device table."""
         unknown = [d for d in device_ids if d not in self._states]
         if not unknown:
-            return frozenset()
+            return
         with self._latest_lock:
             for _, writes in reversed(self._departing.values()):  # the latest departure first
                 for device in unknown:
                     if device in writes and device not in self._states:
                         self._states[device] = writes[device][0].clone()
-        unknown = [d for d in unknown if d not in self._states]
-        loaded = load_states(self._sinks.states, unknown, sinks)
-        self._states.update(loaded.states)
+
+    def _take_in(self, loaded: Mapping[str, DeviceState], arrived: Mapping[str, int]) -> None:
+        """Devices read from the table join the resident states (whatever became of the batch);
+        every device of the batch that is resident without an arrival gets its arrival."""
+        self._states.update(loaded)
         self._arrivals.update(
-            (d, arrived[d]) for d in device_ids if d in self._states and d not in self._arrivals
+            (d, t) for d, t in arrived.items() if d in self._states and d not in self._arrivals
         )
-        return loaded.unavailable

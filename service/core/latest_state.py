@@ -1,7 +1,8 @@
 """The latest-state coalescer: which devices' items the device table gets now, and which can wait.
 
 A device's item (its detector state and latest record) is written at most once per ``interval_ms`` —
-and at once when its status or open anomalies differ from what the table last got from this owner —
+and at once when its status or open anomalies differ from what the table last got from this owner
+(the status-change rule, ``core.status_change``, which the window state shares) —
 instead of once per batch. Writes carry the newest pending state, so a later write replaces every
 skipped one; the table's own forward-only condition keeps a device from moving backwards.
 
@@ -28,13 +29,11 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from service.core.anomalies import AnomalyType, Status
 from service.core.records import ProcessedRecord
 from service.core.state import DeviceState
+from service.core.status_change import QUIET, Look, look_of, write_at_once
 
-Look = tuple[Status, tuple[AnomalyType, ...]]
 Write = tuple[DeviceState, ProcessedRecord | None]
-QUIET: Look = (Status.NORMAL, ())  # what a device not yet written is taken to show
 
 
 @dataclass(slots=True)
@@ -116,10 +115,10 @@ class LatestStateCoalescer:
             if device_id not in self._pending:
                 self._landed.add(device_id)
             self._written_at[device_id] = now_ms
-            if latest is not None:
-                self._written_look[device_id] = (latest.status, latest.anomalies)
+            look = look_of(latest)
+            if look is not None:
+                self._written_look[device_id] = look
 
     def _changed(self, device_id: str, latest: ProcessedRecord | None) -> bool:
-        if latest is None:
-            return False
-        return self._written_look.get(device_id, QUIET) != (latest.status, latest.anomalies)
+        """The status-change rule, against the look the table last got (``QUIET``: none yet)."""
+        return write_at_once(self._written_look.get(device_id, QUIET), look_of(latest))

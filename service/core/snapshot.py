@@ -1,10 +1,10 @@
 """A shard snapshot: every device state a shard's owner holds, as of one checkpoint.
 
-The bytes are a gzip (mtime 0) msgpack map ``{"v": version, "shard": id, "seq": checkpoint,
-"devices": {deviceId: encode_state(state)}, "arrivals": {deviceId: epoch ms}}``: one object per
-checkpoint, the same bytes for the same states. Each device state keeps its own version
-(``core.state``), so a snapshot written by an older release restores through ``decode_state``'s
-migrations.
+The bytes (``core.state_codec``, shared with the window state) are a gzip (mtime 0) msgpack map
+``{"v": version, "shard": id, "seq": checkpoint, "devices": {deviceId: encode_state(state)},
+"arrivals": {deviceId: epoch ms}}``: one object per checkpoint, the same bytes for the same states.
+Each device state keeps its own version (``core.state``), so a snapshot written by an older release
+restores through ``decode_state``'s migrations.
 
 ``arrivals`` is the Kinesis arrival time of each device's last record, from which idle devices leave
 (``core.residency``). It was added without a version bump: a release that predates it ignores it,
@@ -13,23 +13,21 @@ and a snapshot without it restores each device's arrival as its last event time 
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
 
-from service.core.state import DeviceState, StateFormatError, decode_state, encode_state
+from service.core.state import DeviceState
+from service.core.state_codec import StateCodec, StateWire, decode_devices, encode_devices
 
 SNAPSHOT_VERSION = 1
 
 
-class _Snapshot(msgspec.Struct, frozen=True):
-    v: int
-    shard: str
+class _Snapshot(StateWire, frozen=True):
     seq: str
     devices: dict[str, bytes]
-    arrivals: dict[str, int] = {}
+    arrivals: dict[str, int] = msgspec.field(default_factory=dict)  # absent before arrivals came
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +38,7 @@ class ResidentSnapshot:
     arrivals: dict[str, int]  # an entry for every device of ``states``
 
 
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_Snapshot)
+_CODEC = StateCodec(_Snapshot, SNAPSHOT_VERSION, "shard snapshot")
 
 
 def encode_snapshot(
@@ -51,11 +48,9 @@ def encode_snapshot(
     arrivals: Mapping[str, int] | None = None,
 ) -> bytes:
     """The snapshot of ``states``, with the ``arrivals`` of those devices (others are left out)."""
-    devices = {device: encode_state(states[device]) for device in sorted(states)}
     known = arrivals or {}
     times = {device: known[device] for device in sorted(states) if device in known}
-    body = _ENCODER.encode(_Snapshot(SNAPSHOT_VERSION, shard_id, sequence, devices, times))
-    return gzip.compress(body, compresslevel=6, mtime=0)
+    return _CODEC.encode(_Snapshot(SNAPSHOT_VERSION, shard_id, sequence, encode_devices(states), times))
 
 
 def decode_snapshot(blob: bytes) -> tuple[str, str, dict[str, DeviceState]]:
@@ -67,13 +62,8 @@ def decode_snapshot(blob: bytes) -> tuple[str, str, dict[str, DeviceState]]:
 def decode_resident(blob: bytes) -> ResidentSnapshot:
     """The snapshot with every device's last arrival (its ``last_event_ms`` when the snapshot has
     none for it); ``StateFormatError`` when the bytes are not a snapshot."""
-    try:
-        snapshot = _DECODER.decode(gzip.decompress(blob))
-    except (OSError, EOFError, msgspec.DecodeError) as exc:
-        raise StateFormatError(f"not a shard snapshot: {exc}") from exc
-    if snapshot.v > SNAPSHOT_VERSION:
-        raise StateFormatError(f"shard snapshot version {snapshot.v} is newer than {SNAPSHOT_VERSION}")
-    states = {device: decode_state(blob) for device, blob in snapshot.devices.items()}
+    snapshot = _CODEC.decode(blob)
+    states = decode_devices(snapshot.devices)
     arrivals = {
         device: snapshot.arrivals.get(device, state.last_event_ms) for device, state in states.items()
     }

@@ -12,12 +12,12 @@ the device table every batch. A ``WindowState`` holds, for every device the wind
 The bytes are a gzip (mtime 0) msgpack map ``{"v": version, "shard": id, "devices": {deviceId:
 encode_state(state)}, "latest": {deviceId: LatestView}, "dirty": [deviceId, ...]}``: the same bytes
 for the same window, and each device state keeps its own version (``core.state``), so a window state
-written by an older release decodes through ``decode_state``'s migrations, as a shard snapshot does.
+written by an older release decodes through ``decode_state``'s migrations: the one codec of device
+states at rest (``core.state_codec``), shared with the shard snapshot.
 """
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -25,7 +25,9 @@ import msgspec
 
 from service.core.anomalies import AnomalyType, Status
 from service.core.records import ProcessedRecord, iso_ms
-from service.core.state import DeviceState, StateFormatError, decode_state, encode_state
+from service.core.state import DeviceState
+from service.core.state_codec import StateCodec, StateWire, decode_devices, encode_devices
+from service.core.status_change import look_of, write_at_once
 
 WINDOW_STATE_VERSION = 1
 
@@ -60,10 +62,6 @@ class LatestView(msgspec.Struct, frozen=True, array_like=True, gc=False):
             record.sequence_number,
             record.sub_sequence_number,
         )
-
-    @property
-    def look(self) -> tuple[Status, tuple[AnomalyType, ...]]:
-        return self.status, self.anomalies
 
     def record(self, device_id: str, shard_id: str) -> ProcessedRecord:
         """A processed record with this view's values and no body, for the device item only."""
@@ -120,15 +118,15 @@ class WindowState:
 
     def changed_looks(self, before: WindowState) -> set[str]:
         """Dirty devices whose status or open anomalies differ from their view in ``before``: their
-        items are written at once. Only devices ``before`` already held: one the window reads from the
-        table this very batch waits for the window's end, so that a retry of the batch (with
-        ``before`` again) reads the same table and yields the same state."""
-        out: set[str] = set()
-        for device_id in self.dirty:
-            view, prior = self.latest.get(device_id), before.latest.get(device_id)
-            if view is not None and prior is not None and prior.look != view.look:
-                out.add(device_id)
-        return out
+        items are written at once (``core.status_change``, the rule the coalescer follows too). Only
+        devices ``before`` already held: one the window reads from the table this very batch waits for
+        the window's end, so that a retry of the batch (with ``before`` again) reads the same table and
+        yields the same state."""
+        return {
+            device_id
+            for device_id in self.dirty
+            if write_at_once(look_of(before.latest.get(device_id)), look_of(self.latest.get(device_id)))
+        }
 
     def cleaned(self, written: Collection[str]) -> WindowState:
         """The device table took these devices' states: they are no longer dirty."""
@@ -141,32 +139,22 @@ class WindowState:
         return states, latest
 
 
-class _Wire(msgspec.Struct, frozen=True):
-    v: int
-    shard: str
+class _Wire(StateWire, frozen=True):
     devices: dict[str, bytes]
     latest: dict[str, LatestView]
     dirty: list[str]
 
 
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_Wire)
+_CODEC = StateCodec(_Wire, WINDOW_STATE_VERSION, "window state")
 
 
 def encode_window_state(window: WindowState) -> bytes:
-    devices = {device: encode_state(window.states[device]) for device in sorted(window.states)}
+    devices = encode_devices(window.states)
     latest = {device: window.latest[device] for device in sorted(window.latest)}
-    wire = _Wire(WINDOW_STATE_VERSION, window.shard_id, devices, latest, sorted(window.dirty))
-    return gzip.compress(_ENCODER.encode(wire), compresslevel=6, mtime=0)
+    return _CODEC.encode(_Wire(WINDOW_STATE_VERSION, window.shard_id, devices, latest, sorted(window.dirty)))
 
 
 def decode_window_state(blob: bytes) -> WindowState:
     """``StateFormatError`` when the bytes are not a window state (or one newer than this release)."""
-    try:
-        wire = _DECODER.decode(gzip.decompress(blob))
-    except (OSError, EOFError, msgspec.DecodeError) as exc:
-        raise StateFormatError(f"not a window state: {exc}") from exc
-    if wire.v > WINDOW_STATE_VERSION:
-        raise StateFormatError(f"window state version {wire.v} is newer than {WINDOW_STATE_VERSION}")
-    states = {device: decode_state(blob) for device, blob in wire.devices.items()}
-    return WindowState(wire.shard, states, dict(wire.latest), frozenset(wire.dirty))
+    wire = _CODEC.decode(blob)
+    return WindowState(wire.shard, decode_devices(wire.devices), dict(wire.latest), frozenset(wire.dirty))

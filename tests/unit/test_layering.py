@@ -17,7 +17,9 @@ RUNTIME = [
     *(
         ROOT / "service" / name
         for name in (
+            "effects.py",
             "pipeline.py",
+            "window.py",
             "ports.py",
             "config.py",
             "composition.py",
