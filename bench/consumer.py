@@ -63,16 +63,16 @@ import boto3
 from consumer_cost import run_cost  # bench/ is on sys.path (above)
 from processes import cpu_seconds, status_kib
 
-from service.adapters.kinesis_writer import KinesisPublisher
-from service.composition import build_pipeline
-from service.config import ConsumerSettings
-from service.consumer.reader import PollingReader
+from service.runtime.adapters.kinesis_writer import KinesisPublisher
+from service.runtime.composition import build_pipeline
+from service.runtime.config import ConsumerSettings
+from service.runtime.consumer.reader import PollingReader
 from service.core import Detector, KinesisRecord, decode_records, process_batch
-from service.demo.replicas import ReplicaSet, Scrape
-from service.emulator import EmbeddedAws, use_emulator_credentials
-from service.pipeline import Pipeline
-from service.provisioning import provision_stack
-from service.publishing import Message, PublishReport
+from service.tools.demo.replicas import ReplicaSet, Scrape
+from service.tools.emulator import EmbeddedAws, use_emulator_credentials
+from service.runtime.pipeline import Pipeline
+from service.tools.provisioning import provision_stack
+from service.runtime.publishing import Message, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
 from simulator.scenario import parse_duration_ms

@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from processes import QUIET, listening, usage  # bench/ is on sys.path (emulators.py)
 
-from service.emulators import free_port
-from service.emulators.ministack import SERVER as MINISTACK_SERVER
+from service.tools.emulators import free_port
+from service.tools.emulators.ministack import SERVER as MINISTACK_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
 NPM_DIR = ROOT / ".bench-emulators"
@@ -99,7 +99,7 @@ def candidates(in_netns: bool, npm_problem: str | None) -> list[Candidate]:
                         "KINESIS_MOCK_CERT_PATH": str(npm_file("kinesis-local", "server.json")),
                         "CREATE_STREAM_DURATION": "50ms", "LOG_LEVEL": "WARN"}  # fmt: skip
     return [
-        Candidate("moto", ALL, [python, "-m", "service.emulator", "--port", "0"], {"PYTHONPATH": str(ROOT)},
+        Candidate("moto", ALL, [python, "-m", "service.tools.emulator", "--port", "0"], {"PYTHONPATH": str(ROOT)},
                   version=output(python, "-c", version_of, "moto")),
         Candidate("MiniStack", ALL, [str(ministack.with_name("python")), "-P", str(MINISTACK_SERVER)],
                   MINISTACK_ENV | {"BIND_HOST": "127.0.0.1", "GATEWAY_PORT": str(ports[0])}, ports[0],

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lambda_shim import handler as shim
-from service.demo.session import DemoSession
-from service.emulator import use_emulator_credentials
+from service.tools.demo.session import DemoSession
+from service.tools.emulator import use_emulator_credentials
 from tests.integration.fault_proxy import FaultProxy
 
 TABLE_OPS = ("BatchGetItem", "UpdateItem", "PutItem")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from random import Random
 
-from service.publishing import Message
+from service.runtime.publishing import Message
 from simulator import physiology as phys
 from simulator.scenario import MS_PER_HOUR, Scenario, Segment
 from simulator.truth import TruthEntry

@@ -22,7 +22,7 @@ import msgspec
 
 from service.core.records import iso_ms
 from service.core.telemetry import parse_rfc3339_ms
-from service.jsonl import read_objects
+from service.tools.jsonl import read_objects
 
 KINDS = ("episode", "fault", "activity")
 

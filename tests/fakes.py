@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
-from service.ports import BatchSpan, LoadedStates, Sink, SinkError, SnapshotMissingError
+from service.runtime.ports import BatchSpan, LoadedStates, Sink, SinkError, SnapshotMissingError
 
 
 @dataclass

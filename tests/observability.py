@@ -105,7 +105,7 @@ def metric_names(expr: str) -> set[str]:
 def exported_metric_names() -> set[str]:
     """Sample names the consumer exposes, from its metrics module: counters as ``_total``, histograms
     as ``_bucket``/``_sum``/``_count``, gauges as they are (``_created`` series are left out)."""
-    from service.consumer.metrics import ConsumerMetrics  # noqa: PLC0415 - only callers need the service
+    from service.runtime.consumer.metrics import ConsumerMetrics  # noqa: PLC0415 - only callers need the service
 
     names: set[str] = set()
     for family in ConsumerMetrics().registry.collect():

@@ -12,7 +12,7 @@ import argparse
 from enum import StrEnum
 from pathlib import Path
 
-from service.publishing import Publisher
+from service.runtime.publishing import Publisher
 
 
 class Target(StrEnum):
@@ -59,7 +59,7 @@ def build_publisher(args: argparse.Namespace) -> Publisher:
     import boto3  # noqa: PLC0415 - AWS targets only: MQTT runs and --help stay free of boto3
     from botocore.config import Config  # noqa: PLC0415 - as above
 
-    from service.config import Settings  # noqa: PLC0415 - as above
+    from service.runtime.config import Settings  # noqa: PLC0415 - as above
 
     settings = Settings()
     region = args.region or settings.region
@@ -67,7 +67,7 @@ def build_publisher(args: argparse.Namespace) -> Publisher:
     # One attempt per call: the publishers retry (only the failed entries) and count what they retry.
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
     if target is Target.KINESIS:
-        from service.adapters.kinesis_writer import KinesisPublisher  # noqa: PLC0415
+        from service.runtime.adapters.kinesis_writer import KinesisPublisher  # noqa: PLC0415
 
         client = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
         return KinesisPublisher(client, args.stream_name or settings.stream_name, rate=args.rate)

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as EndpointConnectionError
 
-from service.adapters.kinesis_writer import PublishError
-from service.adapters.pacing import Backoff, TokenBucket
-from service.publishing import Message, PublishReport
+from service.runtime.adapters.kinesis_writer import PublishError
+from service.runtime.adapters.pacing import Backoff, TokenBucket
+from service.runtime.publishing import Message, PublishReport
 from simulator.publishers.mqtt import telemetry_topic
 
 RETRYABLE_ERRORS = frozenset(

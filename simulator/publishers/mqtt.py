@@ -35,8 +35,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from service.adapters.pacing import TokenBucket
-from service.publishing import Message, PublishReport
+from service.runtime.adapters.pacing import TokenBucket
+from service.runtime.publishing import Message, PublishReport
 
 TOPIC_TEMPLATE = "wearables/{device_id}/telemetry"
 

@@ -17,8 +17,8 @@ from mypy_boto3_s3.client import S3Client
 from mypy_boto3_sns.client import SNSClient
 from mypy_boto3_sqs.client import SQSClient
 
-from service.config import DeadLetterTarget, Settings
-from service.emulator import EmbeddedAws, Engine
+from service.runtime.config import DeadLetterTarget, Settings
+from service.tools.emulator import EmbeddedAws, Engine
 from tests.integration.kinesis_mock import kinesis_mock
 from tests.integration.kinesis_mock import unavailable_reason as kinesis_mock_unavailable
 from tests.integration.localstack import localstack_endpoint

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from service.demo.replicas import ReplicaSet
+from service.tools.demo.replicas import ReplicaSet
 from tests.integration.conftest import DUMMY_KEY, REGION, AwsStack
 
 POISON = b'{"deviceId": "broken", "heartRate": '

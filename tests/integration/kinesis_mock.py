@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.emulators import free_port
+from service.tools.emulators import free_port
 from tests.integration.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]

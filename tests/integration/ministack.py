@@ -1,6 +1,6 @@
 """MiniStack as the Kinesis endpoint for enhanced fan-out: of the emulators that run here it is the one
 that serves SubscribeToShard (moto, kinesis-mock and kinesalite do not). It is started as the embedded
-emulator's own engine is (``service.emulators.ministack``: its own venv, ``.ministack/``, 127.0.0.1
+emulator's own engine is (``service.tools.emulators.ministack``: its own venv, ``.ministack/``, 127.0.0.1
 only), with ``SERVICES=kinesis`` so that it loads Kinesis alone.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.emulators.ministack import MiniStackServer, unavailable_reason
+from service.tools.emulators.ministack import MiniStackServer, unavailable_reason
 
 __all__ = ["ministack", "unavailable_reason"]
 

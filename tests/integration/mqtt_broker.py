@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from service.emulators import free_port
+from service.tools.emulators import free_port
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from service.adapters import (
+from service.runtime.adapters import (
     DynamoDeviceStateStore,
     S3Archive,
     S3DeadLetterStore,

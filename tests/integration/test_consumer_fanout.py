@@ -21,9 +21,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from service.adapters._errors import error_code
-from service.consumer.fanout import FanOutReader, register_consumer
-from service.consumer.leases import Sentinel
+from service.runtime.adapters._errors import error_code
+from service.runtime.consumer.fanout import FanOutReader, register_consumer
+from service.runtime.consumer.leases import Sentinel
 from tests.integration.conftest import DUMMY_KEY, REGION, AwsStack
 from tests.integration.consumer_rig import ConsumerRig, wait_drained
 

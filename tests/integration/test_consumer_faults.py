@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from service.consumer.leases import Sentinel
+from service.runtime.consumer.leases import Sentinel
 from service.core.records import padded_sequence
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for

@@ -9,8 +9,8 @@ import aioboto3
 import pytest
 from botocore.exceptions import ClientError
 
-from service.consumer.leases import Sentinel
-from service.consumer.reader import PollingReader, ReadResult
+from service.runtime.consumer.leases import Sentinel
+from service.runtime.consumer.reader import PollingReader, ReadResult
 from tests.integration.conftest import DUMMY_KEY, REGION
 
 pytestmark = [pytest.mark.integration, pytest.mark.kinesis]

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
-from service.esm import EsmConfig, EventSourceMapping, Invocation
+from service.tools.esm import EsmConfig, EventSourceMapping, Invocation
 from tests.events import LIVE_T0_MS, episode, sample
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from service.emulator import EMULATOR_KEY
-from service.packaging.lock import RUNTIME_LOCK, canonical, read_lock, versions
-from service.provisioning import provision_stack
+from service.tools.emulator import EMULATOR_KEY
+from service.tools.packaging.lock import RUNTIME_LOCK, canonical, read_lock, versions
+from service.tools.provisioning import provision_stack
 from tests.containers import engine, images
 from tests.containers.relay import Relay
 from tests.events import LIVE_T0_MS, sample
@@ -112,7 +112,7 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
         ("requirements/runtime.lock", True),
         ("requirements/dev.lock", False),
         ("README.md", True),
-        ("service/cli.py", True),
+        ("service/cli/__init__.py", True),
         ("service/core/decode.py", True),
         ("lambda_shim/handler.py", True),
         ("simulator/__init__.py", True),

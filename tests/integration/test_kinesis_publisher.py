@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from service.adapters.kinesis_writer import KinesisPublisher
-from service.publishing import Message
+from service.runtime.adapters.kinesis_writer import KinesisPublisher
+from service.runtime.publishing import Message
 from simulator.publishers.iot_data import IotDataPublisher
 from tests.integration.conftest import DUMMY_KEY, REGION
 from tests.integration.kinesis_helpers import read_stream, seqs_by_device

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
-from service.config import Settings
+from service.runtime.config import Settings
 from service.core import padded_sequence
 from tests.events import (
     episode,

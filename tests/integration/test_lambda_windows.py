@@ -1,5 +1,5 @@
 """Lambda mode with tumbling windows, end to end on a real endpoint: the local event source mapping
-(``service.esm``, windows on) feeding the real shim, against moto server on 127.0.0.1, with the
+(``service.tools.esm``, windows on) feeding the real shim, against moto server on 127.0.0.1, with the
 counting proxy in front of it for what the shim asks of DynamoDB."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
-from service.accounting import RequestCounter
-from service.esm import EventSourceMapping
+from service.runtime.accounting import RequestCounter
+from service.tools.esm import EventSourceMapping
 from tests.events import LIVE_T0_MS, sample
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.fault_proxy import FaultProxy

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import aioboto3
 import pytest
 
-from service.consumer.lease_table import LeaseTable
-from service.consumer.leases import Lease, Sentinel
+from service.runtime.consumer.lease_table import LeaseTable
+from service.runtime.consumer.leases import Lease, Sentinel
 
 pytestmark = pytest.mark.integration
 

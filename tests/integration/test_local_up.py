@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from service.emulator import EmbeddedAws, Engine
+from service.tools.emulator import EmbeddedAws, Engine
 
 pytestmark = pytest.mark.integration
 ENGINES = pytest.mark.parametrize("engine", list(Engine), ids=str)

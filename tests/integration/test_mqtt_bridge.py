@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from service.adapters import SqsDeadLetterStore
-from service.bridge import Bridge, BrokerOptions
-from service.publishing import Message, PublishReport
+from service.runtime.adapters import SqsDeadLetterStore
+from service.runtime.bridge import Bridge, BrokerOptions
+from service.runtime.publishing import Message, PublishReport
 from simulator.publishers.mqtt import MqttOptions, MqttPublisher
 from tests.integration.conftest import AwsStack
 from tests.integration.kinesis_helpers import read_stream, seqs_by_device

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from service.emulators import free_port
+from service.tools.emulators import free_port
 from tests.integration.conftest import AwsStack
 from tests.integration.consumer_rig import ConsumerRig, wait_for
 from tests.observability import Query, dashboard_queries, for_prometheus, metric_names, rule_queries

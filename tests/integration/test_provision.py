@@ -20,8 +20,8 @@ import boto3
 import pytest
 
 from service.cli import main
-from service.packaging import MANIFEST_NAME, PackageManifest
-from service.provisioning import ProvisionError, provision_stack
+from service.tools.packaging import MANIFEST_NAME, PackageManifest
+from service.tools.provisioning import ProvisionError, provision_stack
 
 pytestmark = pytest.mark.integration
 REGION = "us-east-1"

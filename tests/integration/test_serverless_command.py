@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from service.serverless import mapping_config
+from service.tools.serverless import mapping_config
 from tests.integration.conftest import AwsStack
 from tests.integration.test_esm_runner import Stream, archived, telemetry
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.accounting import Items, RequestCounter, RequestCounts, billed_items, requested_items
+from service.runtime.accounting import Items, RequestCounter, RequestCounts, billed_items, requested_items
 
 KEY = {"deviceId": {"S": "d-1"}}
 PUT = {"PutRequest": {"Item": KEY}}

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.adapters.sns_alerts import DAY_S, EXPIRES_AT, SnsAlertPublisher
+from service.runtime.adapters.sns_alerts import DAY_S, EXPIRES_AT, SnsAlertPublisher
 from service.core import Alert, AnomalyType, Severity
-from service.provisioning.resources import Reconciler, VerificationError, _time_to_live
-from service.provisioning.template import load_template
+from service.tools.provisioning.resources import Reconciler, VerificationError, _time_to_live
+from service.tools.provisioning.template import load_template
 
 NOW_S = 1_790_000_000.7
 

@@ -1,4 +1,4 @@
-"""The product's one back-off (``service.adapters.pacing.Backoff``): full jitter, bounded by the cap,
+"""The product's one back-off (``service.runtime.adapters.pacing.Backoff``): full jitter, bounded by the cap,
 a ceiling that doubles per attempt, and a counter that a success resets."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.adapters.pacing import Backoff
+from service.runtime.adapters.pacing import Backoff
 
 
 @given(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from service.bridge_routing import flush_due, route, topic_device_id
+from service.runtime.bridge_routing import flush_due, route, topic_device_id
 from service.core import Reject, RejectReason
-from service.publishing import Message
+from service.runtime.publishing import Message
 
 
 @pytest.mark.parametrize(

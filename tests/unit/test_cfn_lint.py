@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.provisioning.template import TEMPLATE_PATH
+from service.tools.provisioning.template import TEMPLATE_PATH
 
 
 def test_cfn_lint_passes() -> None:

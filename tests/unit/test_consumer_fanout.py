@@ -19,20 +19,20 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
-from service.config import ConsumerSettings
-from service.consumer import app
-from service.consumer.fanout import (
+from service.runtime.config import ConsumerSettings
+from service.runtime.consumer import app
+from service.runtime.consumer.fanout import (
     ConsumerNotActiveError,
     FanOutReader,
     SubscriptionBrokenError,
     register_consumer,
 )
-from service.consumer.leases import Lease, Sentinel
-from service.consumer.metrics import ConsumerMetrics
-from service.consumer.ownership import HeldLease
-from service.consumer.reader import PollingReader, ReadResult
-from service.consumer.resident import ResidentShard
-from service.consumer.worker import Ending, Pacing, ShardConsumer
+from service.runtime.consumer.leases import Lease, Sentinel
+from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.ownership import HeldLease
+from service.runtime.consumer.reader import PollingReader, ReadResult
+from service.runtime.consumer.resident import ResidentShard
+from service.runtime.consumer.worker import Ending, Pacing, ShardConsumer
 from service.core import KinesisRecord
 from tests.unit.builders import SHARD
 from tests.unit.consumer_fakes import ME, FakeLeaseTable, FakeReader, Sinks, batch, samples, shard_records
@@ -438,7 +438,7 @@ def test_the_app_builds_fan_out_readers_when_enabled(caplog: pytest.LogCaptureFi
     async def scenario() -> None:
         kinesis = FakeKinesis(statuses=deque(["ACTIVE"]), subscriptions=deque([[event(10)]]))
         settings = ConsumerSettings(stream_name="s", enhanced_fan_out=True, consumer_name="vitalstream")
-        with caplog.at_level(logging.INFO, logger="service.consumer.app"):
+        with caplog.at_level(logging.INFO, logger="service.runtime.consumer.app"):
             made = (await app._readers(kinesis, settings))(lease())
         assert isinstance(made, FanOutReader)
         assert made.push
@@ -452,7 +452,7 @@ def test_the_app_builds_fan_out_readers_when_enabled(caplog: pytest.LogCaptureFi
 def test_the_app_builds_polling_readers_by_default(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         kinesis = FakeKinesis()
-        with caplog.at_level(logging.INFO, logger="service.consumer.app"):
+        with caplog.at_level(logging.INFO, logger="service.runtime.consumer.app"):
             made = (await app._readers(kinesis, ConsumerSettings(stream_name="s")))(lease())
         assert isinstance(made, PollingReader)
         assert not made.push

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from service.accounting import Items, RequestCounter
-from service.consumer.http import HealthServer
-from service.consumer.logs import JsonFormatter, bind
-from service.consumer.metrics import ConsumerMetrics
+from service.runtime.accounting import Items, RequestCounter
+from service.runtime.consumer.http import HealthServer
+from service.runtime.consumer.logs import JsonFormatter, bind
+from service.runtime.consumer.metrics import ConsumerMetrics
 
 
 def arun(coro: Coroutine[Any, Any, None]) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from service.consumer import scheduler as scheduler_module
-from service.consumer.leases import Lease, Sentinel
-from service.consumer.metrics import ConsumerMetrics
-from service.consumer.reader import ReadResult
-from service.consumer.scheduler import Scheduler, SchedulerConfig
-from service.consumer.worker import Pacing
+from service.runtime.consumer import scheduler as scheduler_module
+from service.runtime.consumer.leases import Lease, Sentinel
+from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.reader import ReadResult
+from service.runtime.consumer.scheduler import Scheduler, SchedulerConfig
+from service.runtime.consumer.worker import Pacing
 from tests.unit.builders import SEQ0
 from tests.unit.consumer_fakes import (
     ME,

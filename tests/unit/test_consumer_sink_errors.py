@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from service.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.metrics import ConsumerMetrics
 from service.core.archive_file import FilePolicy
-from service.ports import Access, Sink, SinkError
-from service.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, BatchSinks, SinkHealth
+from service.runtime.ports import Access, Sink, SinkError
+from service.runtime.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, BatchSinks, SinkHealth
 from tests.unit.consumer_fakes import batch, eventually, shard
 from tests.unit.test_consumer_scheduler import make_rig as make_scheduler_rig
 from tests.unit.test_consumer_scheduler import sid

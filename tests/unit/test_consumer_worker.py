@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.consumer.leases import Lease, Sentinel
-from service.consumer.metrics import ConsumerMetrics
-from service.consumer.ownership import HeldLease
-from service.consumer.reader import ReadResult
-from service.consumer.resident import ResidentShard
-from service.consumer.worker import Ending, Pacing, ShardConsumer
+from service.runtime.consumer.leases import Lease, Sentinel
+from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.ownership import HeldLease
+from service.runtime.consumer.reader import ReadResult
+from service.runtime.consumer.resident import ResidentShard
+from service.runtime.consumer.worker import Ending, Pacing, ShardConsumer
 from service.core import (
     Alert,
     AnomalyType,
@@ -38,8 +38,8 @@ from service.core import (
 )
 from service.core.archive_file import FilePolicy
 from service.core.snapshot import decode_snapshot
-from service.ports import LoadedStates
-from service.sink_health import SinkHealth
+from service.runtime.ports import LoadedStates
+from service.runtime.sink_health import SinkHealth
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeSnapshots, FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0
 from tests.unit.consumer_fakes import (
@@ -519,7 +519,7 @@ def test_a_record_whose_processing_raises_is_dead_lettered_counted_and_logged_wi
         records = shard_records([good[0], *samples("watch-b", 1), good[1]])
         rig = make_rig([batch(records)])
 
-        with caplog.at_level(logging.ERROR, logger="service.consumer.step_metrics"):
+        with caplog.at_level(logging.ERROR, logger="service.runtime.consumer.step_metrics"):
             await rig.run_until_drained()
 
         (reject,) = rig.sinks.dead_letters.stored.values()

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.bridge_routing import route
+from service.runtime.bridge_routing import route
 from service.core import Reject, RejectReason, iso_ms
 from service.core.telemetry import (
     TELEMETRY_DECODER,

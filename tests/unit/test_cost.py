@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.accounting import RequestCounts
-from service.cost import LIST_PRICES, PerThousand, monthly_cost, records_per_month
+from service.runtime.accounting import RequestCounts
+from service.tools.cost import LIST_PRICES, PerThousand, monthly_cost, records_per_month
 
 MONTH_AT_2K = 2_000 * 3600 * 730  # records in a month at 2,000 events/s: 5.256 billion
 KINESIS_AT_2K = 2 * 730 * 0.015 + MONTH_AT_2K * 0.014 / 1e6  # 2 shards and one PUT unit per record

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from collections import Counter
 
-from service.accounting import RequestCounts
-from service.demo.ledger import LatencySummary
-from service.demo.view import LiveView, Progress
+from service.runtime.accounting import RequestCounts
+from service.tools.demo.ledger import LatencySummary
+from service.tools.demo.view import LiveView, Progress
 
 REQUESTS = RequestCounts({("kinesis", "GetRecords"): 30, ("dynamodb", "UpdateItem"): 120})
 

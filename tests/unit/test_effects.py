@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from service.consumer.resident import ResidentShard, ResidentSinks
+from service.runtime.consumer.resident import ResidentShard, ResidentSinks
 from service.core import DEFAULT_CONFIG, Alert, Detector, DeviceState, ProcessedRecord, Reject, decode_records
 from service.core.archive_file import FilePolicy
 from service.core.decode import records_from_lambda_event
-from service.effects import BatchEffects, Position
-from service.pipeline import Pipeline
-from service.ports import BatchSpan, LoadedStates
-from service.sink_health import BatchSinks
-from service.window import WindowProcessor
+from service.runtime.effects import BatchEffects, Position
+from service.runtime.pipeline import Pipeline
+from service.runtime.ports import BatchSpan, LoadedStates
+from service.runtime.sink_health import BatchSinks
+from service.runtime.window import WindowProcessor
 from tests.events import SHARD_ID, STREAM_ARN, T0_MS, episode, interleave, kinesis_event, sample, sequence
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeSnapshots, FakeStateStore
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.esm.policy import EsmConfig, GiveUpReason, Invoked, Raised, WorkItem, decide, expired
+from service.tools.esm.policy import EsmConfig, GiveUpReason, Invoked, Raised, WorkItem, decide, expired
 
 
 @dataclass(frozen=True)

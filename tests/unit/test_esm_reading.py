@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.esm.policy import EsmConfig
-from service.esm.reading import READ_ATTEMPTS, READ_BACKOFF_BASE_S, READ_BACKOFF_CAP_S, PolledShard
+from service.tools.esm.policy import EsmConfig
+from service.tools.esm.reading import READ_ATTEMPTS, READ_BACKOFF_BASE_S, READ_BACKOFF_CAP_S, PolledShard
 
 SHARD_ID = "shardId-000000000000"
 ARRIVAL = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.config import ConsumerSettings
+from service.runtime.config import ConsumerSettings
 from tests.observability import CHART_DIR, DASHBOARD_FILE, RULES_FILE
 
 RELEASE = "vitalstream"
@@ -110,7 +110,7 @@ def consumer_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def settings_env_names() -> set[str]:
-    """Every environment variable service.config.ConsumerSettings reads."""
+    """Every environment variable service.runtime.config.ConsumerSettings reads."""
     names = {f"VITALSTREAM_{name.upper()}" for name in ConsumerSettings.model_fields if name != "detection"}
     detection = ConsumerSettings.model_fields["detection"].annotation
     assert dataclasses.is_dataclass(detection)
@@ -331,7 +331,7 @@ def test_schema_config_keys_are_the_settings_fields() -> None:
     config = schema["properties"]["config"]["properties"]
     settings = set(ConsumerSettings.model_fields) - CHART_OWNED
     assert set(config) == settings, (
-        "values.schema.json `config` must list service.config.ConsumerSettings fields"
+        "values.schema.json `config` must list service.runtime.config.ConsumerSettings fields"
     )
     detection = ConsumerSettings.model_fields["detection"].annotation
     assert dataclasses.is_dataclass(detection)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from service.consumer.resident import ResidentShard
+from service.runtime.consumer.resident import ResidentShard
 from service.core import DeviceState, KinesisRecord, iso_ms
 from service.core.archive_file import ClosedFile, FilePolicy
 from service.core.residency import idle_devices
 from service.core.snapshot import decode_resident, decode_snapshot, encode_snapshot
-from service.ports import LoadedStates
+from service.runtime.ports import LoadedStates
 from tests.fakes import FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0, telemetry
 from tests.unit.consumer_fakes import Sinks

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.adapters.kinesis_writer import MAX_BYTES_PER_REQUEST, KinesisPublisher, PublishError
-from service.adapters.pacing import Backoff, TokenBucket
-from service.publishing import Message
+from service.runtime.adapters.kinesis_writer import MAX_BYTES_PER_REQUEST, KinesisPublisher, PublishError
+from service.runtime.adapters.pacing import Backoff, TokenBucket
+from service.runtime.publishing import Message
 
 THROTTLED = "ProvisionedThroughputExceededException"
 Entry = tuple[str, bytes]  # partition key, data

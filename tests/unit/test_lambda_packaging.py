@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.packaging import ARCHITECTURE, PYTHON_VERSION
-from service.packaging.archive import ZIP_EPOCH, runtime_files, write_zip, zip_date_time
-from service.packaging.sources import SourceError, runtime_sources
-from service.provisioning.template import load_template
+from service.tools.packaging import ARCHITECTURE, PYTHON_VERSION
+from service.tools.packaging.archive import ZIP_EPOCH, runtime_files, write_zip, zip_date_time
+from service.tools.packaging.sources import SourceError, runtime_sources
+from service.tools.provisioning.template import load_template
 
 
 def test_the_package_holds_the_handlers_import_closure_and_nothing_else() -> None:
@@ -25,21 +25,21 @@ def test_the_package_holds_the_handlers_import_closure_and_nothing_else() -> Non
         "service/__init__.py",
         "service/core/decode.py",
         "service/core/kpl.py",
-        "service/adapters/s3_archive.py",
-        "service/adapters/dead_letter.py",
-        "service/config.py",
-        "service/pipeline.py",
-        "service/composition.py",
-        "service/accounting.py",
-        "service/ports.py",
+        "service/runtime/adapters/s3_archive.py",
+        "service/runtime/adapters/dead_letter.py",
+        "service/runtime/config.py",
+        "service/runtime/pipeline.py",
+        "service/runtime/composition.py",
+        "service/runtime/accounting.py",
+        "service/runtime/ports.py",
     ):
         assert wanted in files
     for name in files:
         assert name.startswith(("lambda_shim/", "service/"))
         assert not name.startswith(
-            ("service/demo/", "service/esm/", "service/consumer/", "service/packaging/")
+            ("service/tools/demo/", "service/tools/esm/", "service/runtime/consumer/", "service/tools/packaging/")
         )
-        assert name not in {"service/cli.py", "service/emulator.py", "service/adapters/kinesis_writer.py"}
+        assert name not in {"service/cli/__init__.py", "service/tools/emulator.py", "service/runtime/adapters/kinesis_writer.py"}
     assert sources.third_party == {"boto3", "botocore", "msgspec", "pydantic", "pydantic_settings"}
 
 

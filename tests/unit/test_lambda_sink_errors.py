@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, records_from_lambda_event
-from service.pipeline import Pipeline
-from service.ports import Access, Sink, SinkError
-from service.sink_health import invocation_lines
-from service.window import WindowCommitError
+from service.runtime.pipeline import Pipeline
+from service.runtime.ports import Access, Sink, SinkError
+from service.runtime.sink_health import invocation_lines
+from service.runtime.window import WindowCommitError
 from tests.events import SHARD_ID, episode, kinesis_event
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 from tests.unit.test_window import NOW_MS, Sinks, calm, windowed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from service.consumer.leases import Lease, Sentinel, Shard, cleanup, shards_to_lease, started
+from service.runtime.consumer.leases import Lease, Sentinel, Shard, cleanup, shards_to_lease, started
 from tests.unit.test_leases import ids, planned, shard, tables
 
 END = Sentinel.SHARD_END

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.consumer.leases import Lease, LeaseConfig, LeaseObserver, Plan, Sentinel, plan
+from service.runtime.consumer.leases import Lease, LeaseConfig, LeaseObserver, Plan, Sentinel, plan
 
 END = Sentinel.SHARD_END
 CONFIG = LeaseConfig(failover_ms=10_000, max_leases_per_worker=6, max_takes_per_round=4)

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from packaging.requirements import Requirement
 
-from service.packaging.lock import DEV_LOCK, RUNTIME_LOCK, canonical, read_lock, versions
+from service.tools.packaging.lock import DEV_LOCK, RUNTIME_LOCK, canonical, read_lock, versions
 
 ROOT = Path(__file__).resolve().parents[2]
 MINISTACK_LOCK = ROOT / "requirements" / "ministack.lock"

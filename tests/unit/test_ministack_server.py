@@ -1,4 +1,4 @@
-"""The embedded MiniStack's Kinesis mends (``service/emulators/ministack_server.py``) give the answers
+"""The embedded MiniStack's Kinesis mends (``service/tools/emulators/ministack_server.py``) give the answers
 MiniStack's own code gives, without its scans over every record of the stream."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.emulators import ministack_server
+from service.tools.emulators import ministack_server
 
 HOUR_S = 3600
 

@@ -119,7 +119,7 @@ def test_every_expression_reads_only_metrics_the_consumer_exports() -> None:
         assert names, f"{query.source} {query.title}: no metric in {query.expr!r}"
         unknown = names - exported
         assert not unknown, (
-            f"{query.source} {query.title}: {sorted(unknown)} not in service/consumer/metrics.py"
+            f"{query.source} {query.title}: {sorted(unknown)} not in service/runtime/consumer/metrics.py"
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, Reject
-from service.pipeline import Pipeline
+from service.runtime.pipeline import Pipeline
 from tests.events import SHARD_ID, T0_MS, episode, interleave, sample, sequence
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 

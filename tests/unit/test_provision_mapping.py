@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.provisioning.resources import Reconciler, VerificationError, _event_source_mapping
+from service.tools.provisioning.resources import Reconciler, VerificationError, _event_source_mapping
 
 PROPS: dict[str, Any] = {
     "FunctionName": "fn",

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from service.adapters.kinesis_writer import KinesisPublisher
+from service.runtime.adapters.kinesis_writer import KinesisPublisher
 from simulator.publishers import add_publisher_arguments, build_publisher
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from service.cli import main
 from service.core import DEFAULT_CONFIG, Detector
-from service.replay import replay
+from service.tools.replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry.jsonl"

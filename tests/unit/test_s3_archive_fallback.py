@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from service.adapters.s3_archive import S3Archive
+from service.runtime.adapters.s3_archive import S3Archive
 from tests.unit.builders import records, run, telemetry
 
 

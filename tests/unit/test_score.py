@@ -9,7 +9,7 @@ import pytest
 
 from service.cli import main
 from service.core.records import iso_ms
-from service.score import ScoredAlert, score
+from service.tools.score import ScoredAlert, score
 from simulator.truth import TruthEntry
 
 T0 = 1_795_831_200_000  # 2026-11-28T02:00:00Z

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.consumer.shard_cursor import (
+from service.runtime.consumer.shard_cursor import (
     TRIM_HORIZON,
     ShardCursor,
     list_shards,

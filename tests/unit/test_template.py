@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from service.config import ConsumerSettings
-from service.provisioning.template import load_template
+from service.runtime.config import ConsumerSettings
+from service.tools.provisioning.template import load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -120,7 +120,7 @@ def test_tumbling_windows_are_on_by_default_within_lambdas_range() -> None:
 
 
 def test_function_environment_uses_the_settings_names() -> None:
-    from service.config import Settings  # noqa: PLC0415
+    from service.runtime.config import Settings  # noqa: PLC0415
 
     (function,) = of_type("AWS::Lambda::Function").values()
     assert function["Handler"] == "lambda_shim.handler.handler"

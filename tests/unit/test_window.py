@@ -12,9 +12,9 @@ import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, DeviceState, ProcessedRecord, StateFormatError
 from service.core.window_state import decode_window_state, encode_window_state
-from service.pipeline import Pipeline
-from service.ports import LoadedStates
-from service.window import STATE_KEY, WindowCommitError, WindowProcessor
+from service.runtime.pipeline import Pipeline
+from service.runtime.ports import LoadedStates
+from service.runtime.window import STATE_KEY, WindowCommitError, WindowProcessor
 from tests.events import SHARD_ID, T0_MS, episode, interleave, kinesis_event, sample, sequence, tail
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 

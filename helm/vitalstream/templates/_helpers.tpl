@@ -102,7 +102,7 @@ runs them.
 
 {{/*
 The consumer's environment: every `config` key as VITALSTREAM_<KEY>, every `config.detection` key as
-VITALSTREAM_DETECTION__<KEY> (the pydantic-settings names of service.config.Settings); null values
+VITALSTREAM_DETECTION__<KEY> (the pydantic-settings names of service.runtime.config.Settings); null values
 are left out so the application default applies. Then the chart-owned settings.
 */}}
 {{- define "vitalstream.env" -}}

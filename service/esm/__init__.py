@@ -1,6 +1,0 @@
-"""Local serverless mode: a Kinesis event source mapping that invokes the Lambda shim in-process."""
-
-from service.esm.policy import EsmConfig, GiveUpReason
-from service.esm.runner import EsmStats, EventSourceMapping, Invocation
-
-__all__ = ["EsmConfig", "EsmStats", "EventSourceMapping", "GiveUpReason", "Invocation"]

@@ -1,0 +1,116 @@
+"""Shared pieces of the composition roots (Lambda shim, consumer, bridge): clients, stores, the pipeline.
+
+boto3 and botocore are imported inside the functions, so importing the Lambda handler stays cheap and
+the clients are built once per process, on first use. Given a ``RequestCounter``, every client built
+here is attached to it, so each request it sends is counted (``service.runtime.accounting``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from service.runtime.accounting import RequestCounter
+from service.runtime.adapters import (
+    DynamoDeviceStateStore,
+    S3Archive,
+    S3DeadLetterStore,
+    SnsAlertPublisher,
+    SqsDeadLetterStore,
+)
+from service.runtime.config import DeadLetterTarget, Settings
+from service.core import Detector
+from service.runtime.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+
+    from service.runtime.ports import DeadLetterStore
+
+
+def client(
+    session: boto3.Session,
+    service: str,
+    settings: Settings,
+    config: Config | None = None,
+    requests: RequestCounter | None = None,
+) -> Any:
+    """A client at the settings' region and endpoint, counted by ``requests`` when given; S3 uses
+    path-style addressing on an emulator."""
+    from botocore.config import Config  # noqa: PLC0415 - botocore on demand (cold import of the shim)
+
+    if service == "s3" and settings.endpoint_url:
+        path_style = Config(s3={"addressing_style": "path"})
+        config = config.merge(path_style) if config is not None else path_style
+    built = session.client(  # type: ignore[call-overload]
+        service, region_name=settings.region, endpoint_url=settings.endpoint_url, config=config
+    )
+    return built if requests is None else requests.attach(built)
+
+
+def build_dead_letter_store(
+    settings: Settings,
+    session: boto3.Session,
+    config: Config | None = None,
+    requests: RequestCounter | None = None,
+) -> DeadLetterStore:
+    """SQS (oversized bodies overflow to S3 when a bucket is set) or S3, as the settings choose."""
+    overflow = (
+        S3DeadLetterStore(
+            client(session, "s3", settings, config, requests),
+            settings.dead_letter_bucket,
+            settings.dead_letter_prefix,
+        )
+        if settings.dead_letter_bucket
+        else None
+    )
+    if settings.dead_letter_target is DeadLetterTarget.S3:
+        if overflow is None:
+            raise ValueError("dead_letter_target=s3 needs dead_letter_bucket")
+        return overflow
+    queue = client(session, "sqs", settings, config, requests)
+    return SqsDeadLetterStore(queue, settings.dead_letter_queue_url, overflow=overflow)
+
+
+def sink_config(connections: int) -> Config:
+    """The sinks' client settings; ``connections`` sizes each client's HTTP pool."""
+    from botocore.config import Config  # noqa: PLC0415 - deferred: the handler's cold import
+
+    return Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=5,
+        read_timeout=20,
+        max_pool_connections=connections,
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    session: boto3.Session | None = None,
+    connections: int = 10,
+    requests: RequestCounter | None = None,
+) -> Pipeline:
+    """The core and every sink, with clients from ``session`` (a new default session when None), each
+    counted by ``requests`` when given."""
+    import boto3  # noqa: PLC0415 - deferred: the handler's cold import must not pay for boto3
+
+    session = session or boto3.Session()
+    config = sink_config(connections)
+    dynamodb = client(session, "dynamodb", settings, config, requests)
+    return Pipeline(
+        detector=Detector(settings.detection),
+        states=DynamoDeviceStateStore(dynamodb, settings.device_state_table),
+        archive=S3Archive(
+            client(session, "s3", settings, config, requests),
+            settings.archive_bucket,
+            settings.archive_prefix,
+        ),
+        alerts=SnsAlertPublisher(
+            dynamodb,
+            settings.alert_history_table,
+            client(session, "sns", settings, config, requests),
+            settings.alert_topic_arn,
+            retention_days=settings.alert_history_retention_days,
+        ),
+        dead_letters=build_dead_letter_store(settings, session, config, requests),
+    )

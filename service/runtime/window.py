@@ -1,0 +1,185 @@
+"""Lambda mode with tumbling windows: device states live in the window state, not in the table.
+
+The Lambda analogue of a lease's resident state (``consumer.resident``). With
+``TumblingWindowInSeconds`` set, Lambda passes each shard's window a ``state`` object from one
+invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device states there
+(``core.window_state``, base64 under ``STATE_KEY``) and so, per window:
+
+- reads a device from the device table only the first time the window sees it;
+- publishes alerts and stores dead letters at once, and archives each batch's records (one object per
+  batch): the one effects path (``effects.BatchEffects``), as ``Pipeline`` and the consumer run it,
+  with the same dead-letter dedupe;
+- writes a device's item once, at the window's final invocation (``isFinalInvokeForWindow``, or
+  ``isWindowTerminatedEarly``), with the same forward-only condition as every other write — and at
+  once when its status or open anomalies change;
+- never returns a state whose JSON exceeds ``budget_bytes``: past it, it writes every dirty device
+  and starts the window over with an empty state (later batches read those devices again).
+
+Contract with Lambda (or ``service.tools.esm``):
+
+- A batch is all-or-nothing per device, as in ``Pipeline``: a device whose alerts, archive or state
+  read failed keeps its window state and its first record is reported in ``batchItemFailures``.
+- The same event (same records, same input state) yields the same effects and the same state:
+  alerts are put-if-absent, archive keys follow the batch, table writes only move forward.
+- The final invocation raises ``WindowCommitError`` unless every dirty device's write landed (or was
+  refused as behind); Lambda retries it, synchronously, until it succeeds.
+- No sink error is dropped: ``WindowOutcome.errors`` (and ``WindowCommitError.errors``) hold one
+  ``SinkError`` per distinct cause, for the handler to log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.core import (
+    KinesisRecord,
+    Reject,
+    StateFormatError,
+    decode_records,
+    records_from_lambda_event,
+)
+from service.core.window_state import WindowState, decode_window_state, encode_window_state
+from service.runtime.effects import Position, batch_span
+from service.runtime.pipeline import Pipeline
+from service.runtime.ports import SinkError
+from service.runtime.sink_health import BatchSinks
+
+STATE_KEY = "vitalstream"
+LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
+
+
+class WindowCommitError(Exception):
+    """The window's device states did not all reach the device table; the invocation must fail.
+    ``errors``: why, one ``SinkError`` per distinct cause (also those of the invocation's batch)."""
+
+    def __init__(self, message: str, errors: tuple[SinkError, ...]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvent:
+    """The tumbling-window fields of a Kinesis event (``Records`` are decoded by the core)."""
+
+    shard_id: str
+    state: Mapping[str, Any]
+    final: bool
+    terminated_early: bool
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> WindowEvent:
+        records = event.get("Records") or []
+        shard = event.get("shardId") or (records[0].get("eventID", "").partition(":")[0] if records else "")
+        return cls(
+            str(shard),
+            event.get("state") or {},
+            bool(event.get("isFinalInvokeForWindow")),
+            bool(event.get("isWindowTerminatedEarly")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOutcome:
+    """``state`` and ``failures`` make the response; the rest is for metrics and tests."""
+
+    state: dict[str, str]
+    failures: list[str]
+    loaded: int = 0
+    written: int = 0
+    restarted: bool = False  # the state reached the budget: written out, the window starts over
+    errors: tuple[SinkError, ...] = ()  # every sink error of the invocation, one per distinct cause
+
+    def response(self) -> dict[str, Any]:
+        return {"state": self.state, "batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
+
+
+@dataclass(frozen=True, slots=True)
+class WindowProcessor:
+    pipeline: Pipeline  # the core and the sinks; ``Pipeline.run`` itself is the windowless path
+    budget_bytes: int = 900_000
+
+    def invoke(
+        self, event: Mapping[str, Any], now_ms: int, dead_lettered: Collection[Position] = ()
+    ) -> WindowOutcome:
+        """One invocation of a shard's window. ``dead_lettered``: positions of rejects an earlier run
+        of this very batch already stored; they are not stored again. Raises ``WindowCommitError``
+        (final invocation, or a state past its budget) when the device table did not take every
+        dirty device."""
+        meta = WindowEvent.of(event)
+        window = _window_of(meta)
+        batch = records_from_lambda_event(event)
+        failures: list[str] = []
+        loaded = written = 0
+        sinks = BatchSinks()
+        if batch.records or batch.rejects:
+            window, failures, loaded, written = self._process(
+                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks
+            )
+        if meta.final or meta.terminated_early:
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
+        state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+        if len(json.dumps(state)) > self.budget_bytes:
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, restarted=True, errors=sinks.distinct())
+        return WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
+
+    def _process(
+        self,
+        window: WindowState,
+        records: list[KinesisRecord],
+        rejects: list[Reject],
+        now_ms: int,
+        dead_lettered: Collection[Position],
+        sinks: BatchSinks,
+    ) -> tuple[WindowState, list[str], int, int]:
+        """The one effects path, holding the window's states; then the window takes the moved ones."""
+        effects = self.pipeline.effects
+        applied = effects.apply(
+            window.shard_id,
+            decode_records(records, rejects),
+            window.states,
+            now_ms,
+            sinks,
+            span=batch_span(records, rejects),
+            dead_lettered=dead_lettered,
+        )
+        after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
+        changed = after.changed_looks(window)
+        written = 0
+        if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
+            states, latest = after.pending()
+            now = {d: states[d] for d in changed}
+            refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
+            written = len(now) - len(refused)
+            after = after.cleaned(set(now) - refused)
+        return after, applied.failures(), len(applied.loaded), written
+
+    def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
+        states, latest = window.pending()
+        refused = self.pipeline.effects.save(states, latest, sinks)
+        if refused:
+            raise WindowCommitError(
+                f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()
+            )
+        return len(states)
+
+
+def _window_of(meta: WindowEvent) -> WindowState:
+    """The window's state so far; a fresh one when the window has none yet (or one of another
+    shard's, which Lambda never passes: state does not cross resharding)."""
+    encoded = meta.state.get(STATE_KEY)
+    if not isinstance(encoded, str):
+        return WindowState(meta.shard_id)
+    try:
+        window = decode_window_state(binascii.a2b_base64(encoded, strict_mode=True))
+    except (binascii.Error, ValueError) as exc:
+        raise StateFormatError(f"window state is not base64: {exc}") from exc
+    if meta.shard_id and window.shard_id != meta.shard_id:
+        return WindowState(meta.shard_id)
+    return window

@@ -1,0 +1,260 @@
+"""The demo's final report, read back from the sinks themselves.
+
+- ``lost``: valid samples that were sent but are not in the archive, plus poison records that were
+  sent but are not in the dead-letter queue. Must be 0.
+- ``duplicate_effects``: archive lines beyond the first for one (deviceId, seq), alert messages
+  beyond the first per alertId, dead-letter messages beyond the first per record. Must be 0.
+- Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
+- Request accounting: the AWS requests the processing sent (``service.runtime.accounting``), per 1,000
+  records sent, and what they would cost a month at 10K devices (``service.tools.cost``).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+
+from service.runtime.accounting import RequestCounts
+from service.core import KinesisRecord, decode_records
+from service.core.telemetry import parse_rfc3339_ms
+from service.tools.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
+from service.tools.demo.ledger import LatencySummary
+from service.tools.score import Scorecard, ScoredAlert, score
+from simulator.truth import TruthEntry
+
+GRACE_MS = 120_000
+
+
+@dataclass(slots=True)
+class Expected:
+    """What the fleet published, classified as the core will classify it."""
+
+    valid: set[tuple[str, int]] = field(default_factory=set)
+    rejects: int = 0
+    device_duplicates: int = 0
+
+    def add(self, payloads: Iterable[bytes]) -> None:
+        batch = decode_records(KinesisRecord(p, "expected", str(i + 1), 0) for i, p in enumerate(payloads))
+        self.rejects += len(batch.rejects)
+        for sample in batch.samples:
+            key = (
+                sample.telemetry.deviceId,
+                sample.telemetry.seq if sample.telemetry.seq is not None else -1,
+            )
+            if key in self.valid:
+                self.device_duplicates += 1
+            self.valid.add(key)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContents:
+    archive_lines: list[dict[str, Any]]
+    archive_objects: int
+    dead_letters: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    device_state_items: int
+
+
+@dataclass(slots=True)
+class DemoReport:
+    devices: int
+    duration_s: float
+    shards: int
+    mode: str
+    sent: int
+    publish_failed: int
+    processed: int
+    rejected: int
+    device_duplicates: int
+    lost: int
+    duplicate_effects: int
+    latency: LatencySummary
+    records_per_s: float
+    s3_objects: int
+    dynamodb_items: int
+    alert_messages: int
+    alerts: dict[str, dict[str, float | int | None]]
+    alerts_during_runs: int
+    unacknowledged: int  # records still in flight when the report was taken (drain timed out)
+    aws_calls_per_1k: float  # every request the processing sent, per 1,000 records sent
+    calls_per_1k: dict[str, float]  # by "service.Operation"
+    dynamodb_item_writes_per_1k: dict[str, float]  # by table
+    dynamodb_item_reads_per_1k: dict[str, float]  # by table
+    s3_puts_per_1k: float
+    monthly_cost_usd: dict[str, float]  # at FLEET_DEVICES, by what is billed, and "total"
+    detection_latency: LatencySummary | None = None  # device timestamp → alert published (consumer mode)
+    archive_latency: LatencySummary | None = None  # device timestamp → archive file uploaded (consumer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return msgspec.json.format(msgspec.json.encode(self.to_dict()), indent=2) + b"\n"
+
+
+def build_report(
+    *,
+    expected: Expected,
+    sinks: SinkContents,
+    truth: Sequence[TruthEntry],
+    latency: LatencySummary,
+    sent: int,
+    publish_failed: int,
+    devices: int,
+    duration_s: float,
+    shards: int,
+    mode: str,
+    requests: RequestCounts,
+    unacknowledged: int = 0,
+    latencies: Mapping[str, LatencySummary] | None = None,
+) -> DemoReport:
+    archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
+    alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
+    dead_keys = Counter(
+        (d.get("shardId"), d.get("sequenceNumber"), d.get("subSequenceNumber")) for d in sinks.dead_letters
+    )
+    lost = len(expected.valid - set(archived)) + max(0, expected.rejects - len(dead_keys))
+    duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
+    card = score(truth, _scored(sinks.alerts), GRACE_MS)
+    per_1k = PerThousand.of(requests, sent)
+    cost = monthly_cost(per_1k, FLEET_EVENTS_PER_S)
+    return DemoReport(
+        devices=devices,
+        duration_s=round(duration_s, 1),
+        shards=shards,
+        mode=mode,
+        sent=sent,
+        publish_failed=publish_failed,
+        processed=len(archived),
+        rejected=len(sinks.dead_letters),
+        device_duplicates=expected.device_duplicates,
+        lost=lost,
+        duplicate_effects=duplicates,
+        latency=latency,
+        records_per_s=round(len(archived) / duration_s, 1) if duration_s else 0.0,
+        s3_objects=sinks.archive_objects,
+        dynamodb_items=sinks.device_state_items,
+        alert_messages=len(sinks.alerts),
+        alerts=_by_type(card),
+        alerts_during_runs=len(card.alerts_in_runs),
+        unacknowledged=unacknowledged,
+        aws_calls_per_1k=round(per_1k.calls(), 1),
+        calls_per_1k={f"{s}.{o}": round(n, 1) for (s, o), n in sorted(per_1k.requests.items())},
+        dynamodb_item_writes_per_1k={t: round(n, 1) for t, n in sorted(per_1k.item_writes.items())},
+        dynamodb_item_reads_per_1k={t: round(n, 1) for t, n in sorted(per_1k.item_reads.items())},
+        s3_puts_per_1k=round(per_1k.calls("s3", "PutObject"), 2),
+        monthly_cost_usd={
+            "dynamodb_writes": round(cost.dynamodb_writes, 2),
+            "dynamodb_reads": round(cost.dynamodb_reads, 2),
+            "s3": round(cost.s3, 2),
+            "sns": round(cost.sns, 2),
+            "sqs": round(cost.sqs, 2),
+            "kinesis": round(cost.kinesis, 2),
+            "total": round(cost.total, 2),
+        },
+        detection_latency=(latencies or {}).get("detection"),
+        archive_latency=(latencies or {}).get("archive"),
+    )
+
+
+def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
+    scored = []
+    for index, alert in enumerate(alerts):
+        detected = parse_rfc3339_ms(alert.get("detectedAt", ""))
+        if detected is not None:
+            scored.append(ScoredAlert(alert["deviceId"], alert["type"], detected, index))
+    return scored
+
+
+def _by_type(card: Scorecard) -> dict[str, dict[str, float | int | None]]:
+    return {
+        kind: {
+            "alerts": tally.alerts,
+            "episodes": tally.episodes,
+            "precision": tally.precision,
+            "recall": tally.recall,
+        }
+        for kind, tally in sorted(card.by_type.items())
+    }
+
+
+def read_archive(bodies: Iterable[bytes]) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(line) for body in bodies for line in gzip.decompress(body).splitlines()]
+
+
+def render(report: DemoReport) -> str:
+    lat = report.latency
+    lines = [
+        f"devices {report.devices:,} for {report.duration_s:.0f} s, {report.shards} shards, "
+        f"mode {report.mode}",
+        f"sent {report.sent:,} (failed {report.publish_failed:,}), processed {report.processed:,} "
+        f"({report.records_per_s:,.0f}/s), rejected {report.rejected:,}, device duplicates dropped "
+        f"{report.device_duplicates:,}",
+        f"lost {report.lost}, duplicate effects {report.duplicate_effects}"
+        + (
+            f" ({report.unacknowledged:,} records still in flight at report time)"
+            if report.unacknowledged
+            else ""
+        ),
+        f"latency device → sinks acknowledged: p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, "
+        f"p99 {_ms(lat.p99_ms)} over {lat.count:,} records",
+        *_latency_line("detection latency device → alert published", report.detection_latency, "alerts"),
+        *_latency_line("archive latency device → file uploaded", report.archive_latency, "records"),
+        f"S3 objects {report.s3_objects:,}, DynamoDB device items {report.dynamodb_items:,}, "
+        f"alert messages {report.alert_messages:,} (read back through an SQS subscription)",
+        "alerts by type           alerts  episodes  precision  recall",
+    ]
+    for kind, row in report.alerts.items():
+        lines.append(
+            f"  {kind:<22}{row['alerts']:>6}{row['episodes']:>10}  {_ratio(row['precision']):>9}"
+            f"  {_ratio(row['recall']):>6}"
+        )
+    lines.append(f"alerts during runs (must be 0): {report.alerts_during_runs}")
+    lines.extend(_accounting(report))
+    return "\n".join(lines)
+
+
+def _latency_line(title: str, lat: LatencySummary | None, what: str) -> list[str]:
+    if lat is None or not lat.count:
+        return []
+    percentiles = f"p50 {_ms(lat.p50_ms)}, p95 {_ms(lat.p95_ms)}, p99 {_ms(lat.p99_ms)}"
+    return [f"{title}: {percentiles} over {lat.count:,} {what}"]
+
+
+def _accounting(report: DemoReport) -> list[str]:
+    by_service: dict[str, float] = {}
+    for key, n in report.calls_per_1k.items():
+        service = key.split(".", 1)[0]
+        by_service[service] = by_service.get(service, 0.0) + n
+    services = ", ".join(f"{s} {n:,.1f}" for s, n in sorted(by_service.items()))
+    writes = report.dynamodb_item_writes_per_1k
+    reads = report.dynamodb_item_reads_per_1k
+    cost = report.monthly_cost_usd
+    parts = ", ".join(f"{name.replace('_', ' ')} ${cost[name]:,.0f}" for name in cost if name != "total")
+    return [
+        f"AWS requests per 1K records: {report.aws_calls_per_1k:,.1f} ({services or 'none'})",
+        f"DynamoDB item writes per 1K records: {sum(writes.values()):,.1f} ({_tables(writes)})",
+        f"DynamoDB item reads per 1K records: {sum(reads.values()):,.1f} ({_tables(reads)})",
+        f"S3 PUTs per 1K records: {report.s3_puts_per_1k:,.2f}",
+        f"estimated monthly cost at {FLEET_DEVICES:,} devices ({FLEET_EVENTS_PER_S:,} events/s), list prices "
+        f"of {PRICES_AS_OF}: ${cost['total']:,.0f} ({parts}; compute not included)",
+        "  (scaled from this run's figures per record: a short run at a low rate overstates what is paid per "
+        "second or per device; docs/cost.md has steady-state figures)",
+    ]
+
+
+def _tables(counts: dict[str, float]) -> str:
+    return ", ".join(f"{table} {n:,.1f}" for table, n in counts.items()) or "none"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def _ratio(value: float | int | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,153 @@
+"""``vitalstream serverless``: the local serverless path — the local event source mapping and the Lambda
+shim, in-process — against whatever stream and tables the ``VITALSTREAM_*`` environment names (e.g.
+the stack ``vitalstream local up`` prints).
+
+The mapping takes the template's settings (``infra/template.yaml``: batch size, batching window, retry
+attempts, record age, tumbling window, bisect on error); ``--parameter Name=Value`` overrides one, as
+``provision`` does. Batches given up go to ``--failure-queue-url`` (default
+``VITALSTREAM_BATCH_FAILURE_QUEUE_URL``; none: logged). Every ``--report-every`` and at the end it
+prints one JSON line: records delivered, invocations, and the shim's AWS calls and item writes per
+1,000 records (``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open windows get their
+final invocation first, so the device table holds every state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from service.cli.args import duration_ms
+
+NAME = "serverless"
+HELP = "run the local event source mapping and the Lambda shim against the configured stream (Lambda mode)"
+MAPPING_PARAMETERS = (
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+    "TumblingWindowInSeconds",
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override a template parameter of the mapping ({', '.join(MAPPING_PARAMETERS)})",
+    )
+    parser.add_argument(
+        "--failure-queue-url",
+        default=os.environ.get("VITALSTREAM_BATCH_FAILURE_QUEUE_URL", ""),
+        help="SQS queue for the on-failure destination (default: $VITALSTREAM_BATCH_FAILURE_QUEUE_URL)",
+    )
+    parser.add_argument(
+        "--report-every",
+        type=duration_ms(1_000),
+        default=10_000,
+        metavar="DURATION",
+        help="print a progress line this often (default 10s)",
+    )
+    parser.add_argument(
+        "--stop-after", type=duration_ms(1_000), default=None, metavar="DURATION", help="stop after this long"
+    )
+
+
+def mapping_config(overrides: list[str]) -> Any:
+    """The ``EsmConfig`` of the template's ``ProcessorEventSourceMapping``, with ``overrides``."""
+    from service.tools.esm import EsmConfig  # noqa: PLC0415
+    from service.tools.provisioning.template import effective_parameters, load_template  # noqa: PLC0415
+
+    given = dict(item.split("=", 1) for item in overrides)
+    unknown = set(given) - set(MAPPING_PARAMETERS)
+    if unknown:
+        raise ValueError(f"not a mapping parameter: {', '.join(sorted(unknown))}")
+    template = load_template()
+    values = effective_parameters(template, given | _required_placeholders(template))
+    mapping = template["Resources"]["ProcessorEventSourceMapping"]["Properties"]
+    return EsmConfig(
+        batch_size=int(values["BatchSize"]),
+        batching_window_s=float(values["MaximumBatchingWindowInSeconds"]),
+        max_retry_attempts=int(values["MaximumRetryAttempts"]),
+        max_record_age_s=int(values["MaximumRecordAgeInSeconds"]),
+        bisect_on_error=bool(mapping["BisectBatchOnFunctionError"]),
+        tumbling_window_s=int(values["TumblingWindowInSeconds"]),
+    )
+
+
+def _required_placeholders(template: dict[str, Any]) -> dict[str, str]:
+    """Parameters without a default that the mapping does not use (the function's code location)."""
+    return {k: "" for k, spec in template["Parameters"].items() if "Default" not in spec}
+
+
+def run(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - heavy imports only when running
+
+    from lambda_shim import handler as shim  # noqa: PLC0415
+    from service.runtime.config import Settings  # noqa: PLC0415
+    from service.tools.esm import EventSourceMapping, Invocation  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = mapping_config(args.parameter)
+    except ValueError as exc:
+        print(f"vitalstream serverless: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings()
+    session = boto3.Session(region_name=settings.region)
+    kinesis = session.client("kinesis", endpoint_url=settings.endpoint_url)
+    sqs = session.client("sqs", endpoint_url=settings.endpoint_url)
+
+    def destination(body: dict[str, Any]) -> None:
+        if args.failure_queue_url:
+            sqs.send_message(QueueUrl=args.failure_queue_url, MessageBody=json.dumps(body))
+        else:
+            logging.getLogger(NAME).error("batch given up: %s", json.dumps(body))
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim.handler, destination), config)
+    before = shim.REQUESTS.snapshot()
+    started = time.monotonic()
+    print(
+        json.dumps({"event": "started", "stream": settings.stream_name, "mapping": vars_of(config)}),
+        flush=True,
+    )
+    with mapping:
+        while not stop.wait(args.report_every / 1000):
+            print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before))), flush=True)
+            if args.stop_after is not None and time.monotonic() - started >= args.stop_after / 1000:
+                break
+    print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before), "stopped")), flush=True)
+    return 0
+
+
+def vars_of(config: Any) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def progress(mapping: Any, counts: Any, event: str = "progress") -> dict[str, Any]:
+    """One report line: what the mapping delivered and the shim's requests per 1,000 records."""
+    stats = mapping.stats
+    records = max(stats.records_delivered, 1)
+    calls = {f"{s}.{o}": round(n * 1000 / records, 1) for (s, o), n in sorted(counts.requests.items())}
+    writes = {t: round(n * 1000 / records, 1) for t, n in sorted(counts.item_writes.items())}
+    return {
+        "event": event,
+        "records": stats.records_delivered,
+        "invocations": stats.invocations,
+        "final_invocations": stats.final_invocations,
+        "windows_ended_early": stats.windows_ended_early,
+        "given_up": stats.given_up,
+        "calls_per_1k": calls,
+        "item_writes_per_1k": writes,
+    }
