@@ -2,7 +2,7 @@
 #
 #     docker build -t vitalstream .
 #     docker run --rm -e VITALSTREAM_STREAM_NAME=... vitalstream                 # consume
-#     docker run --rm vitalstream replay --help                                 # any other command
+#     docker run --rm vitalstream bridge --help                                 # the other runtime command
 #
 # Two stages, after astral-sh/uv-docker-example's multistage.Dockerfile (with pip): the builder fills
 # a virtual environment at /opt/venv, the runtime stage copies only that environment.
@@ -23,12 +23,15 @@ COPY requirements/runtime.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --compile --require-hashes --no-deps --requirement runtime.lock
 
-# Then the code, as a wheel of the project built with the locked backend and installed without
-# dependencies (they are above).
+# Then the code that ships, as a wheel of the project built with the locked backend and installed
+# without dependencies (they are above): the core, the runtime, the CLI and the Lambda shim; never the
+# tools (service/tools/) or the simulator, which the build context does not even hold.
 COPY pyproject.toml README.md ./
-COPY service ./service
+COPY service/__init__.py ./service/
+COPY service/core ./service/core
+COPY service/runtime ./service/runtime
+COPY service/cli ./service/cli
 COPY lambda_shim ./lambda_shim
-COPY simulator ./simulator
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --no-build-isolation --wheel-dir wheels . \
     && pip install --no-deps --compile wheels/vitalstream-*.whl

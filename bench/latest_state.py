@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 
+from service.core import DeviceState, ProcessedRecord, encode_state
+from service.core.records import padded_sequence
 from service.runtime.accounting import RequestCounter
 from service.runtime.adapters import DynamoDeviceStateStore
 from service.runtime.adapters.dynamodb_state import latest_attributes
-from service.core import DeviceState, ProcessedRecord, encode_state
-from service.core.records import padded_sequence
 from service.tools.emulator import EmbeddedAws, use_emulator_credentials
 from service.tools.provisioning import provision_stack
 from tests.unit.builders import SEQ0, records, run, telemetry

@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from service.runtime.accounting import RequestCounter
 from service.core import records_from_lambda_event
+from service.runtime.accounting import RequestCounter
 
 if TYPE_CHECKING:
     from service.runtime.pipeline import Pipeline

@@ -5,7 +5,7 @@
     python3 scripts/dev.py test [ARGS...]  # set up .venv, then pytest (ARGS passed through); with no
                                            # ARGS, also the Kinesis suite on kinesis-mock and the
                                            # integration suite on LocalStack (see below)
-    python3 scripts/dev.py lint            # set up .venv, then ruff, mypy --strict and cfn-lint
+    python3 scripts/dev.py lint            # set up .venv, then ruff, mypy --strict, cfn-lint, import-linter
     python3 scripts/dev.py lock            # re-resolve requirements/*.lock from pyproject.toml
 
 Set-up contract: ``.venv`` is created when missing and filled from ``requirements/dev.lock`` (every
@@ -325,6 +325,7 @@ def lint(extra: list[str]) -> int:
         (BIN / "ruff", "format", "--check", "."),
         (BIN / "mypy",),
         (BIN / "cfn-lint", "infra/template.yaml"),
+        (BIN / "lint-imports",),  # the import contracts in pyproject.toml
     )
     failed = [check for check in checks if run(*check) != 0]
     return 1 if failed else 0

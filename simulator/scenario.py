@@ -13,7 +13,6 @@ rest before or after, and never sustain a walking cadence.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -135,23 +134,3 @@ class Scenario:
         for segment, (low, high) in self.durations.items():
             if not 0 < low <= high:
                 raise ValueError(f"duration of {segment.name} must satisfy 0 < low ≤ high")
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT_MS = {
-    "ms": 1,
-    "s": 1000,
-    "m": MS_PER_MINUTE,
-    "min": MS_PER_MINUTE,
-    "h": MS_PER_HOUR,
-    "d": 24 * MS_PER_HOUR,
-}
-
-
-def parse_duration_ms(text: str) -> int:
-    """``"90"`` (seconds), ``"500ms"``, ``"120s"``, ``"2m"``, ``"1.5h"``, ``"1d"`` → milliseconds.
-    Raises ``ValueError`` naming the text when it is not one of these."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 1h)")
-    return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
-from simulator.scenario import parse_duration_ms
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"90"`` (seconds), ``"500ms"``, ``"120s"``, ``"2m"``, ``"1.5h"``, ``"1d"`` → milliseconds.
+    Raises ``ValueError`` naming the text when it is not one of these."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 1h)")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
 
 
 def positive_int(text: str) -> int:

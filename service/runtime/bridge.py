@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.runtime.bridge_routing import TOPIC_FILTER, flush_due, route
 from service.core import Reject
+from service.runtime.bridge_routing import TOPIC_FILTER, flush_due, route
 from service.runtime.publishing import Message
 
 if TYPE_CHECKING:
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
     from service.runtime.config import Settings
     from service.runtime.ports import DeadLetterStore
 
-NAME = "bridge"
-HELP = "forward MQTT telemetry (wearables/+/telemetry) to Kinesis, as the IoT rule does"
 
 DEFAULT_CLIENT_ID = "vitalstream-bridge"
 DEFAULT_BATCH_SIZE = 500

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from service.core import Detector
 from service.runtime.accounting import RequestCounter
 from service.runtime.adapters import (
     DynamoDeviceStateStore,
@@ -18,7 +19,6 @@ from service.runtime.adapters import (
     SqsDeadLetterStore,
 )
 from service.runtime.config import DeadLetterTarget, Settings
-from service.core import Detector
 from service.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from service.core import BatchResult, Detector, KinesisRecord, Reject, decode_records
 from service.runtime.effects import BatchEffects, Position, batch_span
-from service.runtime.ports import AlertPublisher, Archive, DeadLetterStore, DeviceStateStore, Sink, SinkError, Use
+from service.runtime.ports import (
+    AlertPublisher,
+    Archive,
+    DeadLetterStore,
+    DeviceStateStore,
+    Sink,
+    SinkError,
+    Use,
+)
 from service.runtime.sink_health import BatchSinks
 
 

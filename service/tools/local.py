@@ -16,9 +16,6 @@ from types import FrameType
 
 from service.tools.emulator import Engine, emulator_missing
 
-NAME = "local"
-HELP = "Run AWS locally: `local up` starts the embedded emulator and provisions the stack."
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -27,9 +27,6 @@ from service.tools.packaging import (
     parse_python_version,
 )
 
-NAME = "package-lambda"
-HELP = "build the Lambda deployment zip (handler, runtime modules, dependencies for the target)"
-
 
 def _python_version(text: str) -> str:
     try:

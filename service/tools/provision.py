@@ -11,9 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-NAME = "provision"
-HELP = "Deploy the CloudFormation stack (real AWS or an emulator) and verify every resource."
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack-name", default="vitalstream", help="CloudFormation stack name")

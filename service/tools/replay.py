@@ -32,9 +32,6 @@ import msgspec
 from service.cli.args import positive_int
 from service.core import BatchResult, Detector, DeviceState, KinesisRecord, decode_records, process_batch
 
-NAME = "replay"
-HELP = "run the core offline over a telemetry JSON Lines file: processed / alerts / rejects JSONL"
-
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_SHARD_ID = "replay"
 PROCESSED_FILE = "processed.jsonl"

@@ -25,13 +25,11 @@ from typing import Any
 
 import msgspec
 
+from service.cli.args import parse_duration_ms
 from service.core.telemetry import parse_rfc3339_ms
 from service.tools.jsonl import read_objects
-from simulator.scenario import parse_duration_ms
 from simulator.truth import TruthEntry, TruthFormatError, read_truth
 
-NAME = "score"
-HELP = "score alerts against ground truth: per-type precision, recall and detection delay"
 DEFAULT_GRACE = "120s"
 
 

@@ -25,8 +25,6 @@ from typing import Any
 
 from service.cli.args import duration_ms
 
-NAME = "serverless"
-HELP = "run the local event source mapping and the Lambda shim against the configured stream (Lambda mode)"
 MAPPING_PARAMETERS = (
     "BatchSize",
     "MaximumBatchingWindowInSeconds",
@@ -110,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if args.failure_queue_url:
             sqs.send_message(QueueUrl=args.failure_queue_url, MessageBody=json.dumps(body))
         else:
-            logging.getLogger(NAME).error("batch given up: %s", json.dumps(body))
+            logging.getLogger("serverless").error("batch given up: %s", json.dumps(body))
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -37,8 +37,6 @@ from simulator.scenario import (
 from simulator.truth import encode_truth
 from simulator.variability import VariabilityFormatError, load_nn_intervals
 
-NAME = "simulate"
-HELP = "simulate a wearable fleet (labelled anomalies, stream faults) into a file or a publisher"
 TARGETS = ("kinesis", "mqtt", "iot-data")
 DEFAULT_START = "2026-11-28T00:00:00Z"
 

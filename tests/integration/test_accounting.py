@@ -14,9 +14,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from service.core import KinesisRecord
 from service.runtime.accounting import RequestCounter
 from service.runtime.composition import build_pipeline, client
-from service.core import KinesisRecord
 from tests.events import SHARD_ID, T0_MS, sample, sequence
 from tests.integration.conftest import DUMMY_KEY, REGION, AwsStack
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error

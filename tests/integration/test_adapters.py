@@ -11,13 +11,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from service.runtime.adapters import (
-    DynamoDeviceStateStore,
-    S3Archive,
-    S3DeadLetterStore,
-    SnsAlertPublisher,
-    SqsDeadLetterStore,
-)
 from service.core import (
     DEFAULT_CONFIG,
     Detector,
@@ -27,6 +20,13 @@ from service.core import (
     process_batch,
 )
 from service.core.records import ProcessedRecord
+from service.runtime.adapters import (
+    DynamoDeviceStateStore,
+    S3Archive,
+    S3DeadLetterStore,
+    SnsAlertPublisher,
+    SqsDeadLetterStore,
+)
 from tests.events import SHARD_ID, T0_MS, episode, sample, sequence
 from tests.integration.conftest import AwsStack
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from service.runtime.consumer.leases import Sentinel
 from service.core.records import padded_sequence
+from service.runtime.consumer.leases import Sentinel
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.consumer_rig import ConsumerRig, Feed, wait_drained, wait_for
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error, kinesis_throttle, s3_slow_down

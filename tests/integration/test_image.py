@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGES = parse_dockerfile((ROOT / "Dockerfile").read_text())
 IGNORE = DockerIgnore.parse((ROOT / ".dockerignore").read_text())
 VENV = "/opt/venv"
-CODE = ("service", "lambda_shim", "simulator")
+CODE = ("service/__init__.py", "service/core", "service/runtime", "service/cli", "lambda_shim")
 RELAY = ROOT / "tests" / "containers" / "relay.py"
 RELAY_PORT = 4566
 RUN_TIMEOUT_S = 120
@@ -112,11 +112,15 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
         ("requirements/runtime.lock", True),
         ("requirements/dev.lock", False),
         ("README.md", True),
+        ("service/__init__.py", True),
         ("service/cli/__init__.py", True),
         ("service/core/decode.py", True),
+        ("service/runtime/consumer/worker.py", True),
         ("lambda_shim/handler.py", True),
-        ("simulator/__init__.py", True),
-        ("service/__pycache__/cli.cpython-311.pyc", False),
+        ("service/tools/replay.py", False),
+        ("service/tools/emulators/ministack_server.py", False),
+        ("simulator/__init__.py", False),
+        ("service/cli/__pycache__/__init__.cpython-311.pyc", False),
         ("service/core/__pycache__/decode.cpython-311.pyc", False),
         ("tests/unit/test_score.py", False),
         (".git", False),
@@ -181,12 +185,12 @@ def test_the_built_image_runs_as_uid_10001_not_root(image: str) -> None:
 def test_the_built_image_holds_the_project_as_a_byte_compiled_wheel(image: str) -> None:
     listing = docker(
         *("run", "--rm", "--read-only", "--network", "none", "--entrypoint", "sh", image, "-c"),
-        "ls -d /opt/venv/lib/python3.*/site-packages/service/__pycache__/cli.*.pyc "
+        "ls -d /opt/venv/lib/python3.*/site-packages/service/cli/__pycache__/__init__.*.pyc "
         "/opt/venv/lib/python3.*/site-packages/__editable__* /opt/venv/lib/python3.*/site-packages/tests "
         "2>/dev/null; true",
     )
     found = listing.stdout.split()
-    assert any("/service/__pycache__/cli." in path for path in found), listing.stdout
+    assert any("/service/cli/__pycache__/__init__." in path for path in found), listing.stdout
     assert not any("__editable__" in path or path.endswith("/tests") for path in found)
 
 
@@ -215,7 +219,38 @@ def test_the_built_image_answers_help(image: str) -> None:
     result = run_image(image, "--help")
 
     assert result.returncode == 0, result.stderr
-    assert "replay" in result.stdout
+    assert "consume" in result.stdout
+
+
+_LIST_PACKAGES = (
+    "import pathlib, service; root = pathlib.Path(service.__file__).parent.parent; "
+    "print('\\n'.join(sorted(str(p.relative_to(root)) for p in root.glob('**/*.py') "
+    "if p.parts[len(root.parts)] in ('service', 'lambda_shim', 'simulator'))))"
+)
+
+
+def test_the_built_image_holds_the_runtime_and_nothing_of_the_tools(image: str) -> None:
+    listed = docker(
+        *("run", "--rm", "--read-only", "--network", "none", "--entrypoint", "python", image),
+        *("-c", _LIST_PACKAGES),
+    )
+    assert listed.returncode == 0, listed.stderr
+    packages = {str(Path(path).parent) for path in listed.stdout.split()}
+    assert {
+        "service",
+        "service/core",
+        "service/runtime",
+        "service/runtime/consumer",
+        "service/cli",
+    } <= packages
+    assert not {p for p in packages if p.startswith(("service/tools", "simulator"))}, packages
+
+
+def test_a_tool_command_in_the_image_says_it_is_not_installed(image: str) -> None:
+    result = run_image(image, "replay", "--help")
+
+    assert result.returncode == 2
+    assert "replay (service.tools.replay) is not installed here" in result.stderr
 
 
 def test_the_default_command_consume_answers_help(image: str) -> None:

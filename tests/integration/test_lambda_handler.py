@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
-from service.runtime.config import Settings
 from service.core import padded_sequence
+from service.runtime.config import Settings
 from tests.events import (
     episode,
     interleave,

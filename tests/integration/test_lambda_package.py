@@ -94,7 +94,11 @@ def test_the_default_package_targets_the_templates_function(
     assert names == sorted(names)
     assert {"lambda_shim", "service", "msgspec", "pydantic", "pydantic_core", "pydantic_settings"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "simulator", "tests", "bin", "bench"}
-    assert not [n for n in names if n.startswith(("service/tools/demo/", "service/tools/esm/", "service/runtime/consumer/"))]
+    assert not [
+        n
+        for n in names
+        if n.startswith(("service/tools/demo/", "service/tools/esm/", "service/runtime/consumer/"))
+    ]
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi", "/RECORD"))]
     (native,) = [n for n in names if n.startswith("pydantic_core/_pydantic_core.") and n.endswith(".so")]
     assert "cpython-312-x86_64-linux-gnu" in native

@@ -1,6 +1,7 @@
 """In-memory peers of the shard consumer's I/O: a scripted shard reader, the lease table, ListShards.
 
-``FakeLeaseTable`` keeps the conditional semantics of ``service.runtime.consumer.lease_table.LeaseTable``: every
+``FakeLeaseTable`` keeps the conditional semantics of
+``service.runtime.consumer.lease_table.LeaseTable``: every
 write is conditioned on the owner and the counter of the snapshot passed in, bumps the counter when it
 succeeds and returns the lease as now stored; a failed condition returns None (False for ``release``).
 Any operation can be made to raise a throttling ``ClientError`` instead.
@@ -16,11 +17,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, iso_ms
+from service.core.archive_file import FilePolicy
 from service.runtime.consumer.leases import Lease, Sentinel
 from service.runtime.consumer.reader import ReadResult
 from service.runtime.consumer.resident import ResidentSinks
-from service.core import DEFAULT_CONFIG, Detector, KinesisRecord, iso_ms
-from service.core.archive_file import FilePolicy
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeSnapshots, FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0, record, telemetry
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.runtime.adapters.sns_alerts import DAY_S, EXPIRES_AT, SnsAlertPublisher
 from service.core import Alert, AnomalyType, Severity
+from service.runtime.adapters.sns_alerts import DAY_S, EXPIRES_AT, SnsAlertPublisher
 from service.tools.provisioning.resources import Reconciler, VerificationError, _time_to_live
 from service.tools.provisioning.template import load_template
 

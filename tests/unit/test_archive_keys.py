@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.runtime.adapters.s3_archive import archive_stem
 from service.core import padded_sequence
+from service.runtime.adapters.s3_archive import archive_stem
 from service.runtime.ports import BatchSpan
 from tests.unit.builders import records, run, telemetry
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from service.runtime.bridge_routing import flush_due, route, topic_device_id
 from service.core import Reject, RejectReason
+from service.runtime.bridge_routing import flush_due, route, topic_device_id
 from service.runtime.publishing import Message
 
 

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
+from service.core import KinesisRecord
 from service.runtime.config import ConsumerSettings
 from service.runtime.consumer import app
 from service.runtime.consumer.fanout import (
@@ -33,7 +34,6 @@ from service.runtime.consumer.ownership import HeldLease
 from service.runtime.consumer.reader import PollingReader, ReadResult
 from service.runtime.consumer.resident import ResidentShard
 from service.runtime.consumer.worker import Ending, Pacing, ShardConsumer
-from service.core import KinesisRecord
 from tests.unit.builders import SHARD
 from tests.unit.consumer_fakes import ME, FakeLeaseTable, FakeReader, Sinks, batch, samples, shard_records
 

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from service.runtime.consumer.metrics import ConsumerMetrics
 from service.core.archive_file import FilePolicy
+from service.runtime.consumer.metrics import ConsumerMetrics
 from service.runtime.ports import Access, Sink, SinkError
 from service.runtime.sink_health import SINK_ERROR_MESSAGE, SINK_RECOVERED_MESSAGE, BatchSinks, SinkHealth
 from tests.unit.consumer_fakes import batch, eventually, shard

@@ -21,12 +21,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from service.runtime.consumer.leases import Lease, Sentinel
-from service.runtime.consumer.metrics import ConsumerMetrics
-from service.runtime.consumer.ownership import HeldLease
-from service.runtime.consumer.reader import ReadResult
-from service.runtime.consumer.resident import ResidentShard
-from service.runtime.consumer.worker import Ending, Pacing, ShardConsumer
 from service.core import (
     Alert,
     AnomalyType,
@@ -38,6 +32,12 @@ from service.core import (
 )
 from service.core.archive_file import FilePolicy
 from service.core.snapshot import decode_snapshot
+from service.runtime.consumer.leases import Lease, Sentinel
+from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.ownership import HeldLease
+from service.runtime.consumer.reader import ReadResult
+from service.runtime.consumer.resident import ResidentShard
+from service.runtime.consumer.worker import Ending, Pacing, ShardConsumer
 from service.runtime.ports import LoadedStates
 from service.runtime.sink_health import SinkHealth
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeSnapshots, FakeStateStore

@@ -8,7 +8,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.runtime.bridge_routing import route
 from service.core import Reject, RejectReason, iso_ms
 from service.core.telemetry import (
     TELEMETRY_DECODER,
@@ -17,6 +16,7 @@ from service.core.telemetry import (
     explain_object,
     parse_rfc3339_ms,
 )
+from service.runtime.bridge_routing import route
 from tests.unit.builders import SEQ0, T0, record, run
 
 settings.register_profile("vitalstream", max_examples=200, deadline=None)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from service.runtime.consumer.resident import ResidentShard, ResidentSinks
 from service.core import DEFAULT_CONFIG, Alert, Detector, DeviceState, ProcessedRecord, Reject, decode_records
 from service.core.archive_file import FilePolicy
 from service.core.decode import records_from_lambda_event
+from service.runtime.consumer.resident import ResidentShard, ResidentSinks
 from service.runtime.effects import BatchEffects, Position
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import BatchSpan, LoadedStates

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from service.runtime.consumer.resident import ResidentShard
 from service.core import DeviceState, KinesisRecord, iso_ms
 from service.core.archive_file import ClosedFile, FilePolicy
 from service.core.residency import idle_devices
 from service.core.snapshot import decode_resident, decode_snapshot, encode_snapshot
+from service.runtime.consumer.resident import ResidentShard
 from service.runtime.ports import LoadedStates
 from tests.fakes import FakeStateStore
 from tests.unit.builders import SEQ0, SHARD, T0, telemetry

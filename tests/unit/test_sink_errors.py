@@ -23,13 +23,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from service.core import Alert, AnomalyType, DeviceState, ProcessedRecord, Reject, Severity
 from service.runtime.adapters._errors import classify, sink_error
 from service.runtime.adapters.dead_letter import S3DeadLetterStore, SqsDeadLetterStore
 from service.runtime.adapters.dynamodb_state import DynamoDeviceStateStore
 from service.runtime.adapters.s3_archive import S3Archive
 from service.runtime.adapters.s3_snapshots import S3SnapshotStore
 from service.runtime.adapters.sns_alerts import SnsAlertPublisher
-from service.core import Alert, AnomalyType, DeviceState, ProcessedRecord, Reject, Severity
 from service.runtime.ports import Access, FailedDevices, FailedRejects, Sink, SinkError, SnapshotMissingError
 from tests.unit.builders import records as kinesis_records
 from tests.unit.builders import run, telemetry

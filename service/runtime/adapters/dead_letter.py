@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from service.core import Reject
 from service.runtime.adapters._errors import TRANSIENT_CODES, calling
 from service.runtime.adapters._s3_put import put_if_absent
-from service.core import Reject
 from service.runtime.ports import FailedRejects, Sink, SinkError
 
 if TYPE_CHECKING:

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from service.runtime.adapters._errors import CALL_ERRORS, error_code, sink_error
-from service.runtime.adapters.pacing import Backoff
 from service.core import (
     DeviceState,
     ProcessedRecord,
@@ -34,6 +32,8 @@ from service.core import (
     iso_ms,
     padded_sequence,
 )
+from service.runtime.adapters._errors import CALL_ERRORS, error_code, sink_error
+from service.runtime.adapters.pacing import Backoff
 from service.runtime.ports import Access, FailedDevices, LoadedStates, Sink, SinkError
 
 if TYPE_CHECKING:

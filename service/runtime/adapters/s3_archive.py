@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from service.core import ProcessedRecord, padded_sequence
 from service.runtime.adapters._errors import CALL_ERRORS, sink_error
 from service.runtime.adapters._s3_put import put_if_absent
-from service.core import ProcessedRecord, padded_sequence
 from service.runtime.ports import BatchSpan, Sink
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from service.core.records import padded_sequence
 from service.runtime.adapters._errors import CALL_ERRORS, error_code, sink_error
 from service.runtime.adapters._s3_put import NOT_FOUND, put_if_absent
-from service.core.records import padded_sequence
 from service.runtime.ports import Access, Sink, SnapshotMissingError
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from service.runtime.adapters._errors import calling, error_code
 from service.core import Alert
+from service.runtime.adapters._errors import calling, error_code
 from service.runtime.ports import FailedDevices, Sink, SinkError
 
 if TYPE_CHECKING:

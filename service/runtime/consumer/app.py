@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import disable_created_metrics
 
+from service.core.archive_file import FilePolicy
 from service.runtime.accounting import RequestCounter
 from service.runtime.config import ConsumerSettings
 from service.runtime.consumer import logs
@@ -32,7 +33,6 @@ from service.runtime.consumer.reader import PollingReader, ShardReader
 from service.runtime.consumer.resident import ResidentSinks
 from service.runtime.consumer.scheduler import ReaderFactory, Scheduler, SchedulerConfig
 from service.runtime.consumer.worker import Pacing
-from service.core.archive_file import FilePolicy
 
 if TYPE_CHECKING:
     import boto3

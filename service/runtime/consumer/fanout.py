@@ -35,10 +35,10 @@ from botocore.eventstream import ParserError as EventStreamParserError
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
+from service.core import record_from_api
 from service.runtime.adapters._errors import CALL_ERRORS, error_code
 from service.runtime.consumer.leases import Sentinel
 from service.runtime.consumer.reader import ReadResult
-from service.core import record_from_api
 
 log = logging.getLogger(__name__)
 REGISTER_POLL_S = 1.0

@@ -22,13 +22,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from service.core.archive_file import ClosedFile
 from service.runtime.adapters._errors import CALL_ERRORS, describe
 from service.runtime.adapters.pacing import Backoff
 from service.runtime.consumer.metrics import ConsumerMetrics
 from service.runtime.consumer.ownership import HeldLease
 from service.runtime.consumer.resident import ResidentShard
 from service.runtime.consumer.sink_report import SinkReport
-from service.core.archive_file import ClosedFile
 from service.runtime.ports import Access, Sink, SinkError
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from service.runtime.consumer.metrics import ConsumerMetrics
-from service.runtime.consumer.resident import StepOutcome
 from service.core import KinesisRecord, Reject, RejectReason
 from service.core.telemetry import parse_rfc3339_ms
+from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.consumer.resident import StepOutcome
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from service.core import KinesisRecord, StateFormatError
+from service.core.archive_file import ClosedFile
 from service.runtime.adapters._errors import CALL_ERRORS, describe
 from service.runtime.adapters.pacing import Backoff
 from service.runtime.consumer.file_commit import FileCommitter
@@ -59,8 +61,6 @@ from service.runtime.consumer.reader import ReadResult, ShardReader
 from service.runtime.consumer.resident import ResidentShard
 from service.runtime.consumer.sink_report import SinkReport
 from service.runtime.consumer.step_metrics import account_step
-from service.core import KinesisRecord, StateFormatError
-from service.core.archive_file import ClosedFile
 from service.runtime.ports import Access, Sink, SinkError, SnapshotMissingError
 from service.runtime.sink_health import SinkHealth, cause_fields
 

@@ -16,9 +16,6 @@ from pathlib import Path
 from service.cli.args import duration_ms, positive_int
 from service.tools.emulator import Engine, emulator_missing
 
-NAME = "demo"
-HELP = "run the whole pipeline on the embedded AWS emulator with a simulated fleet, then report"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

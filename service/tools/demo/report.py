@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 
-from service.runtime.accounting import RequestCounts
 from service.core import KinesisRecord, decode_records
 from service.core.telemetry import parse_rfc3339_ms
+from service.runtime.accounting import RequestCounts
 from service.tools.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
 from service.tools.demo.ledger import LatencySummary
 from service.tools.score import Scorecard, ScoredAlert, score

@@ -23,6 +23,7 @@ import boto3
 from lambda_shim import handler as shim
 from service.runtime.accounting import RequestCounts
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
+from service.runtime.publishing import Message, PublishReport
 from service.tools.demo.ledger import AckLedger, LatencySummary
 from service.tools.demo.replicas import ReplicaSet
 from service.tools.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
@@ -30,7 +31,6 @@ from service.tools.demo.scenario import demo_scenario
 from service.tools.demo.view import LiveView, Progress
 from service.tools.emulator import EmbeddedAws, Engine
 from service.tools.esm import EventSourceMapping, Invocation
-from service.runtime.publishing import Message, PublishReport
 from service.tools.serverless import mapping_config
 from simulator.fleet import Fleet
 from simulator.pacing import paced

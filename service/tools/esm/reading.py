@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from service.core import KinesisRecord
 from service.runtime.adapters._errors import error_code
 from service.runtime.adapters.pacing import Backoff
 from service.runtime.consumer.shard_cursor import EXPIRED_ITERATOR, ShardCursor
-from service.core import KinesisRecord
 from service.tools.esm.policy import EsmConfig
 
 if TYPE_CHECKING:

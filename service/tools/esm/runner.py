@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from service.core import KinesisRecord
 from service.runtime.adapters._errors import error_code
 from service.runtime.adapters.pacing import Backoff
 from service.runtime.consumer.shard_cursor import list_shards
-from service.core import KinesisRecord
 from service.tools.esm.events import failure_record, lambda_event
 from service.tools.esm.policy import (
     Decision,
@@ -39,7 +39,14 @@ from service.tools.esm.policy import (
     expired,
 )
 from service.tools.esm.reading import PolledShard
-from service.tools.esm.windows import OpenWindow, Window, oversized, returned_state, split_by_window, windowed_event
+from service.tools.esm.windows import (
+    OpenWindow,
+    Window,
+    oversized,
+    returned_state,
+    split_by_window,
+    windowed_event,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient

@@ -12,9 +12,6 @@ import sys
 
 from service.cli.args import duration_ms
 
-NAME = "consume"
-HELP = "consume the stream's shards with leases shared by every replica (Kubernetes mode)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
