@@ -74,7 +74,7 @@ COMMANDS: dict[str, Entry] = {
         "Run AWS locally: `local up` starts the embedded emulator and provisions the stack.",
     ),
     "bridge": Entry(
-        "service.runtime.bridge",
+        "service.cli.bridge",
         "forward MQTT telemetry (wearables/+/telemetry) to Kinesis, as the IoT rule does",
     ),
 }
