@@ -334,8 +334,13 @@ def test_device_items_are_coalesced_one_write_per_device_per_interval_and_at_onc
         # waits for its own phase within the interval (never reached here: no burst of every device at
         # once); watch-b, whose tachycardia opened, is written at once, and the shutdown's flush
         # writes what is still pending
-        assert rig.states.saves == [["watch-b"], ["watch-a", "watch-b", "watch-c"]]
+        # writes what is still pending (watch-b too, unless its at-once write, made in the background
+        # while the shard processed on, already held its last record: a scheduling detail)
+        first, flush = rig.states.saves
+        assert first == ["watch-b"]
+        assert flush in (["watch-a", "watch-b", "watch-c"], ["watch-a", "watch-c"])
         assert rig.states.latest["watch-b"].anomalies == (AnomalyType.TACHYCARDIA,)
+        assert rig.states.latest["watch-b"].sequence_number == rising[-1].sequence_number
         assert rig.states.latest["watch-a"].sequence_number == rising[-2].sequence_number
         assert archived(rig) == seqs(calm + rising)
 
@@ -647,6 +652,9 @@ def test_a_lease_lost_before_the_file_is_prepared_uploads_nothing() -> None:
         rig = make_rig([batch(first)], policy=FilePolicy(max_records=3))
 
         async def stolen() -> ReadResult:
+            # the first file commits in the background while the shard reads on: the steal comes after
+            # its checkpoint, so it is the second file's prepare that finds the lease gone
+            await eventually(lambda: rig.stored().checkpoint == first[-1].sequence_number, "first commit")
             rig.table.steal(SHARD)
             return batch(second)
 
