@@ -152,11 +152,12 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
             ),
         ]
     else:
+        records = d.messages_per_s * SECONDS_PER_MONTH  # one object per invocation: it follows records
         lines.append(
             Line(
                 "s3",
-                "archive object PUTs (one per invocation; measured)",
-                m.per_sample("s3_put") * samples,
+                "archive object PUTs (one per invocation; measured per record)",
+                m.per_sample("s3_put") * records,
                 "PUT",
                 put,
             )
