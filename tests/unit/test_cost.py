@@ -34,3 +34,19 @@ def test_per_thousand_scales_counts_by_records() -> None:
 )
 def test_s3_operations_are_billed_at_their_tier(operation: str, tier: str | None) -> None:
     assert s3_tier(operation) == tier
+
+
+def test_the_demo_report_prices_its_counts_all_in_without_the_lease_table() -> None:
+    from service.tools.demo.report import priced  # noqa: PLC0415 - the demo's module, for this test only
+
+    counts = PerThousand(
+        requests={("s3", "PutObject"): 1.0, ("sns", "Publish"): 4.9},
+        item_writes={"vitalstream-device-state": 92.4, "vitalstream-leases": 300.0},
+        item_reads={"vitalstream-device-state": 20.8, "vitalstream-leases": 300.0},
+    )
+    at_10k = priced(counts, "consumer", 10_000)
+    assert at_10k.biggest().service == "iot-core"
+    assert {"iot-core", "kinesis", "compute", "dynamodb", "s3", "sns"} <= set(at_10k.by_service())
+    other = next(line for line in at_10k.lines if line.item.startswith("other write"))
+    assert other.quantity == pytest.approx((92.4 - 1000 * 5 / 60) / 1000 * 2_000 * 730 * 3600)
+    assert priced(counts, "lambda", 500).total < at_10k.total
