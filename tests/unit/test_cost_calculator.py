@@ -178,6 +178,13 @@ def test_a_demo_report_is_priced_from_its_own_counts(
     assert result["inputs"]["devices"] == 2_000
     figures = Measured.from_report(report, measured("consumer"))
     assert figures.per_1k["dynamodb_write_units"] == 200.0
+    assert figures.per_1k["s3_put"] == 1.0
+    # the run's archive files and one snapshot each are modelled per second, not priced per record
+    with_files = Measured.from_report({**report, "sent": 40_000, "s3_objects": 10}, measured("consumer"))
+    assert with_files.per_1k["s3_put"] == pytest.approx(1.0 - 2 * 1000 * 10 / 40_000)
+    assert Measured.from_report({**report, "sent": 40_000, "s3_objects": 10}, measured("lambda")).per_1k[
+        "s3_put"
+    ] == pytest.approx(1.0)
     samples = 2_000 / 5 * MONTH_S  # the 83.3 per 1K the state interval explains are modelled apart
     by_hand = (200.0 - 1000 * 5 / 60) / 1000 * samples * PRICES["dynamodb"]["write_unit"]
     assert usd(result, "dynamodb", "other write") == pytest.approx(by_hand, abs=0.01)

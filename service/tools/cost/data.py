@@ -75,7 +75,9 @@ class Measured:
     @classmethod
     def from_report(cls, report: Mapping[str, Any], base: Measured) -> Measured:
         """A demo report's per-1K counts over ``base`` (what a report does not count: CPU, memory,
-        bytes). The report's figures are a short run's: they carry its per-second costs too."""
+        bytes). In consumer mode the archive files the run left (``s3_objects``) and one snapshot PUT
+        each are taken out of its S3 PUTs: the calculator models file cuts per second. What else a
+        short run spends per second (alert bursts, restores) stays in its per-record figures."""
         try:
             writes = sum(float(n) for n in report["dynamodb_item_writes_per_1k"].values())
             reads = sum(float(n) for n in report["dynamodb_item_reads_per_1k"].values())
@@ -86,7 +88,7 @@ class Measured:
         per_1k.update(
             dynamodb_write_units=writes,
             dynamodb_read_units=reads,
-            s3_put=_s3(calls, "put"),
+            s3_put=max(0.0, _s3(calls, "put") - _files_per_1k(report, base.mode)),
             s3_get=_s3(calls, "get"),
             sns_publish=sum(float(n) for k, n in calls.items() if k.startswith("sns.")),
             sqs_requests=sum(float(n) for k, n in calls.items() if k.startswith("sqs.")),
@@ -98,8 +100,8 @@ class Measured:
             base.memory_bytes,
             base.sample_bytes,
             "this demo run",
-            f"demo report ({report.get('devices')} devices for {report.get('duration_s')} s); "
-            f"CPU, memory and bytes from {base.source[:40]}...",
+            f"demo report ({report.get('devices')} devices for {report.get('duration_s')} s); CPU, memory "
+            f"and bytes from measured.json of {base.measured_at}",
         )
 
 
@@ -129,3 +131,9 @@ def _measured_file(path: Path) -> dict[str, Any]:
 def _s3(calls: Mapping[str, float], tier: str) -> float:
     """S3 requests per 1K of one price tier, from a report's ``"s3.Operation"`` counts."""
     return sum(float(n) for k, n in calls.items() if k.startswith("s3.") and s3_tier(k[3:]) == tier)
+
+
+def _files_per_1k(report: Mapping[str, Any], mode: str) -> float:
+    """A consumer run's archive files and their snapshots per 1K records (none in Lambda mode)."""
+    sent, files = float(report.get("sent", 0) or 0), float(report.get("s3_objects", 0) or 0)
+    return 2 * 1000 * files / sent if mode == "consumer" and sent > 0 else 0.0

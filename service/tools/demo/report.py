@@ -132,7 +132,8 @@ def build_report(
     duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
     card = score(truth, _scored(sinks.alerts), GRACE_MS)
     per_1k = PerThousand.of(requests, sent)
-    at_run, at_fleet = (priced(per_1k, mode, n) for n in (devices, FLEET_DEVICES))
+    files = {"sent": sent, "s3_objects": sinks.archive_objects}
+    at_run, at_fleet = (priced(per_1k, mode, n, files) for n in (devices, FLEET_DEVICES))
     biggest = at_fleet.biggest()
     return DemoReport(
         devices=devices,
@@ -171,11 +172,13 @@ def build_report(
     )
 
 
-def priced(per_1k: PerThousand, mode: str, devices: int) -> Bill:
+def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int] | None = None) -> Bill:
     """The all-in monthly bill of ``devices`` devices (one sample per message every 5 s over IoT Core)
-    with this run's per-record counts, lease-table items left out (modelled per second)."""
+    with this run's per-record counts, lease-table items and (``files``: ``sent``, ``s3_objects``)
+    archive files left out: the calculator models those per second."""
     figures = Measured.from_report(
         {
+            **(files or {}),
             "calls_per_1k": {f"{s}.{o}": n for (s, o), n in per_1k.requests.items()},
             "dynamodb_item_writes_per_1k": _without_leases(per_1k.item_writes),
             "dynamodb_item_reads_per_1k": _without_leases(per_1k.item_reads),
