@@ -168,7 +168,7 @@ def test_a_demo_report_is_priced_from_its_own_counts(
         "duration_s": 246.0,
         "mode": "consumer",
         "calls_per_1k": {"s3.PutObject": 1.0, "sns.Publish": 4.9, "sqs.SendMessageBatch": 0.9},
-        "dynamodb_item_writes_per_1k": {"vitalstream-device-state": 200.0},
+        "dynamodb_item_writes_per_1k": {"vitalstream-device-state": 200.0, "vitalstream-leases": 197.5},
         "dynamodb_item_reads_per_1k": {"vitalstream-device-state": 20.8},
     }
     path = tmp_path / "demo.json"

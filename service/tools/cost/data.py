@@ -75,12 +75,13 @@ class Measured:
     @classmethod
     def from_report(cls, report: Mapping[str, Any], base: Measured) -> Measured:
         """A demo report's per-1K counts over ``base`` (what a report does not count: CPU, memory,
-        bytes). In consumer mode the archive files the run left (``s3_objects``) and one snapshot PUT
+        bytes). The lease table's items are left out (renewals, checkpoints and Scans are modelled per
+        second), and in consumer mode the archive files the run left (``s3_objects``) and one snapshot PUT
         each are taken out of its S3 PUTs: the calculator models file cuts per second. What else a
         short run spends per second (alert bursts, restores) stays in its per-record figures."""
         try:
-            writes = sum(float(n) for n in report["dynamodb_item_writes_per_1k"].values())
-            reads = sum(float(n) for n in report["dynamodb_item_reads_per_1k"].values())
+            writes = _without_leases(report["dynamodb_item_writes_per_1k"])
+            reads = _without_leases(report["dynamodb_item_reads_per_1k"])
             calls: Mapping[str, float] = report["calls_per_1k"]
         except (KeyError, AttributeError, TypeError, ValueError) as exc:
             raise CostInputError(f"the report lacks per-1K counts ({exc})") from exc
@@ -137,3 +138,8 @@ def _files_per_1k(report: Mapping[str, Any], mode: str) -> float:
     """A consumer run's archive files and their snapshots per 1K records (none in Lambda mode)."""
     sent, files = float(report.get("sent", 0) or 0), float(report.get("s3_objects", 0) or 0)
     return 2 * 1000 * files / sent if mode == "consumer" and sent > 0 else 0.0
+
+
+def _without_leases(by_table: Mapping[str, float]) -> float:
+    """Item units per 1K of every table but the lease table (``...-leases``)."""
+    return sum(float(n) for table, n in by_table.items() if not table.endswith("leases"))

@@ -180,16 +180,12 @@ def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int
         {
             **(files or {}),
             "calls_per_1k": {f"{s}.{o}": n for (s, o), n in per_1k.requests.items()},
-            "dynamodb_item_writes_per_1k": _without_leases(per_1k.item_writes),
-            "dynamodb_item_reads_per_1k": _without_leases(per_1k.item_reads),
+            "dynamodb_item_writes_per_1k": per_1k.item_writes,
+            "dynamodb_item_reads_per_1k": per_1k.item_reads,
         },
         measured(mode),
     )
     return bill(Deployment(devices, mode=Mode(mode)), figures=figures)
-
-
-def _without_leases(by_table: Mapping[str, float]) -> dict[str, float]:
-    return {table: n for table, n in by_table.items() if not table.endswith("leases")}
 
 
 def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
