@@ -74,13 +74,13 @@ def dynamodb(d: Deployment, p: Prices, m: Measured, shards: int, pods: int) -> l
         )
     lines.append(Line("dynamodb", "other read units (state restores; measured)", reads, "read unit", ru))
     if d.mode is Mode.CONSUMER:
-        lines += _lease_table(d, p, shards, pods)
+        lines += _lease_table(d, p, shards, pods, m.per_sample("archive_bytes_gzip"))
     return lines
 
 
-def _lease_table(d: Deployment, p: Prices, shards: int, pods: int) -> list[Line]:
+def _lease_table(d: Deployment, p: Prices, shards: int, pods: int, gzip_bytes: float) -> list[Line]:
     wu, ru = p.price("dynamodb", "write_unit"), p.price("dynamodb", "read_unit")
-    files = _files_per_s(d, shards, 0.0) if shards else 0.0
+    files = _files_per_s(d, shards, gzip_bytes) if shards else 0.0
     scan_units = units(shards * LEASE_ITEM_BYTES, p.price("dynamodb", "read_unit_bytes"))
     scan_units_billed = scan_units if d.lease_scan_strong else scan_units / 2
     scans = pods / LEASE_SCAN_S * SECONDS_PER_MONTH
@@ -166,7 +166,7 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
         Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", p.price("s3", "get")),
         Line(
             "s3",
-            f"archive storage ({d.archive_months_kept} months kept, gzip)",
+            f"archive storage ({d.archive_months_kept} months kept, gzip {_ratio(m.sample_bytes, gz)})",
             archive_gb * d.archive_months_kept,
             "GB-month",
             gb_month,
@@ -253,3 +253,7 @@ def lambda_lines(d: Deployment, p: Prices, m: Measured) -> list[Line]:
             p.price("cloudwatch", "logs_stored_gb_month"),
         ),
     ]
+
+
+def _ratio(raw: float, compressed: float) -> str:
+    return f"{raw / compressed:.1f}:1" if compressed > 0 else "n/a"
