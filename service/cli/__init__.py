@@ -65,6 +65,10 @@ COMMANDS: dict[str, Entry] = {
         "service.tools.provision",
         "Deploy the CloudFormation stack (real AWS or an emulator) and verify every resource.",
     ),
+    "cost": Entry(
+        "service.tools.cost.command",
+        "the monthly bill of a deployment, every line itemised (IoT Core, Kinesis, Lambda or pods, sinks)",
+    ),
     "package-lambda": Entry(
         "service.tools.package_lambda",
         "build the Lambda deployment zip (handler, runtime modules, dependencies for the target)",

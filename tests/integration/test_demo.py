@@ -53,9 +53,12 @@ def test_a_short_demo_loses_nothing_and_duplicates_no_effect(
     assert max(report["dynamodb_item_reads_per_1k"].values()) > 0
     cost = report["monthly_cost_usd"]
     assert cost["total"] == pytest.approx(sum(v for k, v in cost.items() if k != "total"), abs=0.1)
-    assert cost["dynamodb_writes"] > 0
+    assert cost["iot-core"] > 0  # all-in: the ingest the fleet pays for first
+    assert cost["dynamodb"] > 0
+    assert report["monthly_cost_usd_at_run_fleet"] < cost["total"]
     assert "AWS requests per 1K records" in out
-    assert "estimated monthly cost at 10,000 devices" in out
+    assert "at 10,000 devices" in out
+    assert "biggest line at 10,000 devices: iot-core" in out
 
 
 def test_a_bad_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,10 @@
   beyond the first per alertId, dead-letter messages beyond the first per record. Must be 0.
 - Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
 - Request accounting: the AWS requests the processing sent (``service.runtime.accounting``), per 1,000
-  records sent, and what they would cost a month at 10K devices (``service.tools.cost``).
+  records sent, and the all-in monthly bill (``vitalstream cost``: IoT Core, Kinesis, compute, every
+  sink) with this run's per-record counts, for the run's fleet size and for 10K devices, with its
+  biggest line named. The lease table's items are left out of the run's counts: the calculator models
+  lease renewals and Scans per second instead of spreading a short run's over its records.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import msgspec
 from service.core import KinesisRecord, decode_records
 from service.core.telemetry import parse_rfc3339_ms
 from service.runtime.accounting import RequestCounts
-from service.tools.cost import FLEET_DEVICES, FLEET_EVENTS_PER_S, PRICES_AS_OF, PerThousand, monthly_cost
+from service.tools.cost.bill import bill
+from service.tools.cost.counts import PerThousand
+from service.tools.cost.data import Measured, measured
+from service.tools.cost.model import Bill, Deployment, Mode
 from service.tools.demo.ledger import LatencySummary
 from service.tools.score import Scorecard, ScoredAlert, score
 from simulator.truth import TruthEntry
 
 GRACE_MS = 120_000
+FLEET_DEVICES = 10_000
 
 
 @dataclass(slots=True)
@@ -86,7 +93,10 @@ class DemoReport:
     dynamodb_item_writes_per_1k: dict[str, float]  # by table
     dynamodb_item_reads_per_1k: dict[str, float]  # by table
     s3_puts_per_1k: float
-    monthly_cost_usd: dict[str, float]  # at FLEET_DEVICES, by what is billed, and "total"
+    monthly_cost_usd: dict[str, float]  # all-in at FLEET_DEVICES, by service, and "total"
+    monthly_cost_usd_at_run_fleet: float  # all-in for this run's number of devices
+    biggest_line: str  # the largest line of the bill at FLEET_DEVICES: "service: item ($)"
+    prices_as_of: str
     detection_latency: LatencySummary | None = None  # device timestamp → alert published (consumer mode)
     archive_latency: LatencySummary | None = None  # device timestamp → archive file uploaded (consumer)
 
@@ -122,7 +132,9 @@ def build_report(
     duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
     card = score(truth, _scored(sinks.alerts), GRACE_MS)
     per_1k = PerThousand.of(requests, sent)
-    cost = monthly_cost(per_1k, FLEET_EVENTS_PER_S)
+    files = {"sent": sent, "s3_objects": sinks.archive_objects}
+    at_run, at_fleet = (priced(per_1k, mode, n, files) for n in (devices, FLEET_DEVICES))
+    biggest = at_fleet.biggest()
     return DemoReport(
         devices=devices,
         duration_s=round(duration_s, 1),
@@ -149,17 +161,31 @@ def build_report(
         dynamodb_item_reads_per_1k={t: round(n, 1) for t, n in sorted(per_1k.item_reads.items())},
         s3_puts_per_1k=round(per_1k.calls("s3", "PutObject"), 2),
         monthly_cost_usd={
-            "dynamodb_writes": round(cost.dynamodb_writes, 2),
-            "dynamodb_reads": round(cost.dynamodb_reads, 2),
-            "s3": round(cost.s3, 2),
-            "sns": round(cost.sns, 2),
-            "sqs": round(cost.sqs, 2),
-            "kinesis": round(cost.kinesis, 2),
-            "total": round(cost.total, 2),
+            **{service: round(usd, 2) for service, usd in at_fleet.by_service().items()},
+            "total": round(at_fleet.total, 2),
         },
+        monthly_cost_usd_at_run_fleet=round(at_run.total, 2),
+        biggest_line=f"{biggest.service}: {biggest.item} (${biggest.usd_per_month:,.0f})",
+        prices_as_of=at_fleet.prices_as_of,
         detection_latency=(latencies or {}).get("detection"),
         archive_latency=(latencies or {}).get("archive"),
     )
+
+
+def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int] | None = None) -> Bill:
+    """The all-in monthly bill of ``devices`` devices (one sample per message every 5 s over IoT Core)
+    with this run's per-record counts, lease-table items and (``files``: ``sent``, ``s3_objects``)
+    archive files left out: the calculator models those per second."""
+    figures = Measured.from_report(
+        {
+            **(files or {}),
+            "calls_per_1k": {f"{s}.{o}": n for (s, o), n in per_1k.requests.items()},
+            "dynamodb_item_writes_per_1k": per_1k.item_writes,
+            "dynamodb_item_reads_per_1k": per_1k.item_reads,
+        },
+        measured(mode),
+    )
+    return bill(Deployment(devices, mode=Mode(mode)), figures=figures)
 
 
 def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
@@ -235,16 +261,17 @@ def _accounting(report: DemoReport) -> list[str]:
     writes = report.dynamodb_item_writes_per_1k
     reads = report.dynamodb_item_reads_per_1k
     cost = report.monthly_cost_usd
-    parts = ", ".join(f"{name.replace('_', ' ')} ${cost[name]:,.0f}" for name in cost if name != "total")
+    parts = ", ".join(f"{name} ${cost[name]:,.0f}" for name in cost if name != "total")
     return [
         f"AWS requests per 1K records: {report.aws_calls_per_1k:,.1f} ({services or 'none'})",
         f"DynamoDB item writes per 1K records: {sum(writes.values()):,.1f} ({_tables(writes)})",
         f"DynamoDB item reads per 1K records: {sum(reads.values()):,.1f} ({_tables(reads)})",
         f"S3 PUTs per 1K records: {report.s3_puts_per_1k:,.2f}",
-        f"estimated monthly cost at {FLEET_DEVICES:,} devices ({FLEET_EVENTS_PER_S:,} events/s), list prices "
-        f"of {PRICES_AS_OF}: ${cost['total']:,.0f} ({parts}; compute not included)",
-        "  (scaled from this run's figures per record: a short run at a low rate overstates what is paid per "
-        "second or per device; docs/cost.md has steady-state figures)",
+        f"all-in monthly cost (IoT Core, Kinesis, compute, every sink; list prices of {report.prices_as_of}, "
+        f"this run's counts per record): ${report.monthly_cost_usd_at_run_fleet:,.0f} for its "
+        f"{report.devices:,} devices, ${cost['total']:,.0f} at {FLEET_DEVICES:,} devices ({parts})",
+        f"  biggest line at {FLEET_DEVICES:,} devices: {report.biggest_line}; "
+        "`vitalstream cost --from-report FILE` itemises it (a short run overstates what is paid per record)",
     ]
 
 

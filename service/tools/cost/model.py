@@ -1,0 +1,150 @@
+"""What a deployment is (``Deployment``), what its bill is made of (``Line``, ``Bill``) and the rates
+every line is priced from (``Load``).
+
+Units: a *message* is what a device publishes (``samples_per_message`` samples, one IoT Core message
+metered by its size in 5 KB steps, one Kinesis record); a *sample* is what the processing handles (the
+per-record measured figures are per sample). A month is 730 hours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+HOURS_PER_MONTH = 730
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+
+
+class Mode(Enum):
+    CONSUMER = "consumer"
+    LAMBDA = "lambda"
+
+
+class Ingest(Enum):
+    IOT_CORE = "iot-core"
+    BASIC_INGEST = "basic-ingest"
+    BRIDGE = "bridge"
+
+
+SERVICES = ("iot-core", "kinesis", "lambda", "dynamodb", "s3", "sns", "sqs", "compute", "cloudwatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """The inputs that move the bill. Devices are connected 24/7 (``connected_fraction`` 1)."""
+
+    devices: int
+    sample_period_s: float = 5.0
+    samples_per_message: int = 1
+    mode: Mode = Mode.CONSUMER
+    ingest: Ingest = Ingest.IOT_CORE
+    latest_state_interval_s: float = 60.0  # consumer: a device's item written at most once per interval
+    window_s: float = 120.0  # Lambda: tumbling window; one read and one write per device per window
+    archive_file_bytes: int = 5_000_000
+    archive_file_age_s: float = 60.0
+    efo: bool = False
+    shard_headroom: float = 1.25
+    retention_hours: float = 24.0
+    lambda_memory_mb: int = 512
+    lease_scan_strong: bool = True  # the lease table is scanned with strongly consistent reads today
+    archive_months_kept: int = 12  # archive storage at steady state: this many months of files kept
+    snapshot_expiry_days: float = 1.0
+    connected_fraction: float = 1.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.devices / (self.sample_period_s * self.samples_per_message)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.devices / self.sample_period_s
+
+    def message_bytes(self, sample_bytes: float) -> float:
+        return self.samples_per_message * sample_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mode"], d["ingest"] = self.mode.value, self.ingest.value
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One billed item: ``quantity`` units a month at ``unit_price_usd`` each."""
+
+    service: str
+    item: str
+    quantity: float
+    unit: str
+    unit_price_usd: float
+
+    @property
+    def usd_per_month(self) -> float:
+        return self.quantity * self.unit_price_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "item": self.item,
+            "quantity": self.quantity,
+            "unit": self.unit,
+            "unit_price_usd": self.unit_price_usd,
+            "usd_per_month": round(self.usd_per_month, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """``lines`` make the total; ``alternatives`` are shown beside it (e.g. Kinesis on-demand) and not
+    added."""
+
+    deployment: Deployment
+    lines: list[Line]
+    alternatives: list[Line] = field(default_factory=list)
+    prices_as_of: str = ""
+    measured_at: str = ""
+
+    @property
+    def total(self) -> float:
+        return sum(line.usd_per_month for line in self.lines)
+
+    @property
+    def per_device(self) -> float:
+        return self.total / self.deployment.devices if self.deployment.devices else 0.0
+
+    def by_service(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for line in self.lines:
+            totals[line.service] = totals.get(line.service, 0.0) + line.usd_per_month
+        return totals
+
+    def biggest(self) -> Line:
+        return max(self.lines, key=lambda line: line.usd_per_month)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_usd_per_month": round(self.total, 2),
+            "per_device_usd_per_month": round(self.per_device, 6),
+            "prices_as_of": self.prices_as_of,
+            "measured_at": self.measured_at,
+            "inputs": self.deployment.to_dict(),
+            "lines": [line.to_dict() for line in self.lines],
+            "alternatives_not_in_total": [line.to_dict() for line in self.alternatives],
+        }
+
+
+def shards(
+    deployment: Deployment, message_bytes: float, records_per_shard: float, bytes_per_shard: float
+) -> int:
+    """Provisioned shards: the larger of records/s and bytes/s over a shard's write limits, times the
+    headroom, rounded up; at least one."""
+    by_records = deployment.messages_per_s / records_per_shard
+    by_bytes = deployment.messages_per_s * message_bytes / bytes_per_shard
+    return max(1, math.ceil(max(by_records, by_bytes) * deployment.shard_headroom))
+
+
+def units(size_bytes: float, unit_bytes: float) -> int:
+    """Billing units of ``unit_bytes`` for an item of ``size_bytes`` (at least one)."""
+    return max(1, math.ceil(size_bytes / unit_bytes))

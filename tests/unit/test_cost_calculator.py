@@ -1,0 +1,224 @@
+"""`vitalstream cost`: the bill of a deployment from the price file and the measured figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from service.tools.cost import docs
+from service.tools.cost.bill import bill
+from service.tools.cost.data import PRICES_FILE, Measured, measured
+from service.tools.cost.model import SERVICES, Deployment, Ingest, Mode
+
+ROOT = Path(__file__).resolve().parents[2]
+MONTH_S = 730 * 3600
+PRICES = json.loads(PRICES_FILE.read_text())
+SEED = Deployment(10_000, samples_per_message=1, ingest=Ingest.IOT_CORE, mode=Mode.CONSUMER)
+
+
+def cost_json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict[str, object]:
+    assert main(["cost", *flags, "--json"]) == 0
+    out: dict[str, object] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def usd(result: dict[str, object], service: str, contains: str = "") -> float:
+    lines = result["lines"]
+    assert isinstance(lines, list)
+    return sum(
+        line["usd_per_month"] for line in lines if line["service"] == service and contains in line["item"]
+    )
+
+
+def test_the_seed_shape_priced_honestly(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cost_json(
+        capsys,
+        "--devices",
+        "10000",
+        "--samples-per-message",
+        "1",
+        "--ingest",
+        "iot-core",
+        "--mode",
+        "consumer",
+    )
+    assert 4_300 <= usd(result, "iot-core", "messaging") <= 5_400
+    assert isinstance(result["total_usd_per_month"], float)
+    assert result["total_usd_per_month"] >= 5_000
+    assert result["per_device_usd_per_month"] == pytest.approx(
+        result["total_usd_per_month"] / 10_000, rel=1e-3
+    )
+
+
+def test_the_json_has_the_documented_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cost_json(capsys, "--devices", "500", "--mode", "lambda", "--ingest", "basic-ingest")
+    assert {"total_usd_per_month", "per_device_usd_per_month", "prices_as_of", "inputs", "lines"} <= set(
+        result
+    )
+    assert result["prices_as_of"] == PRICES["as_of"]
+    inputs = result["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["devices"] == 500
+    assert inputs["mode"] == "lambda"
+    lines = result["lines"]
+    assert isinstance(lines, list)
+    for line in lines:
+        assert set(line) == {"service", "item", "quantity", "unit", "unit_price_usd", "usd_per_month"}
+        assert line["service"] in SERVICES
+        assert line["usd_per_month"] == pytest.approx(line["quantity"] * line["unit_price_usd"], abs=0.006)
+    assert sum(line["usd_per_month"] for line in lines) == pytest.approx(
+        result["total_usd_per_month"], abs=0.1
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "ingest", "services"),
+    [
+        (Mode.CONSUMER, Ingest.IOT_CORE, {"iot-core", "kinesis", "compute", "dynamodb", "s3", "sns", "sqs"}),
+        (
+            Mode.LAMBDA,
+            Ingest.IOT_CORE,
+            {"iot-core", "kinesis", "lambda", "cloudwatch", "dynamodb", "s3", "sns", "sqs"},
+        ),
+        (Mode.CONSUMER, Ingest.BRIDGE, {"kinesis", "compute", "dynamodb", "s3", "sns", "sqs"}),
+    ],
+)
+def test_each_mode_lists_every_service_it_uses(mode: Mode, ingest: Ingest, services: set[str]) -> None:
+    result = bill(Deployment(10_000, mode=mode, ingest=ingest))
+    assert {line.service for line in result.lines} == services
+    assert all(line.usd_per_month > 0 for line in result.lines if "GET" not in line.item)
+
+
+def test_three_lines_recomputed_by_hand_from_the_price_file() -> None:
+    lines = {line.item: line for line in bill(SEED).lines}
+    iot, kinesis, ddb = PRICES["iot-core"], PRICES["kinesis"], PRICES["dynamodb"]
+    # connectivity: 10K devices x 60 x 730 minutes
+    assert lines["connectivity"].usd_per_month == pytest.approx(10_000 * 60 * 730 * iot["connection_minute"])
+    # messaging: 2,000 messages/s (one 200-byte sample each, one 5 KB unit) over the volume tiers
+    messages = 10_000 / 5 * MONTH_S
+    (first, p1), (second, p2), (_, p3) = iot["message_tiers"]
+    by_hand = first * p1 + second * p2 + (messages - first - second) * p3
+    assert sum(line.usd_per_month for item, line in lines.items() if "messaging" in item) == pytest.approx(
+        by_hand
+    )
+    # shards: 2,000 records/s / 1,000 x 1.25 headroom = 2.5 -> 3 shards, 730 hours
+    shard_line = next(line for item, line in lines.items() if item.startswith("shard-hours"))
+    assert shard_line.usd_per_month == pytest.approx(3 * 730 * kinesis["shard_hour"])
+    # device-state writes: every device once per 60 s, one write unit each
+    state = next(line for item, line in lines.items() if item.startswith("device-state write"))
+    assert state.usd_per_month == pytest.approx(10_000 / 60 * MONTH_S * ddb["write_unit"])
+
+
+def test_a_multi_sample_message_is_one_iot_message_and_one_kinesis_record() -> None:
+    one, twelve = bill(SEED), bill(Deployment(10_000, samples_per_message=12))
+    puts = [next(li for li in b.lines if li.item.startswith("PUT payload")) for b in (one, twelve)]
+    assert puts[1].quantity == pytest.approx(puts[0].quantity / 12)
+    rules = [next(li for li in b.lines if li.item.startswith("rules triggered")) for b in (one, twelve)]
+    assert rules[1].quantity == pytest.approx(rules[0].quantity / 12)
+    archive = [next(li for li in b.lines if li.item.startswith("archive storage")) for b in (one, twelve)]
+    assert archive[1].quantity == pytest.approx(archive[0].quantity)  # still every sample
+
+
+def test_basic_ingest_drops_messaging_and_keeps_rules() -> None:
+    items = {line.item for line in bill(Deployment(10_000, ingest=Ingest.BASIC_INGEST)).lines}
+    assert not any("messaging" in item for item in items)
+    assert any(item.startswith("rules triggered") for item in items)
+
+
+def test_a_large_message_is_metered_in_5_kb_and_25_kb_steps() -> None:
+    result = bill(Deployment(1_000, samples_per_message=130))  # 26,000 bytes: 6 IoT units, 2 PUT units
+    messages = 1_000 / (5 * 130) * MONTH_S
+    by_item = {line.item: line for line in result.lines}
+    assert by_item["rules triggered (5 KB steps)"].quantity == pytest.approx(
+        messages * math.ceil(26_000 / 5_120)
+    )
+    assert by_item["PUT payload units (25 KB)"].quantity == pytest.approx(messages * 2)
+
+
+def test_settings_move_the_bill() -> None:
+    base = bill(SEED)
+    slower = bill(Deployment(10_000, latest_state_interval_s=300))
+    assert slower.by_service()["dynamodb"] < base.by_service()["dynamodb"]
+    efo = bill(Deployment(10_000, efo=True, retention_hours=7 * 24 + 24))
+    assert {"enhanced fan-out data retrieved", "long-term retention (beyond 7 days)"} <= {
+        li.item for li in efo.lines
+    }
+    eventual = bill(Deployment(10_000_000, lease_scan_strong=False))
+    scans = [
+        next(li for li in b.lines if "Scans" in li.item) for b in (bill(Deployment(10_000_000)), eventual)
+    ]
+    assert scans[1].usd_per_month == pytest.approx(scans[0].usd_per_month / 2)
+
+
+def test_on_demand_is_shown_and_not_added() -> None:
+    result = bill(SEED)
+    assert result.alternatives
+    assert result.total == pytest.approx(sum(line.usd_per_month for line in result.lines))
+
+
+def test_a_demo_report_is_priced_from_its_own_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {
+        "devices": 2_000,
+        "duration_s": 246.0,
+        "mode": "consumer",
+        "calls_per_1k": {"s3.PutObject": 1.0, "sns.Publish": 4.9, "sqs.SendMessageBatch": 0.9},
+        "dynamodb_item_writes_per_1k": {"vitalstream-device-state": 200.0, "vitalstream-leases": 197.5},
+        "dynamodb_item_reads_per_1k": {"vitalstream-device-state": 20.8},
+    }
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(report))
+    result = cost_json(capsys, "--from-report", str(path))
+    assert isinstance(result["inputs"], dict)
+    assert result["inputs"]["devices"] == 2_000
+    figures = Measured.from_report(report, measured("consumer"))
+    assert figures.per_1k["dynamodb_write_units"] == 200.0
+    assert figures.per_1k["s3_put"] == 1.0
+    # the run's archive files and one snapshot each are modelled per second, not priced per record
+    with_files = Measured.from_report({**report, "sent": 40_000, "s3_objects": 10}, measured("consumer"))
+    assert with_files.per_1k["s3_put"] == pytest.approx(1.0 - 2 * 1000 * 10 / 40_000)
+    assert Measured.from_report({**report, "sent": 40_000, "s3_objects": 10}, measured("lambda")).per_1k[
+        "s3_put"
+    ] == pytest.approx(1.0)
+    samples = 2_000 / 5 * MONTH_S  # the 83.3 per 1K the state interval explains are modelled apart
+    by_hand = (200.0 - 1000 * 5 / 60) / 1000 * samples * PRICES["dynamodb"]["write_unit"]
+    assert usd(result, "dynamodb", "other write") == pytest.approx(by_hand, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--devices", "0"], "--devices"),
+        (["--devices", "ten"], "--devices"),
+        (["--devices", "10", "--mode", "batch"], "--mode"),
+        (["--devices", "10", "--ingest", "mqtt"], "--ingest"),
+        (["--devices", "10", "--sample-period", "soon"], "--sample-period"),
+        (["--devices", "10", "--shard-headroom", "0.5"], "--shard-headroom"),
+        (["--devices", "10", "--lambda-memory", "64"], "--lambda-memory"),
+        ([], "--devices"),
+        (["--from-report", "/nonexistent/demo.json"], "--from-report"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cost", *flags]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_the_table_says_what_is_not_in_the_total(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--devices", "10000"]) == 0
+    out = capsys.readouterr().out
+    assert "not in the total" in out
+    assert "iot-core" in out
+
+
+def test_docs_cost_md_holds_what_the_calculator_generates() -> None:
+    text = (ROOT / "docs" / "cost.md").read_text()
+    assert docs.section(text) == docs.generated(), "run: .venv/bin/vitalstream cost --docs docs/cost.md"
+    assert "$205" in docs.generated()
