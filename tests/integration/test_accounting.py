@@ -185,3 +185,28 @@ def test_the_lease_round_scan_is_eventually_consistent(aws: AwsStack) -> None:
     ]
     units = requests.snapshot()
     assert units.units(Kind.READ) > 0  # reported or estimated, each Scan and GetItem is counted
+
+
+def test_the_proxy_counts_the_same_capacity_as_the_client(aws: AwsStack) -> None:
+    """The bench's outside count (the proxy reads ConsumedCapacity from the responses it forwards)
+    agrees with the replicas' own, source by source."""
+    proxy = FaultProxy(str(aws.settings.endpoint_url)).start()
+    try:
+        requests = RequestCounter()
+        settings = aws.settings.model_copy(update={"endpoint_url": proxy.url})
+        dynamodb = client(aws.session, "dynamodb", settings, requests=requests)
+        history, state = settings.alert_history_table, settings.device_state_table
+        dynamodb.put_item(TableName=history, Item=item("alertId", "proxy", "p-1"))
+        with pytest.raises(ClientError):
+            dynamodb.put_item(
+                TableName=history,
+                Item=item("alertId", "proxy", "p-1"),
+                ConditionExpression="attribute_not_exists(alertId)",
+            )
+        dynamodb.batch_get_item(RequestItems={state: {"Keys": [{"deviceId": {"S": "p-none"}}]}})
+        dynamodb.scan(TableName=history)
+        own = requests.snapshot().capacity_units
+        assert own  # something was counted
+        assert proxy.capacity_units == own
+    finally:
+        proxy.stop()
