@@ -61,6 +61,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import boto3
 from consumer_cost import run_cost  # bench/ is on sys.path (above)
+from consumer_measured import MEASURED_JSON
 from processes import cpu_seconds, status_kib
 
 from service.cli.args import parse_duration_ms
@@ -460,13 +461,28 @@ def main() -> int:
     parser.add_argument("--baseline", default=COST_BASELINE, help="(3): the commit to compare against")
     parser.add_argument("--cost-devices", type=int, default=500)
     parser.add_argument("--cost-duration", default="600s")
+    parser.add_argument(
+        "--cost-idle", default="30s", help="(3): the idle phase before the fleet (per-second rates)"
+    )
+    parser.add_argument(
+        "--cost-json",
+        type=Path,
+        default=MEASURED_JSON,
+        help="(3): the measured inputs of `vitalstream cost`, merged (its consumer entry replaced)",
+    )
     args = parser.parse_args()
     use_emulator_credentials()
     print(
         f"VitalStream consumer bench on the embedded emulator (MiniStack), {os.cpu_count()} cores", flush=True
     )
     if args.cost:
-        run_cost(args.baseline, args.cost_devices, parse_duration_ms(args.cost_duration))
+        run_cost(
+            args.baseline,
+            args.cost_devices,
+            parse_duration_ms(args.cost_duration),
+            parse_duration_ms(args.cost_idle),
+            args.cost_json,
+        )
         return 0
     drain_rows = []
     for shards in args.shards:

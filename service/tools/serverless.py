@@ -139,6 +139,10 @@ def progress(mapping: Any, counts: Any, event: str = "progress") -> dict[str, An
     records = max(stats.records_delivered, 1)
     calls = {f"{s}.{o}": round(n * 1000 / records, 1) for (s, o), n in sorted(counts.requests.items())}
     writes = {t: round(n * 1000 / records, 1) for t, n in sorted(counts.item_writes.items())}
+    units = {  # table.kind.source: reported by DynamoDB, or estimated at one unit per item
+        f"{t}.{k}.{source}": round(n * 1000 / records, 2)
+        for (t, k, source), n in sorted(counts.capacity_units.items())
+    }
     return {
         "event": event,
         "records": stats.records_delivered,
@@ -148,4 +152,5 @@ def progress(mapping: Any, counts: Any, event: str = "progress") -> dict[str, An
         "given_up": stats.given_up,
         "calls_per_1k": calls,
         "item_writes_per_1k": writes,
+        "dynamodb_capacity_units_per_1k": units,
     }

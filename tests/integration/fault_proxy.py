@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from service.runtime.accounting import CapacityKey, billed_capacity, requested_items
+
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
 
@@ -134,6 +136,9 @@ class FaultProxy:
         self.calls: Counter[tuple[str, str]] = Counter()  # (service, operation) of every request
         self.item_writes: Counter[str] = Counter()  # DynamoDB item writes asked for, by table
         self.item_reads: Counter[str] = Counter()  # DynamoDB items read asked for, by table
+        # DynamoDB capacity units by (table, kind, source): the ConsumedCapacity of each response, or
+        # one unit per item where a response reports none (``accounting.billed_capacity``)
+        self.capacity_units: dict[CapacityKey, float] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,6 +157,7 @@ class FaultProxy:
                     self._answer(fault.status, fault.body, {"Content-Type": fault.content_type})
                     return
                 status, body, headers = proxy._forward(self.command, self.path, dict(self.headers), data)
+                proxy._count_capacity(target, data, status, body, headers)
                 self._answer(status, body, headers)
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -198,6 +204,23 @@ class FaultProxy:
             self.calls[(service, operation)] += 1
             self.item_writes.update(writes)
             self.item_reads.update(reads)
+
+    def _count_capacity(
+        self, target: str, data: bytes, status: int, body: bytes, headers: dict[str, str]
+    ) -> None:
+        if not target.startswith("DynamoDB_") or "gzip" in headers.get("Content-Encoding", ""):
+            return
+        operation = target.split(".", 1)[1]
+        try:
+            answer = json.loads(body or b"{}")
+            requested = requested_items(operation, json.loads(data or b"{}"))
+        except ValueError:
+            return
+        parsed = answer if status < 400 else {"Error": {"Code": str(answer.get("__type", "")).split("#")[-1]}}
+        units = billed_capacity(operation, requested, parsed)
+        with self._lock:
+            for key, n in units.items():
+                self.capacity_units[key] = self.capacity_units.get(key, 0.0) + n
 
     def _match(self, target: str, path: str, data: bytes) -> Fault | None:
         with self._lock:

@@ -15,8 +15,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from service.core import KinesisRecord
-from service.runtime.accounting import RequestCounter
+from service.runtime.accounting import Kind, RequestCounter, Source
 from service.runtime.composition import build_pipeline, client
+from service.runtime.consumer.lease_table import LeaseTable
 from tests.events import SHARD_ID, T0_MS, sample, sequence
 from tests.integration.conftest import DUMMY_KEY, REGION, AwsStack
 from tests.integration.fault_proxy import FaultProxy, dynamodb_error
@@ -124,3 +125,88 @@ def test_build_pipeline_counts_every_sink(aws: AwsStack) -> None:
     assert counts.item_reads[state] == len(devices)  # one BatchGetItem key per device
     assert counts.calls("s3", "PutObject") >= 1  # the archive object
     assert counts.calls("sqs") >= 1  # the poison record's dead letter
+
+    # capacity: what the emulator reports, or — where it reports none — the item estimate, named so
+    for kind, items in ((Kind.WRITE, counts.item_writes), (Kind.READ, counts.item_reads)):
+        sources = {source for (table, k, source) in counts.capacity_units if table == state and k == kind}
+        assert len(sources) == 1, f"{kind} units of the device table from one source, not {sources}"
+        if Source.ESTIMATED in sources:
+            assert counts.units(kind, Source.ESTIMATED, state) == items[state]
+        else:
+            assert counts.units(kind, Source.REPORTED, state) >= 0.5 * items[state]
+
+
+def test_what_ministack_reports(aws: AwsStack, backend: str) -> None:
+    """MiniStack (1.5.x) reports ConsumedCapacity by item size for single-item calls and Scan (half for
+    an eventually consistent read) and omits it for BatchGetItem: those units are the named estimate."""
+    if backend != "ministack":
+        pytest.skip("what MiniStack returns")
+    requests = RequestCounter()
+    dynamodb = client(aws.session, "dynamodb", aws.settings, requests=requests)
+    history, state = aws.settings.alert_history_table, aws.settings.device_state_table
+    dynamodb.put_item(TableName=history, Item=item("alertId", "x" * 2500, "cap-1"))  # ≈ 2.5 KB: 3 units
+    dynamodb.get_item(TableName=history, Key={"alertId": {"S": "cap-1"}})  # eventually consistent
+    dynamodb.batch_get_item(RequestItems={state: {"Keys": [{"deviceId": {"S": "cap-none"}}] * 1}})
+    units = requests.snapshot().capacity_units
+    assert units[(history, Kind.WRITE, Source.REPORTED)] == 3.0
+    assert units[(history, Kind.READ, Source.REPORTED)] == 0.5
+    assert units[(state, Kind.READ, Source.ESTIMATED)] == 1.0
+
+
+def test_the_lease_round_scan_is_eventually_consistent(aws: AwsStack) -> None:
+    """``list_leases()`` (every lease round) reads eventually consistent; the shard sync's
+    ``list_leases(consistent=True)`` and ``get`` strongly; every Scan asks for its capacity."""
+    requests = RequestCounter()
+    scans: list[dict[str, Any]] = []
+
+    async def calls() -> None:
+        session = aioboto3.Session(
+            aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY, region_name=REGION
+        )
+        async with session.client("dynamodb", endpoint_url=aws.settings.endpoint_url) as dynamodb:
+            requests.attach(dynamodb)
+            dynamodb.meta.events.register("provide-client-params.dynamodb", record_params)
+            table = LeaseTable(dynamodb, f"leases-{time.time_ns()}")
+            await table.ensure_table()
+            await table.create("shard-0")
+            assert [lease.shard_id for lease in await table.list_leases()] == ["shard-0"]
+            await table.list_leases(consistent=True)
+            assert (await table.get("shard-0")) is not None
+
+    def record_params(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in ("Scan", "GetItem"):
+            scans.append({"operation": model.name, **params})
+
+    asyncio.run(calls())
+    assert [(s["operation"], s["ConsistentRead"]) for s in scans] == [
+        ("Scan", False),
+        ("Scan", True),
+        ("GetItem", True),
+    ]
+    units = requests.snapshot()
+    assert units.units(Kind.READ) > 0  # reported or estimated, each Scan and GetItem is counted
+
+
+def test_the_proxy_counts_the_same_capacity_as_the_client(aws: AwsStack) -> None:
+    """The bench's outside count (the proxy reads ConsumedCapacity from the responses it forwards)
+    agrees with the replicas' own, source by source."""
+    proxy = FaultProxy(str(aws.settings.endpoint_url)).start()
+    try:
+        requests = RequestCounter()
+        settings = aws.settings.model_copy(update={"endpoint_url": proxy.url})
+        dynamodb = client(aws.session, "dynamodb", settings, requests=requests)
+        history, state = settings.alert_history_table, settings.device_state_table
+        dynamodb.put_item(TableName=history, Item=item("alertId", "proxy", "p-1"))
+        with pytest.raises(ClientError):
+            dynamodb.put_item(
+                TableName=history,
+                Item=item("alertId", "proxy", "p-1"),
+                ConditionExpression="attribute_not_exists(alertId)",
+            )
+        dynamodb.batch_get_item(RequestItems={state: {"Keys": [{"deviceId": {"S": "p-none"}}]}})
+        dynamodb.scan(TableName=history)
+        own = requests.snapshot().capacity_units
+        assert own  # something was counted
+        assert proxy.capacity_units == own
+    finally:
+        proxy.stop()

@@ -116,6 +116,8 @@ class FakeLeaseTable:
     writes: list[tuple[str, str, str | None]] = field(default_factory=list)  # (op, shard, owner/checkpoint)
     ensured: int = 0
     journal: list[str] | None = None  # shared with journaling sinks: the order of every effect
+    unseen: set[str] = field(default_factory=set)  # leases an eventually consistent scan does not show yet
+    gets: list[str] = field(default_factory=list)  # the shards read one by one (strongly consistent)
 
     def _fail(self, operation: str) -> None:
         error = self.failing.get(operation)
@@ -148,7 +150,13 @@ class FakeLeaseTable:
 
     async def list_leases(self, **_: Any) -> list[Lease]:
         self._fail("list_leases")
-        return list(self.leases.values())
+        stale = [shard_id for shard_id in self.unseen if shard_id in self.leases]
+        return [lease for lease in self.leases.values() if lease.shard_id not in stale]
+
+    async def get(self, shard_id: str) -> Lease | None:
+        self._fail("get")
+        self.gets.append(shard_id)
+        return self.leases.get(shard_id)
 
     async def create(self, shard_id: str, parents: tuple[str, ...] | list[str] = ()) -> bool:
         self._fail("create")

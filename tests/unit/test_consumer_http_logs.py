@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.runtime.accounting import Items, RequestCounter
+from service.runtime.accounting import Items, Kind, RequestCounter, Source
 from service.runtime.consumer.http import HealthServer
 from service.runtime.consumer.logs import JsonFormatter, bind
 from service.runtime.consumer.metrics import ConsumerMetrics
@@ -54,6 +54,15 @@ def test_metrics_endpoint_serves_the_consumer_registry() -> None:
         metrics.records.labels("processed").inc(3)
         requests.count("dynamodb", "UpdateItem", Items(writes={"device-state": 1}))
         requests.count("dynamodb", "BatchWriteItem", Items(writes={"device-state": 7}))
+        requests.count(
+            "dynamodb", "Scan", Items(reads={"leases": 1}), {("leases", Kind.READ, Source.REPORTED): 0.5}
+        )
+        requests.count(
+            "dynamodb",
+            "BatchGetItem",
+            Items(reads={"device-state": 2}),
+            {("device-state", Kind.READ, Source.ESTIMATED): 2.0},
+        )
         requests.count("kinesis", "GetRecords", Items())
         server, port = await serving(Flags(), metrics)
         try:
@@ -69,6 +78,9 @@ def test_metrics_endpoint_serves_the_consumer_registry() -> None:
         assert b'vitalstream_aws_requests_total{operation="GetRecords",service="kinesis"} 1.0' in text
         assert b'vitalstream_dynamodb_item_writes_total{table="device-state"} 8.0' in text
         assert b"# TYPE vitalstream_dynamodb_item_reads_total counter" in text
+        capacity = b"vitalstream_dynamodb_capacity_units_total"
+        assert capacity + b'{kind="read",source="reported",table="leases"} 0.5' in text
+        assert capacity + b'{kind="read",source="estimated",table="device-state"} 2.0' in text
 
     arun(body())
 

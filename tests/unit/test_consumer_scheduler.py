@@ -211,6 +211,31 @@ def test_children_start_only_after_their_parent_reached_shard_end() -> None:
     arun(body())
 
 
+def test_a_parent_missing_from_the_eventually_consistent_scan_is_confirmed_before_its_child_starts() -> None:
+    async def body() -> None:
+        table = FakeLeaseTable()
+        table.put(Lease(sid(0), OTHER, 5))  # the parent, still being read by another worker
+        table.put(Lease(sid(1), None, 0, parents=(sid(0),)))
+        table.unseen = {sid(0)}  # the scan does not show the parent's lease yet
+        rig = make_rig([shard(sid(0), closed=True), shard(sid(1), sid(0))], table=table)
+
+        await rig.scheduler.lease_round()
+        assert table.gets == [sid(0)]  # read again, strongly consistent
+        assert rig.owners() == {sid(0): OTHER, sid(1): None}  # so the child waits
+
+        table.put(Lease(sid(0), None, 6, Sentinel.SHARD_END))  # the parent reached SHARD_END
+        await rig.scheduler.lease_round()
+        assert rig.owners() == {sid(0): None, sid(1): ME}
+
+        del table.leases[sid(0)]  # a deleted parent lets its child through as well
+        table.put(Lease(sid(2), None, 0, parents=(sid(0),)))
+        await rig.scheduler.lease_round()
+        assert rig.owners()[sid(2)] == ME
+        await rig.sync_only()
+
+    arun(body())
+
+
 def test_a_finished_parent_lease_is_deleted_once_its_children_started_and_never_comes_back() -> None:
     async def body() -> None:
         records = shard_records(samples("watch-a", 2), shard=sid(0))

@@ -11,6 +11,21 @@ Every write that succeeds bumps ``leaseCounter`` by one and returns the lease as
 so callers keep conditioning their next write on the returned value, never on the one they passed in.
 The one exception is ``request_handoff``: it must not fence the owner it asks, so it leaves the counter
 alone; the owner learns of it from the lease its next renewal returns.
+
+Read consistency and cost. Because every write is conditional on what was read, a stale read can
+only cost a refused conditional write (the lease is tried again a round later), never a wrong owner,
+so the scan behind each lease round (``list_leases()``, every ``failover_ms / 5``, 2 s by default, on
+every replica) is eventually consistent, as KCL's own lease scan is (``listLeases`` sets no
+``ConsistentRead``). A Scan is billed by the bytes it reads, not per item or call: ceil(table bytes /
+4 KB) read units, half that when eventually consistent. A lease item is ≈ 150 to 400 B (its key, owner,
+counter, a 56-digit checkpoint, the batch span, the snapshot's name), so a round costs 0.5 units up to
+≈ 10 to 25 leases and ≈ 98 (instead of ≈ 196 strongly consistent) at 2,000 shards, per replica.
+
+Two reads stay strongly consistent, because a missing item there would be acted on rather than
+written against: the shard sync's scan (``list_leases(consistent=True)``, only when ListShards shows
+an unknown closed shard), which decides whether a closed shard needs a lease again, and ``get``, the
+confirmation that a parent missing from an eventually consistent scan is really gone before its
+child is taken (``leases.plan`` lets a missing parent through).
 """
 
 from __future__ import annotations
@@ -59,6 +74,7 @@ class DynamoDBClient(Protocol):
 
     def describe_table(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def create_table(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
+    def get_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def put_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def update_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
     def delete_item(self, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
@@ -159,19 +175,29 @@ class LeaseTable:
             TableName=self._table, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": max_polls}
         )
 
-    async def list_leases(self, *, page_size: int | None = None) -> list[Lease]:
-        """Every lease in the table, from a strongly consistent scan over all pages (unordered).
+    async def list_leases(self, *, consistent: bool = False, page_size: int | None = None) -> list[Lease]:
+        """Every lease in the table, from a scan over all pages (unordered): eventually consistent
+        (may miss a write of the last second or so) unless ``consistent``.
 
         ``page_size`` caps the items per Scan call (DynamoDB's 1 MB page limit applies regardless).
         """
         leases: list[Lease] = []
         config = {} if page_size is None else {"PaginationConfig": {"PageSize": page_size}}
         pages = self._client.get_paginator("scan").paginate(
-            TableName=self._table, ConsistentRead=True, **config
+            TableName=self._table, ConsistentRead=consistent, **config
         )
         async for page in pages:
             leases.extend(item_to_lease(item) for item in page.get("Items", []))
         return leases
+
+    async def get(self, shard_id: str) -> Lease | None:
+        """The lease of ``shard_id`` as the table holds it now (a strongly consistent read); None when
+        the shard has no lease."""
+        response = await self._client.get_item(
+            TableName=self._table, Key={KEY: {"S": shard_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if item is None else item_to_lease(item)
 
     async def create(self, shard_id: str, parents: tuple[str, ...] | list[str] = ()) -> bool:
         """Add a free lease for a new shard (counter 0, checkpoint ``TRIM_HORIZON``) unless one exists.

@@ -47,7 +47,9 @@ ARCHIVE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0,
 
 class RequestCollector(Collector):
     """The counts of a ``RequestCounter`` as counters: requests by service and operation (each attempt
-    that got a response), DynamoDB item writes and reads by table name."""
+    that got a response), DynamoDB item writes and reads by table name, and DynamoDB capacity units by
+    table, kind (read, write) and source (``reported`` by DynamoDB, or ``estimated`` at one unit per
+    item where the response reported none: a figure never mixes the two unlabelled)."""
 
     def __init__(self, requests: RequestCounter) -> None:
         self._requests = requests
@@ -73,7 +75,15 @@ class RequestCollector(Collector):
         )
         for table, n in sorted(counts.item_reads.items()):
             reads.add_metric([table], n)
-        yield from (calls, writes, reads)
+        units = CounterMetricFamily(
+            "vitalstream_dynamodb_capacity_units",
+            "DynamoDB capacity units consumed, by table, kind (read, write) and source (reported by "
+            "DynamoDB's ConsumedCapacity, or estimated at one unit per item when it reported none)",
+            labels=["table", "kind", "source"],
+        )
+        for (table, kind, source), consumed in sorted(counts.capacity_units.items()):
+            units.add_metric([table, kind.value, source.value], consumed)
+        yield from (calls, writes, reads, units)
 
 
 class ConsumerMetrics:

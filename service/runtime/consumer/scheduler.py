@@ -1,8 +1,10 @@
 """The replica's control loop: shard discovery, lease rounds, and one ``ShardConsumer`` per held lease.
 
 Every ``failover_ms / 5`` (2 s by default; KCL renews every third), a lease round: read the lease
-table, renew the leases held, then follow ``leases.plan`` — take free or expired leases, steal at
-most one to balance, release finished ones. A steal is a request (``request_handoff``): the owner
+table (an eventually consistent scan: see ``lease_table``), renew the leases held, then follow
+``leases.plan`` — take free or expired leases (a child whose parent the scan does not show only once
+a strongly consistent read confirms the parent is gone or at SHARD_END), steal at most one to
+balance, release finished ones. A steal is a request (``request_handoff``): the owner
 finishes its batch, checkpoints and hands the lease over at its next renewal; this replica starts the
 shard in the round after, when the table shows it as the owner. A lease taken after its owner
 expired starts at once: the owner fenced itself a third of the failover time before (``ownership``),
@@ -169,7 +171,8 @@ class Scheduler:
         for lease in advice.renew:  # ours in the table, not running here (a restart under the same id)
             if lease.shard_id not in self._consumers:
                 self._start(lease)
-        await asyncio.gather(*(self._take(lease) for lease in advice.take))
+        present = {lease.shard_id for lease in leases}
+        await asyncio.gather(*(self._take(lease, present) for lease in advice.take))
         if advice.steal is not None:
             await self._request(advice.steal)
         for lease in advice.release:
@@ -192,7 +195,10 @@ class Scheduler:
             elif result is False:
                 log.warning("lease_lost", extra={"shard_id": lease.shard_id})
 
-    async def _take(self, lease: Lease) -> None:
+    async def _take(self, lease: Lease, present: set[str]) -> None:
+        for parent in lease.parents:  # missing from an eventually consistent scan: gone, or not seen yet?
+            if parent not in present and not _done(await self._table.get(parent)):
+                return  # the parent is still being read: its child waits for a later round
         taken = await self._table.take(lease, self._config.worker_id)
         if taken is None:
             return  # another replica won the conditional write
@@ -239,7 +245,7 @@ class Scheduler:
         unknown = {shard.shard_id for shard in shards if shard.shard_id not in self._known}
         # A closed shard's lease may have been deleted after its children started: the table decides.
         closed = any(shard.closed for shard in shards if shard.shard_id in unknown)
-        leases = await self._table.list_leases() if closed else []
+        leases = await self._table.list_leases(consistent=True) if closed else []
         for shard in shards_to_lease(shards, leases):
             if shard.shard_id in unknown:
                 await self._table.create(shard.shard_id, shard.parents)  # if absent
@@ -249,6 +255,11 @@ class Scheduler:
         for shard_id, (consumer, _) in self._consumers.items():
             if shard_id in self._closed:
                 consumer.shard_closed()
+
+
+def _done(parent: Lease | None) -> bool:
+    """A parent lease lets its children start: deleted (after SHARD_END), or at SHARD_END."""
+    return parent is None or parent.finished
 
 
 def _shard(listed: dict[str, Any]) -> Shard:

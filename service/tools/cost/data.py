@@ -112,7 +112,7 @@ def measured(mode: str, path: Path = MEASURED_FILE) -> Measured:
         entry = raw["modes"][mode]
         return Measured(
             mode,
-            {k: float(v) for k, v in entry["per_1k_records"].items()},
+            per_record_shares({k: float(v) for k, v in entry["per_1k_records"].items()}, entry.get("setup")),
             {k: float(v) for k, v in entry["per_second"].items()},
             float(entry["memory_bytes"]),
             float(entry["sample_bytes"]),
@@ -121,6 +121,23 @@ def measured(mode: str, path: Path = MEASURED_FILE) -> Measured:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CostInputError(f"{path.name}: mode {mode!r} unusable ({exc!r})") from exc
+
+
+def per_record_shares(per_1k: dict[str, float], setup: Mapping[str, float] | None) -> dict[str, float]:
+    """A benchmark's raw figures per 1,000 records less what its run spent per second or per device,
+    which the calculator models itself (``setup``: the run's ``records``, ``devices``, ``shards``,
+    ``duration_s`` and ``file_max_age_s``): the archive files and snapshots cut by age (one of each per
+    shard per age, and one more at the final flush) and the first read of each device. Without a
+    setup the figures are taken as per-record shares already."""
+    if not setup:
+        return per_1k
+    records = float(setup["records"])
+    cuts = float(setup["shards"]) * 2 * (float(setup["duration_s"]) / float(setup["file_max_age_s"]) + 1)
+    shares = dict(per_1k)
+    shares["s3_put"] = max(0.0, per_1k.get("s3_put", 0.0) - 1000 * cuts / records)
+    first_reads = 1000 * float(setup["devices"]) / records
+    shares["dynamodb_read_units"] = max(0.0, per_1k.get("dynamodb_read_units", 0.0) - first_reads)
+    return shares
 
 
 @cache

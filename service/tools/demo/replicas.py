@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.runtime.accounting import RequestCounts
+from service.runtime.accounting import CapacityKey, Kind, RequestCounts, Source
 from service.tools.demo.ledger import LatencySummary
 from service.tools.emulators import free_port
 
@@ -194,6 +194,7 @@ class Scrape:
         requests: dict[tuple[str, str], int] = {}
         writes: dict[str, int] = {}
         reads: dict[str, int] = {}
+        units: dict[CapacityKey, float] = {}
         for sample, labels, value in self.samples:
             if sample == "vitalstream_aws_requests_total":
                 key = (labels["service"], labels["operation"])
@@ -202,7 +203,10 @@ class Scrape:
                 writes[labels["table"]] = writes.get(labels["table"], 0) + int(value)
             elif sample == "vitalstream_dynamodb_item_reads_total":
                 reads[labels["table"]] = reads.get(labels["table"], 0) + int(value)
-        return RequestCounts(requests, writes, reads)
+            elif sample == "vitalstream_dynamodb_capacity_units_total":
+                unit = (labels["table"], Kind(labels["kind"]), Source(labels["source"]))
+                units[unit] = units.get(unit, 0.0) + value
+        return RequestCounts(requests, writes, reads, units)
 
     def latency(self, histogram: str = "vitalstream_event_to_sink_seconds", **labels: str) -> LatencySummary:
         """Percentiles of one histogram of every replica (event-to-sink by default), bucket-interpolated;
