@@ -284,6 +284,6 @@ def run_cost(
         f"replicas (per_second is for all of them), embedded emulator (MiniStack) behind a counting "
         f"proxy, one machine; " + "; ".join(measured.notes)
     )
-    write_measured(json_path, entry, source)
+    write_measured(json_path, "consumer", entry, source)
     print(f"\nmeasured inputs written to {json_path}:\n{json.dumps(entry, indent=2)}\n{source}")
     return rows

@@ -18,13 +18,15 @@ replicas, on one machine with the emulator): per-second rates are for the whole 
      "modes": {"consumer": {"per_1k_records": {...}, "per_second": {...},
                             "memory_bytes": int, "sample_bytes": int}}}
 
-``write_measured`` merges into an existing file, replacing only the ``consumer`` entry.
+``write_measured`` merges into an existing file, replacing only the given mode's entry
+(``bench/lambda_windows.py`` writes the ``lambda`` one).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -156,19 +158,37 @@ class Measurement:
         }
 
 
-def write_measured(path: Path, entry: dict[str, Any], source: str) -> dict[str, Any]:
-    """Merge ``entry`` into ``path`` as ``modes.consumer`` (other modes kept); returns what was written."""
+def write_measured(path: Path, mode: str, entry: dict[str, Any], source: str) -> dict[str, Any]:
+    """Merge ``entry`` into ``path`` as ``modes[mode]``, other modes kept; returns what was written.
+
+    ``source`` says how this mode was measured: the file keeps each mode's (``sources``) and its
+    ``source`` joins them (``"consumer: ... lambda: ..."``)."""
     existing: dict[str, Any] = {}
     if path.exists():
         existing = json.loads(path.read_text(encoding="utf-8"))
     modes = dict(existing.get("modes", {}))
-    modes["consumer"] = entry
+    modes[mode] = entry
+    sources = _sources(existing, list(modes))
+    sources[mode] = source
     document = {
         **existing,
         "measured_at": datetime.datetime.now(datetime.UTC).date().isoformat(),
-        "source": source,
+        "source": " ".join(f"{name}: {text}" for name, text in sources.items() if name in modes),
+        "sources": sources,
         "modes": modes,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return document
+
+
+def _sources(existing: dict[str, Any], modes: list[str]) -> dict[str, str]:
+    """Each mode's source text: the file's ``sources``, or its joined ``source`` split at ``"mode: "``."""
+    if isinstance(existing.get("sources"), dict):
+        return {str(k): str(v) for k, v in existing["sources"].items()}
+    text = str(existing.get("source", ""))
+    marks = list(re.finditer(rf"(?:^|(?<= ))({'|'.join(map(re.escape, modes))}): ", text))
+    return {
+        mark.group(1): text[mark.end() : following.start() if following else len(text)].strip()
+        for mark, following in zip(marks, [*marks[1:], None], strict=True)
+    }

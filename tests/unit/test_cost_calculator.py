@@ -11,7 +11,7 @@ import pytest
 from service.cli import main
 from service.tools.cost import docs
 from service.tools.cost.bill import bill
-from service.tools.cost.data import PRICES_FILE, Measured, measured
+from service.tools.cost.data import PRICES_FILE, Measured, measured, per_record_shares
 from service.tools.cost.model import SERVICES, Deployment, Ingest, Mode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,3 +224,13 @@ def test_docs_cost_md_holds_what_the_calculator_generates() -> None:
     text = (ROOT / "docs" / "cost.md").read_text()
     assert docs.section(text) == docs.generated(), "run: .venv/bin/vitalstream cost --docs docs/cost.md"
     assert "$205" in docs.generated()
+
+
+def test_a_lambda_runs_one_more_window_per_device_is_taken_out_of_its_state_units() -> None:
+    # 300 devices over 240 s of 120 s windows touch about 3 windows each; the reference explains 2
+    setup = {"records": 15_000, "devices": 300, "duration_s": 240, "window_s": 120, "batch_size": 500}
+    raw = {"dynamodb_write_units": 65.0, "dynamodb_read_units": 61.0, "s3_put": 40.0}
+    shares = per_record_shares(raw, setup)
+    assert shares["dynamodb_write_units"] == pytest.approx(65.0 - 20.0)
+    assert shares["dynamodb_read_units"] == pytest.approx(61.0 - 20.0)
+    assert shares["s3_put"] == 40.0  # one object per invocation: it follows records, no cuts by age
