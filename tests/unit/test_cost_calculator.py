@@ -12,7 +12,7 @@ from service.cli import main
 from service.tools.cost import docs
 from service.tools.cost.bill import bill
 from service.tools.cost.data import PRICES_FILE, Measured, measured, per_record_shares
-from service.tools.cost.model import SERVICES, Deployment, Ingest, Mode
+from service.tools.cost.model import SERVICES, Deployment, Ingest, Mode, invocations_per_s
 
 ROOT = Path(__file__).resolve().parents[2]
 MONTH_S = 730 * 3600
@@ -234,3 +234,23 @@ def test_a_lambda_runs_one_more_window_per_device_is_taken_out_of_its_state_unit
     assert shares["dynamodb_write_units"] == pytest.approx(65.0 - 20.0)
     assert shares["dynamodb_read_units"] == pytest.approx(61.0 - 20.0)
     assert shares["s3_put"] == 40.0  # one object per invocation: it follows records, no cuts by age
+
+
+@pytest.mark.parametrize(
+    ("devices", "shards", "per_shard_per_s"),
+    [
+        (2, 1, 0.4),  # a record every 2.5 s: one invocation a record
+        (100, 1, 1.0),  # 20 records/s: the batching window (1 s) decides
+        (10_000, 2, 2.0),  # 1,000 records/s a shard: full batches of 500
+    ],
+)
+def test_lambda_invocations_follow_the_mappings_batching_not_a_short_runs_batches(
+    devices: int, shards: int, per_shard_per_s: float
+) -> None:
+    d = Deployment(devices, mode=Mode.LAMBDA)
+    finals = shards / d.window_s
+    assert invocations_per_s(d, shards) == pytest.approx(shards * per_shard_per_s + finals)
+    lines = {line.item: line for line in bill(d).lines}
+    requests = next(line for item, line in lines.items() if item.startswith("requests"))
+    puts = lines["archive object PUTs (one per invocation, batches modelled)"]
+    assert requests.quantity == puts.quantity  # one archive object per invocation

@@ -20,7 +20,7 @@ def bill(d: Deployment, prices: Prices | None = None, figures: Measured | None =
         *ingest.kinesis(d, prices, message_bytes),
     ]
     if d.mode is Mode.LAMBDA:
-        lines += processing.lambda_lines(d, prices, figures)
+        lines += processing.lambda_lines(d, prices, figures, shards)
     else:
         lines += processing.consumer_compute(d, prices, figures, pods)
     lines += [

@@ -48,6 +48,8 @@ class Deployment:
     shard_headroom: float = 1.25
     retention_hours: float = 24.0
     lambda_memory_mb: int = 512
+    lambda_batch_size: int = 500  # the template's BatchSize
+    lambda_batching_window_s: float = 1.0  # the template's MaximumBatchingWindowInSeconds
     lease_scan_strong: bool = True  # the lease table is scanned with strongly consistent reads today
     archive_months_kept: int = 12  # archive storage at steady state: this many months of files kept
     snapshot_expiry_days: float = 1.0
@@ -143,6 +145,19 @@ def shards(
     by_records = deployment.messages_per_s / records_per_shard
     by_bytes = deployment.messages_per_s * message_bytes / bytes_per_shard
     return max(1, math.ceil(max(by_records, by_bytes) * deployment.shard_headroom))
+
+
+def invocations_per_s(deployment: Deployment, shards: int) -> float:
+    """Lambda invocations a second under the event source mapping: per shard, a batch when it holds
+    ``lambda_batch_size`` records or its batching window has passed (never more than one a record),
+    plus each window's final invocation. A short run's batches are small; a fleet's fill up."""
+    if shards == 0:
+        return 0.0
+    per_shard = deployment.messages_per_s / shards
+    batches = min(
+        per_shard, max(per_shard / deployment.lambda_batch_size, 1 / deployment.lambda_batching_window_s)
+    )
+    return shards * (batches + 1 / deployment.window_s)
 
 
 def units(size_bytes: float, unit_bytes: float) -> int:

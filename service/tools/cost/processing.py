@@ -20,7 +20,15 @@ from __future__ import annotations
 import math
 
 from service.tools.cost.data import Measured, Prices
-from service.tools.cost.model import HOURS_PER_MONTH, SECONDS_PER_MONTH, Deployment, Line, Mode, units
+from service.tools.cost.model import (
+    HOURS_PER_MONTH,
+    SECONDS_PER_MONTH,
+    Deployment,
+    Line,
+    Mode,
+    invocations_per_s,
+    units,
+)
 
 GIB = 1024**3
 REFERENCE_SAMPLE_PERIOD_S = 5.0  # the settings the measurement ran with (the product's defaults)
@@ -152,12 +160,11 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
             ),
         ]
     else:
-        records = d.messages_per_s * SECONDS_PER_MONTH  # one object per invocation: it follows records
         lines.append(
             Line(
                 "s3",
-                "archive object PUTs (one per invocation; measured per record)",
-                m.per_sample("s3_put") * records,
+                "archive object PUTs (one per invocation, batches modelled)",
+                invocations_per_s(d, shards) * SECONDS_PER_MONTH,
                 "PUT",
                 put,
             )
@@ -215,19 +222,26 @@ def consumer_compute(d: Deployment, p: Prices, m: Measured, pods: int) -> list[L
     ]
 
 
-def lambda_lines(d: Deployment, p: Prices, m: Measured) -> list[Line]:
-    """Invocations and log bytes follow Kinesis records (messages); duration follows samples."""
-    records = d.messages_per_s * SECONDS_PER_MONTH
+def lambda_lines(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
+    """Invocations follow the event source mapping's batching (``invocations_per_s``), log bytes the
+    invocations (measured bytes per invocation), duration the samples (measured GB-seconds per
+    record: a fleet's fuller batches spend less per record, so this errs high)."""
     samples = d.samples_per_s * SECONDS_PER_MONTH
+    invocations = invocations_per_s(d, shards) * SECONDS_PER_MONTH
     gb_s = m.per_sample("lambda_gb_seconds") * d.lambda_memory_mb / 512
     if gb_s == 0:
         gb_s = m.per_sample("cpu_seconds") * d.lambda_memory_mb / 1024
-    logs = m.per_sample("cloudwatch_log_bytes") * records / GIB
+    measured_invocations = m.per_1k.get("lambda_invocations", 0.0)
+    bytes_per_invocation = (
+        m.per_1k.get("cloudwatch_log_bytes", 0.0) / measured_invocations if measured_invocations else 0.0
+    )
+    logs = bytes_per_invocation * invocations / GIB
     return [
         Line(
             "lambda",
-            "requests (measured invocations per record)",
-            m.per_sample("lambda_invocations") * records,
+            f"requests (a batch of up to {d.lambda_batch_size} or every"
+            f" {d.lambda_batching_window_s:g} s per shard)",
+            invocations,
             "request",
             p.price("lambda", "request"),
         ),
