@@ -27,7 +27,8 @@ attempt adds the ``ConsumedCapacity`` of its response — one entry, or a list o
 (``BatchGetItem``, ``BatchWriteItem``, transactions) — by table and kind (``read``/``write``), with
 ``source="reported"``. An entry's ``ReadCapacityUnits``/``WriteCapacityUnits`` are taken when given,
 otherwise its ``CapacityUnits`` count as the operation's kind. When a response that is billed carries
-no ``ConsumedCapacity`` (an emulator that omits it; a refused conditional write, whose error response
+no ``ConsumedCapacity``, or reports 0 units in all (an emulator that omits it, or LocalStack's
+BatchGetItem, which reports 0; a refused conditional write, whose error response
 has none), the item counts above stand in, one unit per item, with ``source="estimated"``: the two
 are kept apart, never summed into one figure unawares.
 
@@ -143,7 +144,9 @@ def billed_capacity(operation: str, requested: Items, parsed: Mapping[str, Any])
     if parsed.get("Error", {}).get("Code") in THROTTLES:
         return {}
     reported = consumed_capacity(operation, parsed)
-    if reported is not None:
+    # DynamoDB bills every call that touches an item at least half a unit: a report of nothing at all
+    # is an emulator's omission (LocalStack's BatchGetItem), counted as none
+    if reported is not None and sum(reported.values()) > 0:
         return {(table, kind, Source.REPORTED): n for (table, kind), n in reported.items()}
     items = billed_items(requested, parsed)
     estimated: dict[CapacityKey, float] = {}

@@ -89,6 +89,12 @@ def test_consumed_capacity(operation: str, parsed: dict[str, Any], expected: dic
             {"UnprocessedKeys": {"state": {"Keys": [{"deviceId": {"S": "d"}}] * 40}}},
             {("state", R, ESTIMATED): 60.0},
         ),
+        (  # LocalStack's BatchGetItem reports 0 units for items it read: an omission, not a price
+            "BatchGetItem",
+            Items(reads={"state": 4}),
+            {"ConsumedCapacity": [{"TableName": "state", "CapacityUnits": 0.0}]},
+            {("state", R, ESTIMATED): 4.0},
+        ),
         (  # a refused conditional write is billed; its error response reports no capacity
             "PutItem",
             Items(writes={"alerts": 1}),
