@@ -106,7 +106,7 @@ def process_batch(
         if heart_rate > high_bpm:
             status = Status.HIGH_HEART_RATE
         else:  # the common case (nothing open) costs no call
-            status = _status(anomalies) if anomalies else Status.NORMAL
+            status = _most_urgent(anomalies) if anomalies else Status.NORMAL
         processed.append(
             ProcessedRecord(
                 sample.raw,
@@ -203,10 +203,7 @@ def _same_position(state: DeviceState, prior: DeviceState | None) -> bool:
     )
 
 
-def _status(anomalies: tuple[AnomalyType, ...]) -> Status:
-    """The most urgent open anomaly, NORMAL when none is open."""
-    if not anomalies:
-        return Status.NORMAL
+def _most_urgent(anomalies: tuple[AnomalyType, ...]) -> Status:
     for kind in STATUS_PRIORITY:
         if kind in anomalies:
             return Status(kind.value)

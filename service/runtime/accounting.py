@@ -143,12 +143,16 @@ def billed_capacity(operation: str, requested: Items, parsed: Mapping[str, Any])
     (one unit each) when the response reports none; nothing for a throttled attempt."""
     if parsed.get("Error", {}).get("Code") in THROTTLES:
         return {}
+    return _capacity(operation, billed_items(requested, parsed), parsed)
+
+
+def _capacity(operation: str, items: Items, parsed: Mapping[str, Any]) -> dict[CapacityKey, float]:
+    """``billed_capacity`` given the attempt's billed ``items`` (empty for a throttled attempt)."""
     reported = consumed_capacity(operation, parsed)
     # DynamoDB bills every call that touches an item at least half a unit: a report of nothing at all
     # is an emulator's omission (LocalStack's BatchGetItem), counted as none
     if reported is not None and sum(reported.values()) > 0:
         return {(table, kind, Source.REPORTED): n for (table, kind), n in reported.items()}
-    items = billed_items(requested, parsed)
     estimated: dict[CapacityKey, float] = {}
     for kind, counts in ((Kind.WRITE, items.writes), (Kind.READ, items.reads)):
         for table, n in counts.items():
@@ -197,11 +201,22 @@ class RequestCounts:
 
     def calls(self, service: str | None = None, operation: str | None = None) -> int:
         """Requests of ``service`` (every service when None), of ``operation`` when given."""
-        return sum(
+        return calls_in(self.requests, service, operation)
+
+
+def calls_in(
+    requests: Mapping[tuple[str, str], NumberT], service: str | None = None, operation: str | None = None
+) -> NumberT:
+    """The ``requests`` (by service and operation) of ``service`` (every one when None), of
+    ``operation`` when given."""
+    return sum(
+        (
             n
-            for (s, o), n in self.requests.items()
+            for (s, o), n in requests.items()
             if (service is None or s == service) and (operation is None or o == operation)
-        )
+        ),
+        start=0,
+    )
 
 
 class RequestCounter:
@@ -241,12 +256,8 @@ class RequestCounter:
             self.count(service, operation, Items())
             return
         parsed = response[1]
-        self.count(
-            service,
-            operation,
-            billed_items(requested, parsed),
-            billed_capacity(operation, requested, parsed),
-        )
+        items = billed_items(requested, parsed)  # empty for a throttled attempt: no capacity either
+        self.count(service, operation, items, _capacity(operation, items, parsed))
 
     def count(
         self, service: str, operation: str, items: Items, units: Mapping[CapacityKey, float] | None = None

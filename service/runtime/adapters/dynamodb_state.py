@@ -34,7 +34,7 @@ from service.core import (
 )
 from service.runtime.adapters._errors import CALL_ERRORS, error_code, sink_error
 from service.runtime.adapters.pacing import Backoff
-from service.runtime.ports import Access, FailedDevices, LoadedStates, Sink, SinkError
+from service.runtime.ports import Access, FailedDevices, LoadedStates, Sink, SinkError, distinct
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -84,7 +84,7 @@ class DynamoDeviceStateStore:
         for start in range(0, len(ids), BATCH_GET_LIMIT):
             chunk = ids[start : start + BATCH_GET_LIMIT]
             unavailable.update(self._load_chunk(chunk, states, causes))
-        return LoadedStates(states, frozenset(unavailable), FailedDevices((), causes).causes)
+        return LoadedStates(states, frozenset(unavailable), distinct(causes))
 
     def _load_chunk(
         self, device_ids: Sequence[str], states: dict[str, DeviceState], causes: list[SinkError]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from service.core import ProcessedRecord, padded_sequence
-from service.runtime.adapters._errors import CALL_ERRORS, sink_error
+from service.runtime.adapters._errors import calling
 from service.runtime.adapters._s3_put import put_if_absent
 from service.runtime.ports import BatchSpan, Sink
 
@@ -118,7 +118,7 @@ class S3Archive:
 
     def _write_at(self, stem: str, records: Sequence[ProcessedRecord]) -> str:
         key = stem + SUFFIX
-        try:
+        with calling(Sink.ARCHIVE, self._bucket):
             if self._put_if_absent(key, encode_lines(records)):
                 return key
             held = self._positions(key)
@@ -128,8 +128,6 @@ class S3Archive:
             names = "\n".join(_label(record_position(r)) for r in missing).encode()
             key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
             self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
-        except CALL_ERRORS as exc:
-            raise sink_error(Sink.ARCHIVE, self._bucket, exc) from exc
         return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.core.records import padded_sequence
-from service.runtime.adapters._errors import CALL_ERRORS, error_code, sink_error
+from service.runtime.adapters._errors import CALL_ERRORS, calling, error_code, sink_error
 from service.runtime.adapters._s3_put import NOT_FOUND, put_if_absent
 from service.runtime.ports import Access, Sink, SnapshotMissingError
 
@@ -40,10 +40,8 @@ class S3SnapshotStore:
 
     def put(self, shard_id: str, sequence: str, blob: bytes) -> str:
         key = snapshot_key(self._prefix, shard_id, sequence)
-        try:
+        with calling(Sink.SNAPSHOTS, self._bucket):
             put_if_absent(self._client, self._bucket, key, blob, CONTENT_TYPE)
-        except CALL_ERRORS as exc:
-            raise sink_error(Sink.SNAPSHOTS, self._bucket, exc) from exc
         return key
 
     def get(self, key: str) -> bytes:

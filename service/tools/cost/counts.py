@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.runtime.accounting import RequestCounts
+from service.runtime.accounting import RequestCounts, calls_in
 
 S3_PUT_TIER = frozenset(
     {
@@ -56,8 +56,4 @@ class PerThousand:
         )
 
     def calls(self, service: str | None = None, operation: str | None = None) -> float:
-        return sum(
-            n
-            for (s, o), n in self.requests.items()
-            if (service is None or s == service) and (operation is None or o == operation)
-        )
+        return calls_in(self.requests, service, operation)
