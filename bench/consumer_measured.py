@@ -188,7 +188,5 @@ def _sources(existing: dict[str, Any], modes: list[str]) -> dict[str, str]:
         return {str(k): str(v) for k, v in existing["sources"].items()}
     text = str(existing.get("source", ""))
     marks = list(re.finditer(rf"(?:^|(?<= ))({'|'.join(map(re.escape, modes))}): ", text))
-    return {
-        mark.group(1): text[mark.end() : following.start() if following else len(text)].strip()
-        for mark, following in zip(marks, [*marks[1:], None], strict=True)
-    }
+    ends = [following.start() for following in marks[1:]] + [len(text)]  # each text runs to the next mark
+    return {mark.group(1): text[mark.end() : end].strip() for mark, end in zip(marks, ends, strict=False)}
