@@ -166,6 +166,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     message: str
     threshold: float | None = None
     baseline: float | None = None
+    publishedAt: str | None = None  # processing time when it was raised (``process_batch``'s now)
+    delayMs: int | None = None  # publishedAt - detectedAt: large for an episode found in a backlog
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)

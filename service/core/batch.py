@@ -12,6 +12,8 @@ Contract (both modes rely on it):
   ``max_future_skew_ms`` ahead, ``backfill_horizon_ms`` behind; an arrival time of 0 is unknown and
   not checked) is rejected before it touches its device's state. A sample whose processing raises is
   rejected with ``processing_error`` and its device's detectors start afresh: the batch goes on.
+- Every alert carries ``publishedAt`` (``now_ms``) and ``delayMs`` (from its ``detectedAt``, event
+  time): an episode found in a backlog that a device uploads after hours offline says it is late.
 - ``item_failures`` turns the devices whose sink writes failed into the sequence numbers to report:
   each failed device's first record in the batch, so none of its later records count as done.
 """
@@ -21,12 +23,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from service.core.admission import Admission, admit
 from service.core.anomalies import STATUS_PRIORITY, Alert, AnomalyType, Status
 from service.core.decode import DecodedBatch, Sample, processing_error
 from service.core.detection import Detector
 from service.core.records import KinesisRecord, ProcessedRecord, Reject, RejectReason, iso_ms
 from service.core.state import DeviceState
+from service.core.telemetry import parse_rfc3339_ms
 
 
 @dataclass(slots=True)
@@ -37,8 +42,9 @@ class BatchResult:
     states: dict[str, DeviceState] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     first_sequence: dict[str, str] = field(default_factory=dict)
-    duplicates: int = 0
-    redelivered: int = 0
+    duplicates: int = 0  # samples the device sent twice (its ``seq`` or timestamp seen before)
+    redelivered: int = 0  # samples Kinesis delivered again (at or below the device's stream position)
+    late: int = 0  # samples older than the device's newest: archived, but they move no detector
 
     def item_failures(
         self, failed_devices: Iterable[str] = (), failed_rejects: Iterable[Reject] = ()
@@ -67,7 +73,7 @@ def process_batch(
     skew, horizon = cfg.max_future_skew_ms, cfg.backfill_horizon_ms
     for sample in batch.samples:
         telemetry, record, t = sample.telemetry, sample.record, sample.event_ms
-        device_id, arrival = telemetry.deviceId, record.arrival_ms
+        device_id, arrival = sample.device_id, record.arrival_ms
         if arrival > 0 and (t - arrival > skew or (horizon and arrival - t > horizon)):
             result.rejects.append(_out_of_bounds(sample, skew, horizon))
             continue
@@ -98,6 +104,7 @@ def process_batch(
             if admission is Admission.NEW:
                 anomalies = observe(state, device_id, t, heart_rate, telemetry.steps, telemetry.spo2, alerts)
             else:
+                result.late += 1
                 anomalies = state.open_anomalies()
         except Exception as exc:
             result.rejects.append(_failed(sample, exc))
@@ -129,9 +136,24 @@ def process_batch(
                 record.arrival_ms,
             )
         )
+    return _finished(result, states, now_ms)
+
+
+def _finished(result: BatchResult, states: Mapping[str, DeviceState], now_ms: int) -> BatchResult:
+    """The result once its alerts are stamped and its devices left where they were are dropped."""
+    working = result.states
     for device_id in [d for d, s in working.items() if _same_position(s, states.get(d))]:
         del working[device_id]  # only redeliveries: nothing to commit
+    if result.alerts:
+        result.alerts = [_published(alert, now_ms) for alert in result.alerts]
     return result
+
+
+def _published(alert: Alert, now_ms: int) -> Alert:
+    """``alert`` stamped with the time it is published and its delay after detection."""
+    detected_ms = parse_rfc3339_ms(alert.detectedAt)
+    delay = None if detected_ms is None else now_ms - detected_ms
+    return msgspec.structs.replace(alert, publishedAt=iso_ms(now_ms), delayMs=delay)
 
 
 def _working_copy(
@@ -177,7 +199,8 @@ def _sample_reject(sample: Sample, reason: RejectReason, field_name: str | None,
         reason=reason,
         field=field_name,
         detail=detail,
-        device_id=sample.telemetry.deviceId,
+        device_id=sample.device_id,
+        sample_index=sample.index,
     )
 
 

@@ -1,36 +1,49 @@
 """Kinesis records → validated samples and rejects. Never raises on any payload: a record whose
 decoding raises anyway is refused with ``processing_error`` (a safety net the property tests keep
-unused), so no record can block its shard."""
+unused), so no record can block its shard.
+
+A record holds one message, or several in a KPL aggregate; a message holds one sample, or several in
+a batch (``service.core.envelope``). Every sample is a record of its own from here on, identified by
+shard, sequence number and ``sub``; a bad sample is rejected alone, a broken envelope or aggregate
+whole."""
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
+from service.core.envelope import DEFAULT_LIMITS, Batch, MessageLimits, open_batch, too_large
 from service.core.kpl import KPL_MAGIC, AggregateError, deaggregate
 from service.core.records import EVENT_MS_MAX, EVENT_MS_MIN, KinesisRecord, Reject, RejectReason
 from service.core.telemetry import (
+    BATCHED_READING_DECODER,
     TELEMETRY_DECODER,
-    Telemetry,
+    Reading,
     TimestampParser,
     Violation,
     explain,
+    explain_sample,
     utf8_violation,
 )
 
 
 class Sample(msgspec.Struct, frozen=True, gc=False):
-    """A valid telemetry sample and the record that carried it (``sub`` is its KPL sub-sequence
-    number, None for a plain record)."""
+    """A valid sample and the record that carried it. ``sub`` is its position within the record:
+    None for a record that is one sample, else its index among the record's samples (a KPL
+    aggregate's user records counted one after another); ``index`` is a batched sample's index in its
+    own message's ``samples``. ``raw`` is the start of its archive line: the sample as sent, with the
+    batch's ``deviceId`` (and other envelope members) put first."""
 
-    telemetry: Telemetry
+    telemetry: Reading
     raw: bytes
     event_ms: int
     record: KinesisRecord
     sub: int | None
+    device_id: str
+    index: int | None = None
 
 
 class DecodedBatch(NamedTuple):
@@ -43,81 +56,161 @@ class DecodedBatch(NamedTuple):
         return list(self.first_sequence)
 
 
-def decode_records(records: Iterable[KinesisRecord], rejects: Iterable[Reject] = ()) -> DecodedBatch:
-    """Decode a batch in order. ``rejects`` lets a caller carry in records it could not even frame
-    (e.g. bad base64 in a Lambda event); they are returned with the others."""
-    samples: list[Sample] = []
-    refused: list[Reject] = list(rejects)
-    first: dict[str, str] = {}
-    event_ms_of = TimestampParser().event_ms
-    decode = TELEMETRY_DECODER.decode
-    for record, data, sub in _payloads(records, refused):
+def decode_records(
+    records: Iterable[KinesisRecord], rejects: Iterable[Reject] = (), limits: MessageLimits = DEFAULT_LIMITS
+) -> DecodedBatch:
+    """Decode a batch in order, each batched message into its samples. ``rejects`` lets a caller
+    carry in records it could not even frame (e.g. bad base64 in a Lambda event); they are returned
+    with the others."""
+    decoding = _Decoding(limits, list(rejects))
+    for record in records:
+        decoding.add(record)
+    return DecodedBatch(decoding.samples, decoding.refused, decoding.first)
+
+
+class _Decoding:
+    """One batch being decoded: what came out so far."""
+
+    __slots__ = ("event_ms_of", "first", "limits", "refused", "samples")
+
+    def __init__(self, limits: MessageLimits, refused: list[Reject]) -> None:
+        self.limits, self.refused = limits, refused
+        self.samples: list[Sample] = []
+        self.first: dict[str, str] = {}
+        self.event_ms_of = TimestampParser().event_ms
+
+    def add(self, record: KinesisRecord) -> None:
+        """A record's messages: the record itself, or each user record of a KPL aggregate (a
+        malformed aggregate is refused whole)."""
+        data = record.data
+        if data[:4] != KPL_MAGIC:
+            self._message(record, data, None)
+            return
         try:
-            sample = _sample(record, data, sub, decode, event_ms_of)
+            users = deaggregate(data)
+        except AggregateError as exc:
+            why = Violation(RejectReason.INVALID_AGGREGATE, None, str(exc))
+            self.refused.append(_reject(record, None, why))
+            return
         except Exception as exc:
-            refused.append(_reject(record, sub, processing_error(exc), data))
-            continue
+            self.refused.append(_reject(record, None, processing_error(exc)))
+            return
+        sub = 0
+        for user in users:
+            sub += self._message(record, user.data, sub)
+
+    def _message(self, record: KinesisRecord, data: bytes, sub: int | None) -> int:
+        """Decode one message found at ``sub``; the number of positions (samples) it takes."""
+        try:
+            violation = too_large(data, self.limits)
+            if violation is None:
+                batch = open_batch(data, self.limits)
+                if batch is None:
+                    self._single(record, data, sub)
+                    return 1
+                if isinstance(batch, Batch):
+                    return self._batch(record, batch, sub or 0)
+                violation = batch
+        except Exception as exc:
+            violation = processing_error(exc)
+        self.refused.append(_reject(record, sub, violation, data))
+        return 1
+
+    def _single(self, record: KinesisRecord, data: bytes, sub: int | None) -> None:
+        try:
+            sample = _single_sample(record, data, sub, self.event_ms_of)
+        except Exception as exc:
+            sample = processing_error(exc)
         if isinstance(sample, Violation):
-            refused.append(_reject(record, sub, sample, data))
-            continue
-        if sample.telemetry.deviceId not in first:
-            first[sample.telemetry.deviceId] = record.sequence_number
-        samples.append(sample)
-    return DecodedBatch(samples, refused, first)
+            self.refused.append(_reject(record, sub, sample, data))
+        else:
+            self._keep(sample)
+
+    def _batch(self, record: KinesisRecord, batch: Batch, base: int) -> int:
+        device_id, event_ms_of = batch.device_id, self.event_ms_of
+        for index, raw in enumerate(batch.samples):
+            data = bytes(raw)
+            try:
+                sample = _batched_sample(record, data, base + index, index, batch, event_ms_of)
+            except Exception as exc:
+                sample = processing_error(exc, device_id)
+            if isinstance(sample, Violation):
+                self.refused.append(_reject(record, base + index, sample, data, index))
+            else:
+                self._keep(sample)
+        return len(batch.samples)
+
+    def _keep(self, sample: Sample) -> None:
+        if sample.device_id not in self.first:
+            self.first[sample.device_id] = sample.record.sequence_number
+        self.samples.append(sample)
 
 
-def _sample(
-    record: KinesisRecord,
-    data: bytes,
-    sub: int | None,
-    decode: Callable[[bytes], Telemetry],
-    event_ms_of: Callable[[str], int | None],
+def _single_sample(
+    record: KinesisRecord, data: bytes, sub: int | None, event_ms_of: Callable[[str], int | None]
 ) -> Sample | Violation:
     try:
-        telemetry = decode(data)
+        telemetry = _decode_telemetry(data)
     except (msgspec.MsgspecError, ValueError):  # ValueError: msgspec's UnicodeDecodeError
         return explain(data)
-    not_utf8 = utf8_violation(data)  # in a field the decoder skipped
+    device_id = telemetry.deviceId
+    event_ms = _event_time(data, telemetry.timestamp, device_id, event_ms_of)
+    if isinstance(event_ms, Violation):
+        return event_ms
+    return Sample(telemetry, data, event_ms, record, sub, device_id)
+
+
+def _batched_sample(
+    record: KinesisRecord,
+    data: bytes,
+    sub: int,
+    index: int,
+    batch: Batch,
+    event_ms_of: Callable[[str], int | None],
+) -> Sample | Violation:
+    device_id = batch.device_id
+    try:
+        reading = _decode_reading(data)
+    except (msgspec.MsgspecError, ValueError):
+        return explain_sample(data, device_id)
+    own_id = reading.deviceId
+    if own_id is not None and own_id != device_id:
+        return explain_sample(data, device_id)
+    event_ms = _event_time(data, reading.timestamp, device_id, event_ms_of)
+    if isinstance(event_ms, Violation):
+        return event_ms
+    line = data if own_id is not None else batch.prefix + data[1:]
+    return Sample(reading, line, event_ms, record, sub, device_id, index)
+
+
+_decode_telemetry = TELEMETRY_DECODER.decode
+_decode_reading = BATCHED_READING_DECODER.decode
+
+
+def _event_time(
+    data: bytes, timestamp: str, device_id: str, event_ms_of: Callable[[str], int | None]
+) -> int | Violation:
+    """The sample's event time, once its bytes are known UTF-8 (the decoder skips unknown fields
+    unchecked) and its time is one the core represents."""
+    not_utf8 = utf8_violation(data)
     if not_utf8 is not None:
-        return not_utf8
-    event_ms = event_ms_of(telemetry.timestamp)
+        return Violation(not_utf8.reason, not_utf8.field, not_utf8.detail, device_id)
+    event_ms = event_ms_of(timestamp)
     if event_ms is None:
-        return _bad_timestamp(telemetry.deviceId)
+        return _bad_timestamp(device_id)
     if not EVENT_MS_MIN <= event_ms <= EVENT_MS_MAX:
         return Violation(
             RejectReason.TIMESTAMP_OUT_OF_RANGE,
             "timestamp",
             "timestamp must fall between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in UTC",
-            telemetry.deviceId,
+            device_id,
         )
-    return Sample(telemetry, data, event_ms, record, sub)
+    return event_ms
 
 
-def processing_error(exc: Exception) -> Violation:
+def processing_error(exc: Exception, device_id: str | None = None) -> Violation:
     """The reason for a record whose processing raised: the exception's type and (cut) message."""
-    return Violation(RejectReason.PROCESSING_ERROR, None, f"{type(exc).__name__}: {exc}"[:200])
-
-
-def _payloads(
-    records: Iterable[KinesisRecord], refused: list[Reject]
-) -> Iterator[tuple[KinesisRecord, bytes, int | None]]:
-    """Each record's payload, or each user record's payload (with its sub-sequence number) for a
-    KPL aggregate; a malformed aggregate is refused whole."""
-    for record in records:
-        data = record.data
-        if data[:4] != KPL_MAGIC:
-            yield record, data, None
-            continue
-        try:
-            users = deaggregate(data)
-        except AggregateError as exc:
-            refused.append(_reject(record, None, Violation(RejectReason.INVALID_AGGREGATE, None, str(exc))))
-            continue
-        except Exception as exc:
-            refused.append(_reject(record, None, processing_error(exc)))
-            continue
-        for sub, user in enumerate(users):
-            yield record, user.data, sub
+    return Violation(RejectReason.PROCESSING_ERROR, None, f"{type(exc).__name__}: {exc}"[:200], device_id)
 
 
 def _bad_timestamp(device_id: str) -> Violation:
@@ -129,7 +222,13 @@ def _bad_timestamp(device_id: str) -> Violation:
     )
 
 
-def _reject(record: KinesisRecord, sub: int | None, why: Violation, data: bytes | None = None) -> Reject:
+def _reject(
+    record: KinesisRecord,
+    sub: int | None,
+    why: Violation,
+    data: bytes | None = None,
+    index: int | None = None,
+) -> Reject:
     return Reject(
         data=record.data if data is None else data,
         shard_id=record.shard_id,
@@ -140,6 +239,7 @@ def _reject(record: KinesisRecord, sub: int | None, why: Violation, data: bytes 
         field=why.field,
         detail=why.detail,
         device_id=why.device_id,
+        sample_index=index,
     )
 
 

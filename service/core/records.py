@@ -61,7 +61,9 @@ class RejectReason(StrEnum):
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"  # ahead of its Kinesis arrival by more than the skew
     TIMESTAMP_TOO_OLD = "timestamp_too_old"  # behind its Kinesis arrival by more than the horizon
     PROCESSING_ERROR = "processing_error"  # processing it raised: a safety net, never a habit
-    DEVICE_ID_MISMATCH = "device_id_mismatch"  # the bridge: payload deviceId differs from the topic's
+    DEVICE_ID_MISMATCH = "device_id_mismatch"  # a deviceId differs from its topic's or its batch's
+    TOO_MANY_SAMPLES = "too_many_samples"  # a batch above the configured count
+    MESSAGE_TOO_LARGE = "message_too_large"  # a message above the configured size
 
 
 class Reject(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -76,6 +78,7 @@ class Reject(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     detail: str
     sub_sequence_number: int | None = None
     device_id: str | None = None
+    sample_index: int | None = None  # a batched sample's index in its message's ``samples``
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -91,6 +94,8 @@ class Reject(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             body["subSequenceNumber"] = self.sub_sequence_number
         if self.device_id is not None:
             body["deviceId"] = self.device_id
+        if self.sample_index is not None:
+            body["sampleIndex"] = self.sample_index
         return body
 
     def to_json(self) -> bytes:

@@ -25,7 +25,7 @@ def last_arrivals(samples: Iterable[Sample]) -> dict[str, int]:
     """Each device's latest Kinesis arrival time among ``samples``."""
     arrivals: dict[str, int] = {}
     for sample in samples:
-        device_id, arrival = sample.telemetry.deviceId, sample.record.arrival_ms
+        device_id, arrival = sample.device_id, sample.record.arrival_ms
         if arrival > arrivals.get(device_id, arrival - 1):
             arrivals[device_id] = arrival
     return arrivals

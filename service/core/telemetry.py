@@ -17,16 +17,18 @@ import msgspec
 from service.core.records import RejectReason
 
 INT64_MAX = 2**63 - 1
-DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # also in ``Telemetry``, as msgspec wants it
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # also ``_DEVICE_ID``, as msgspec wants it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-class Telemetry(msgspec.Struct, frozen=True, gc=False):
-    """One wearable sample. ``timestamp``'s syntax is checked by ``TimestampParser``, the other
-    rules here."""
+_DEVICE_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"\A[A-Za-z0-9_.:-]+\Z")]
 
-    deviceId: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"\A[A-Za-z0-9_.:-]+\Z")]
+
+class Reading(msgspec.Struct, frozen=True, gc=False):
+    """One wearable sample's readings. ``timestamp``'s syntax is checked by ``TimestampParser``, the
+    other rules here."""
+
     timestamp: str
     heartRate: Annotated[int, msgspec.Meta(ge=0, le=300)]
     steps: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -36,8 +38,20 @@ class Telemetry(msgspec.Struct, frozen=True, gc=False):
     seq: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
 
 
+class Telemetry(Reading, frozen=True, gc=False, kw_only=True):
+    """A single-sample message: the readings and the device that took them."""
+
+    deviceId: _DEVICE_ID
+
+
+class BatchedReading(Reading, frozen=True, gc=False, kw_only=True):
+    """A sample inside a batch: its device is the envelope's; a ``deviceId`` of its own must match."""
+
+    deviceId: str | None = None
+
+
 TELEMETRY_DECODER = msgspec.json.Decoder(Telemetry)
-BATCH_DECODER = msgspec.json.Decoder(list[Telemetry])
+BATCHED_READING_DECODER = msgspec.json.Decoder(BatchedReading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,53 @@ def utf8_violation(data: bytes) -> Violation | None:
 
 def explain(data: bytes) -> Violation:
     """Why ``data`` is not valid telemetry. Call it only for payloads the fast path refused."""
+    obj = _json_object(data)
+    if isinstance(obj, Violation):
+        return obj
+    return explain_object(obj) or _unexplained()
+
+
+def explain_sample(data: bytes, device_id: str) -> Violation:
+    """Why ``data``, a sample of a batch from ``device_id``, is not a valid sample. Call it only for
+    samples the fast path refused."""
+    obj = _json_object(data)
+    if isinstance(obj, Violation):
+        return obj
+    own = obj.get("deviceId", device_id)
+    if own != device_id:
+        return Violation(
+            RejectReason.DEVICE_ID_MISMATCH, "deviceId", "a sample's deviceId must be its batch's", device_id
+        )
+    violation = _explain_fields(obj) or _unexplained()
+    return Violation(violation.reason, violation.field, violation.detail, device_id)
+
+
+def device_id_violation(device_id: object) -> Violation | None:
+    """Why ``device_id`` (a decoded JSON value) is not a device id, or None when it is one."""
+    if device_id is None:
+        return Violation(RejectReason.MISSING_FIELD, "deviceId", "deviceId is required")
+    if not isinstance(device_id, str):
+        return Violation(RejectReason.WRONG_TYPE, "deviceId", "deviceId must be a string")
+    if not check_device_id(device_id):
+        return Violation(
+            RejectReason.INVALID_DEVICE_ID, "deviceId", "deviceId must be 1-128 chars of [A-Za-z0-9_.:-]"
+        )
+    return None
+
+
+def explain_object(obj: dict[str, Any]) -> Violation | None:
+    """The first broken rule of a decoded JSON object, or None when every rule holds."""
+    device_id = obj.get("deviceId")
+    bad_id = device_id_violation(device_id)
+    if bad_id is not None:
+        return bad_id
+    violation = _explain_fields(obj)
+    if violation is None:
+        return None
+    return Violation(violation.reason, violation.field, violation.detail, device_id)
+
+
+def _json_object(data: bytes) -> dict[str, Any] | Violation:
     not_utf8 = utf8_violation(data)
     if not_utf8 is not None:
         return not_utf8
@@ -120,26 +181,11 @@ def explain(data: bytes) -> Violation:
         return Violation(RejectReason.INVALID_JSON, None, str(exc))
     if not isinstance(obj, dict):
         return Violation(RejectReason.NOT_AN_OBJECT, None, f"top-level JSON is {type(obj).__name__}")
-    return explain_object(obj) or Violation(
-        RejectReason.INVALID_JSON, None, "payload refused by the decoder but no rule names a cause"
-    )
+    return obj
 
 
-def explain_object(obj: dict[str, Any]) -> Violation | None:
-    """The first broken rule of a decoded JSON object, or None when every rule holds."""
-    device_id = obj.get("deviceId")
-    if device_id is None:
-        return Violation(RejectReason.MISSING_FIELD, "deviceId", "deviceId is required")
-    if not isinstance(device_id, str):
-        return Violation(RejectReason.WRONG_TYPE, "deviceId", "deviceId must be a string")
-    if not check_device_id(device_id):
-        return Violation(
-            RejectReason.INVALID_DEVICE_ID, "deviceId", "deviceId must be 1-128 chars of [A-Za-z0-9_.:-]"
-        )
-    violation = _explain_fields(obj)
-    if violation is None:
-        return None
-    return Violation(violation.reason, violation.field, violation.detail, device_id)
+def _unexplained() -> Violation:
+    return Violation(RejectReason.INVALID_JSON, None, "refused by the decoder but no rule names a cause")
 
 
 def _explain_fields(obj: dict[str, Any]) -> Violation | None:

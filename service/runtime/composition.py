@@ -113,4 +113,5 @@ def build_pipeline(
             retention_days=settings.alert_history_retention_days,
         ),
         dead_letters=build_dead_letter_store(settings, session, config, requests),
+        limits=settings.message_limits,
     )

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core import DetectionConfig
+from service.core.envelope import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, MessageLimits
 
 
 class DeadLetterTarget(StrEnum):
@@ -43,12 +44,28 @@ class Settings(BaseSettings):
     dead_letter_bucket: str = ""
     dead_letter_prefix: str = "dead-letter/"
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    max_samples_per_message: int = Field(
+        default=DEFAULT_MAX_SAMPLES,
+        ge=1,
+        le=10_000,
+        description="a batched message with more samples is one reject (too_many_samples)",
+    )
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_BYTES,
+        ge=1_024,
+        le=1_048_576,
+        description="a message (a KPL user record) bigger than this is one reject (message_too_large)",
+    )
     window_state_budget_bytes: int = Field(
         default=900_000,
         ge=1_000,
         le=1_048_576,
         description="Lambda tumbling windows: a window state past this (JSON bytes) is written out early",
     )
+
+    @property
+    def message_limits(self) -> MessageLimits:
+        return MessageLimits(self.max_samples_per_message, self.max_message_bytes)
 
 
 class ConsumerSettings(Settings):

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from service.core import BatchResult, Detector, KinesisRecord, Reject, decode_records
+from service.core.envelope import DEFAULT_LIMITS, MessageLimits
 from service.runtime.effects import BatchEffects, Position, batch_span
 from service.runtime.ports import (
     AlertPublisher,
@@ -54,6 +55,7 @@ class Pipeline:
     archive: Archive
     alerts: AlertPublisher
     dead_letters: DeadLetterStore
+    limits: MessageLimits = DEFAULT_LIMITS
 
     @property
     def effects(self) -> BatchEffects:
@@ -74,7 +76,7 @@ class Pipeline:
         effects, sinks = self.effects, BatchSinks()
         applied = effects.apply(
             shard_id,
-            decode_records(records, rejects),
+            decode_records(records, rejects, self.limits),
             {},
             now_ms,
             sinks,

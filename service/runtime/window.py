@@ -142,7 +142,7 @@ class WindowProcessor:
         effects = self.pipeline.effects
         applied = effects.apply(
             window.shard_id,
-            decode_records(records, rejects),
+            decode_records(records, rejects, self.pipeline.limits),
             window.states,
             now_ms,
             sinks,

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_kinesis_agg.aggregator import RecordAggregator
+
 from service.core import (
     DEFAULT_CONFIG,
     Alert,
@@ -90,6 +92,15 @@ def run(
     return process_batch(
         decode_records(batch), states or {}, Detector(config), now_ms, frozenset(unavailable)
     )
+
+
+def kpl_aggregate(payloads: list[tuple[str, bytes]]) -> bytes:
+    """A KPL-aggregated record of (partition key, data) user records, built by the KPL's own library."""
+    aggregator = RecordAggregator()
+    for key, data in payloads:
+        assert aggregator.add_user_record(key, data) is None
+    _, _, blob = aggregator.clear_and_get().get_contents()
+    return bytes(blob)
 
 
 @dataclass

@@ -217,6 +217,8 @@ def test_alert_contract_fields() -> None:
         "value",
         "threshold",
         "message",
+        "publishedAt",
+        "delayMs",
     }
     assert (body["type"], body["severity"], body["value"], body["threshold"]) == (
         "LOW_SPO2",

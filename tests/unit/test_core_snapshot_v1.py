@@ -39,7 +39,10 @@ def test_a_v1_snapshot_continues_as_v1_did(device_id: str) -> None:
     for seconds, heart_rate, steps in CASES[device_id]["continuation"]:
         device.emit(seconds, heartRate=heart_rate, steps=steps)
 
-    assert [json.loads(a.to_json()) for a in device.alerts] == CASES[device_id]["alerts"]
+    raised = [json.loads(a.to_json()) for a in device.alerts]
+    for alert in raised:  # version 1 did not stamp when an alert was published
+        del alert["publishedAt"], alert["delayMs"]
+    assert raised == CASES[device_id]["alerts"]
 
 
 @pytest.mark.parametrize("device_id", sorted(CASES))

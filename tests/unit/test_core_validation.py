@@ -7,11 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from aws_kinesis_agg.aggregator import RecordAggregator
 
 from service.core import RejectReason, iso_ms, records_from_lambda_event
 from service.core.kpl import KPL_MAGIC
-from tests.unit.builders import OMIT, SEQ0, SHARD, T0, record, records, run, telemetry
+from tests.unit.builders import OMIT, SEQ0, SHARD, T0, kpl_aggregate, record, records, run, telemetry
 
 INVALID: list[tuple[str, bytes | dict[str, Any], RejectReason, str | None]] = [
     ("not utf-8", b'{"deviceId":"\xff\xfe"}', RejectReason.INVALID_UTF8, None),
@@ -167,21 +166,13 @@ def iso(seconds: int) -> str:
     return iso_ms(T0 + seconds * 1000)
 
 
-def _aggregate(payloads: list[tuple[str, bytes]]) -> bytes:
-    aggregator = RecordAggregator()
-    for key, data in payloads:
-        assert aggregator.add_user_record(key, data) is None
-    _, _, blob = aggregator.clear_and_get().get_contents()
-    return bytes(blob)
-
-
 def test_kpl_aggregated_record_is_deaggregated_with_sub_sequence_numbers() -> None:
     inner = [
         ("dev-a", json.dumps(telemetry(deviceId="dev-a")).encode()),
         ("dev-b", json.dumps(telemetry(deviceId="dev-b")).encode()),
         ("dev-a", b"not json"),
     ]
-    blob = _aggregate(inner)
+    blob = kpl_aggregate(inner)
     assert blob.startswith(KPL_MAGIC)
 
     result = run([record(blob, SEQ0)])
@@ -197,7 +188,7 @@ def test_kpl_aggregated_record_is_deaggregated_with_sub_sequence_numbers() -> No
 
 
 def test_corrupt_aggregate_is_rejected_whole() -> None:
-    blob = bytearray(_aggregate([("dev-a", json.dumps(telemetry(deviceId="dev-a")).encode())]))
+    blob = bytearray(kpl_aggregate([("dev-a", json.dumps(telemetry(deviceId="dev-a")).encode())]))
     blob[-1] ^= 0xFF  # break the MD5 trailer
 
     result = run([record(bytes(blob), SEQ0)])

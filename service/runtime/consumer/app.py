@@ -140,6 +140,7 @@ def build_resident_sinks(
         policy=policy,
         latest_interval_ms=settings.latest_state_interval_ms,
         idle_evict_ms=settings.device_idle_evict_ms,
+        limits=settings.message_limits,
     )
 
 

@@ -100,7 +100,16 @@ class ConsumerMetrics:
         r = self.registry
         r.register(RequestCollector(self.requests))
         self.records = Counter(
-            "vitalstream_records", "Records read from Kinesis, by outcome", ["outcome"], registry=r
+            "vitalstream_records",
+            "Samples read from Kinesis (each sample of a batched message counts), by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.late_samples = Counter(
+            "vitalstream_late_samples",
+            "Processed samples older than their device's newest (a backlog out of order): archived "
+            "flagged outOfOrder, no detector moved",
+            registry=r,
         )
         self.latency = Histogram(
             "vitalstream_event_to_sink_seconds",

@@ -46,6 +46,7 @@ from service.core import (
     decode_records,
 )
 from service.core.archive_file import ArchiveFile, ClosedFile, FilePolicy
+from service.core.envelope import DEFAULT_LIMITS, MessageLimits
 from service.core.latest_state import LatestStateCoalescer, Write
 from service.core.records import latest_in_order
 from service.core.residency import idle_devices, last_arrivals
@@ -77,6 +78,7 @@ class ResidentSinks:
     policy: FilePolicy
     latest_interval_ms: int
     idle_evict_ms: int = 0  # a device silent this long (arrival time) leaves at the next cut; 0: never
+    limits: MessageLimits = DEFAULT_LIMITS
 
     @property
     def effects(self) -> BatchEffects:
@@ -157,7 +159,7 @@ class ResidentShard:
         if room == 0:  # the first record starts the next file: cut this one first
             return StepOutcome(BatchResult(), 0, [], frozenset(), closed=self._cut())
         part = records[:room]
-        decoded = decode_records(part)
+        decoded = decode_records(part, limits=self._sinks.limits)
         sinks = BatchSinks()
         self._take_back(decoded.device_ids)
         applied = self._effects.apply(

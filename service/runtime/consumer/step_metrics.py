@@ -36,6 +36,7 @@ def account_step(
         arrivals[(record.device_id, record.event_ms)] = record.arrival_ms
     m.records.labels("processed").inc(len(result.processed))
     m.records.labels("duplicate").inc(result.duplicates + result.redelivered)
+    m.late_samples.inc(result.late)
     m.records.labels("rejected").inc(len(result.rejects))
     for reject in result.rejects:
         m.dead_letters.labels(str(reject.reason)).inc()

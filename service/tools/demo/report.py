@@ -50,7 +50,7 @@ class Expected:
         self.rejects += len(batch.rejects)
         for sample in batch.samples:
             key = (
-                sample.telemetry.deviceId,
+                sample.device_id,
                 sample.telemetry.seq if sample.telemetry.seq is not None else -1,
             )
             if key in self.valid:
