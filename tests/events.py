@@ -49,7 +49,8 @@ def sequence(index: int, first: int = FIRST_SEQUENCE) -> str:
 def arrival_ms(item: bytes | Mapping[str, Any], index: int) -> int:
     """When record ``index`` reached the stream: when its sample was taken (a device on time), or
     ``T0_MS + index`` for a payload without a readable timestamp."""
-    stamp = item.get("timestamp") if isinstance(item, Mapping) else None
+    newest = item["samples"][-1] if isinstance(item, Mapping) and item.get("samples") else item
+    stamp = newest.get("timestamp") if isinstance(newest, Mapping) else None
     if isinstance(stamp, str):
         with contextlib.suppress(ValueError):
             return int(datetime.fromisoformat(stamp).timestamp() * 1000)
@@ -111,6 +112,16 @@ def episode(
     """Samples every ``every_s`` from ``start_s`` to ``end_s`` inclusive at a constant heart rate, at rest."""
     count = int((end_s - start_s) / every_s) + 1
     return [sample(device_id, start_s + i * every_s, heart_rate, base_ms=base_ms) for i in range(count)]
+
+
+def batched(samples: Sequence[Mapping[str, Any]], per_message: int) -> list[dict[str, Any]]:
+    """One device's samples as the batched messages a device that buffers ``per_message`` sends."""
+    device_id = samples[0]["deviceId"]
+    without_id = [{k: v for k, v in s.items() if k != "deviceId"} for s in samples]
+    return [
+        {"deviceId": device_id, "samples": without_id[i : i + per_message]}
+        for i in range(0, len(without_id), per_message)
+    ]
 
 
 def interleave(*streams: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

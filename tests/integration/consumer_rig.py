@@ -34,6 +34,11 @@ def sample(device: str, seq: int, at_ms: int) -> bytes:
     return json.dumps(body | {"seq": seq}).encode()
 
 
+def _without_device_id(body: bytes) -> dict[str, Any]:
+    """A sample as a batch carries it: its device is the envelope's."""
+    return {k: v for k, v in json.loads(body).items() if k != "deviceId"}
+
+
 def stream_env(aws: AwsStack, kinesis_endpoint: str, stream: str, lease_table: str) -> dict[str, str]:
     s = aws.settings
     return {
@@ -77,6 +82,9 @@ class ReadBack:
         return sum(n - 1 for n in self.archived.values())
 
 
+Key = tuple[str, int]  # (device, seq)
+
+
 @dataclass
 class Feed:
     """Numbered samples from ``devices`` devices at about ``rate`` per second, from a thread."""
@@ -85,6 +93,7 @@ class Feed:
     stream: str
     devices: int
     rate: float
+    per_message: int = 1  # samples per record: a device's samples in batches of this many
     sent: set[tuple[str, int]] = field(default_factory=set)
     positions: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)  # shard, sequence
     poison_sent: int = 0
@@ -94,31 +103,16 @@ class Feed:
     _thread: threading.Thread | None = None
 
     def put(self, count: int, poison: int = 0) -> None:
-        entries, keys = [], []
         now = int(time.time() * 1000)
+        numbered: list[tuple[str, int, bytes]] = []
         for i in range(count):
-            device = f"device-{(len(self.sent) + len(keys)) % self.devices:04d}"
+            device = f"device-{(len(self.sent) + len(numbered)) % self.devices:04d}"
             seq = self._next.get(device, 0) + 1
             self._next[device] = seq
-            entries.append({"Data": sample(device, seq, now + i), "PartitionKey": device})
-            keys.append((device, seq))
-        entries += [{"Data": POISON, "PartitionKey": f"poison-{i}"} for i in range(poison)]
-        keyed: list[tuple[dict[str, Any], tuple[str, int] | None]] = [
-            *zip(entries, keys, strict=False),
-            *((entry, None) for entry in entries[len(keys) :]),
-        ]
-        for start in range(0, len(keyed), 250):
-            chunk = keyed[start : start + 250]
-            while chunk:
-                response = self.kinesis.put_records(StreamName=self.stream, Records=[e for e, _ in chunk])
-                retry = []
-                for (entry, key), result in zip(chunk, response["Records"], strict=True):
-                    if "ErrorCode" in result:
-                        retry.append((entry, key))
-                    elif key is not None:
-                        self.positions[key] = (result["ShardId"], result["SequenceNumber"])
-                chunk = retry
-        self.sent.update(keys)
+            numbered.append((device, seq, sample(device, seq, now + i)))
+        keyed = self._messages(numbered)
+        keyed += [({"Data": POISON, "PartitionKey": f"poison-{i}"}, []) for i in range(poison)]
+        self._put(keyed)
         self.poison_sent += poison
 
     def put_episode(self, device: str, count: int, heart_rate: int = 35, step_ms: int = 5_000) -> None:
@@ -126,16 +120,45 @@ class Feed:
         a bradycardia episode held for ``count * step_ms`` of the device's own time."""
         seq0 = self._next.get(device, 0)
         start = self._episode_clock.get(device, int(time.time() * 1000) - count * step_ms)
-        entries = []
+        numbered = []
         for k in range(1, count + 1):
-            body = json.loads(sample(device, seq0 + k, start + k * step_ms))
-            entries.append(
-                {"Data": json.dumps(body | {"heartRate": heart_rate}).encode(), "PartitionKey": device}
-            )
-        self.kinesis.put_records(StreamName=self.stream, Records=entries)
+            body = json.loads(sample(device, seq0 + k, start + k * step_ms)) | {"heartRate": heart_rate}
+            numbered.append((device, seq0 + k, json.dumps(body).encode()))
+        self._put(self._messages(numbered))
         self._next[device] = seq0 + count
         self._episode_clock[device] = start + count * step_ms
-        self.sent.update((device, seq0 + k) for k in range(1, count + 1))
+
+    def _messages(self, numbered: list[tuple[str, int, bytes]]) -> list[tuple[dict[str, Any], list[Key]]]:
+        """PutRecords entries with the (device, seq) each carries: one sample each, or each device's
+        samples in batches of ``per_message`` (``{"deviceId", "samples": [...]}``)."""
+        if self.per_message == 1:
+            return [({"Data": body, "PartitionKey": d}, [(d, seq)]) for d, seq, body in numbered]
+        by_device: dict[str, list[tuple[int, bytes]]] = {}
+        for device, seq, body in numbered:
+            by_device.setdefault(device, []).append((seq, body))
+        out: list[tuple[dict[str, Any], list[Key]]] = []
+        for device, items in by_device.items():
+            for first in range(0, len(items), self.per_message):
+                chunk = items[first : first + self.per_message]
+                samples = [_without_device_id(body) for _, body in chunk]
+                data = json.dumps({"deviceId": device, "samples": samples}).encode()
+                out.append(({"Data": data, "PartitionKey": device}, [(device, seq) for seq, _ in chunk]))
+        return out
+
+    def _put(self, keyed: list[tuple[dict[str, Any], list[Key]]]) -> None:
+        for start in range(0, len(keyed), 250):
+            chunk = keyed[start : start + 250]
+            while chunk:
+                response = self.kinesis.put_records(StreamName=self.stream, Records=[e for e, _ in chunk])
+                retry = []
+                for (entry, keys), result in zip(chunk, response["Records"], strict=True):
+                    if "ErrorCode" in result:
+                        retry.append((entry, keys))
+                    else:
+                        position = (result["ShardId"], result["SequenceNumber"])
+                        self.positions.update(dict.fromkeys(keys, position))
+                        self.sent.update(keys)
+                chunk = retry
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -173,8 +196,8 @@ class ConsumerRig:
         self._dead_letters: list[dict[str, Any]] = []  # queues are drained as read: kept here
         self._alerts: list[dict[str, Any]] = []
 
-    def feed(self, devices: int = 40, rate: float = 40.0) -> Feed:
-        return Feed(self.kinesis, self.stream, devices, rate)
+    def feed(self, devices: int = 40, rate: float = 40.0, per_message: int = 1) -> Feed:
+        return Feed(self.kinesis, self.stream, devices, rate, per_message)
 
     def close(self) -> None:
         self.replicas.stop(timeout_s=60)

@@ -75,11 +75,15 @@ def test_three_replicas_started_together_balance_within_one(make_rig: RigFactory
     settled(rig, feed, "balance", balanced_after_s=round(took, 1), held=held)
 
 
-def test_kill_9_of_a_replica_its_shards_are_taken_within_the_failover_time(make_rig: RigFactory) -> None:
+@pytest.mark.parametrize("per_message", [1, 12], ids=["one-sample-messages", "12-sample-messages"])
+def test_kill_9_of_a_replica_its_shards_are_taken_within_the_failover_time(
+    make_rig: RigFactory, per_message: int
+) -> None:
+    """With batched messages too: no sample lost, none archived twice, one alert for the episode."""
     rig = make_rig(4)
     victim, survivor = rig.replicas.start(2)
     rig.replicas.wait_ready()
-    feed = rig.feed(devices=40, rate=40)
+    feed = rig.feed(devices=40, rate=40 * per_message, per_message=per_message)
     feed.start()
     wait_for(lambda: rig.held() == {victim.worker_id: 2, survivor.worker_id: 2}, 60, "a 2/2 split")
     wait_for(lambda: victim.value("vitalstream_records_total", outcome="processed") > 0, 30, "work")
@@ -100,7 +104,7 @@ def test_kill_9_of_a_replica_its_shards_are_taken_within_the_failover_time(make_
     time.sleep(3)
     feed.stop()
     assert victim.process.wait(10) == -signal.SIGKILL
-    settled(rig, feed, "kill -9", takeover_s=round(took, 1))
+    settled(rig, feed, f"kill -9, {per_message} per message", takeover_s=round(took, 1))
     alerts = [a for a in rig.alerts() if a["deviceId"] == patient]
     assert [a["type"] for a in alerts] == ["BRADYCARDIA"]  # one alert per episode, across the takeover
     assert took <= FAILOVER_LIMIT_S, f"shards taken over {took:.1f} s after the kill"
