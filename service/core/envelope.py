@@ -19,7 +19,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 
 from service.core.records import RejectReason
-from service.core.telemetry import Violation, device_id_violation, utf8_violation
+from service.core.telemetry import BatchedReading, Violation, device_id_violation, utf8_violation
 
 DEFAULT_MAX_SAMPLES = 40  # ≈ 5 KB of ≈ 125-byte samples: IoT Core meters messages in 5 KB steps
 DEFAULT_MAX_BYTES = 131_072  # IoT Core's largest message
@@ -41,6 +41,7 @@ class Batch(NamedTuple):
     device_id: str
     samples: list[msgspec.Raw]
     prefix: bytes  # each sample's archive line starts with it, in place of the sample's own "{"
+    readings: list[BatchedReading] | None  # every sample decoded, when all are valid and the bytes ASCII
 
 
 class _Envelope(msgspec.Struct, gc=False):
@@ -48,7 +49,12 @@ class _Envelope(msgspec.Struct, gc=False):
     samples: list[msgspec.Raw]
 
 
+class _Readings(msgspec.Struct, gc=False):
+    samples: list[BatchedReading]
+
+
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+_READINGS_DECODER = msgspec.json.Decoder(_Readings)
 _MEMBERS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -83,7 +89,18 @@ def open_batch(data: bytes, limits: MessageLimits) -> Batch | Violation | None:
     prefix = b'{"deviceId":"%s",' % device_id.encode()
     if len(data) != compact:
         prefix = _prefix_with_members(data, prefix)
-    return Batch(device_id, samples, prefix)
+    return Batch(device_id, samples, prefix, _readings(data))
+
+
+def _readings(data: bytes) -> list[BatchedReading] | None:
+    """Every sample decoded in one call — the common case, a valid ASCII batch — or None: then each
+    sample is decoded (and explained) on its own."""
+    if not data.isascii():
+        return None
+    try:
+        return _READINGS_DECODER.decode(data).samples
+    except (msgspec.MsgspecError, ValueError):
+        return None
 
 
 def _prefix_with_members(data: bytes, prefix: bytes) -> bytes:
