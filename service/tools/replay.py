@@ -45,7 +45,8 @@ class ReplaySummary:
 
     records: int = 0
     blank_lines: int = 0
-    processed: int = 0
+    processed: int = 0  # samples (a batched line holds several)
+    late: int = 0
     duplicates: int = 0
     redelivered: int = 0
     devices: int = 0
@@ -58,19 +59,20 @@ class ReplaySummary:
         return self.records + self.blank_lines
 
     @property
-    def records_per_s(self) -> float:
-        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+    def samples_per_s(self) -> float:
+        samples = self.processed + self.rejected.total() + self.duplicates + self.redelivered
+        return samples / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def render(self) -> str:
         return "\n".join(
             (
                 f"lines       {self.lines:,} ({self.records:,} records, {self.blank_lines:,} blank), "
                 f"{self.devices:,} devices",
-                f"processed   {self.processed:,}",
+                f"processed   {self.processed:,} samples ({self.late:,} late)",
                 f"rejected    {self.rejected.total():,}{_breakdown(self.rejected)}",
                 f"duplicates  {self.duplicates:,} (device repeats), {self.redelivered:,} redelivered",
                 f"alerts      {self.alerts.total():,}{_breakdown(self.alerts)}",
-                f"elapsed     {self.elapsed_s:.2f} s ({self.records_per_s:,.0f} records/s)",
+                f"elapsed     {self.elapsed_s:.2f} s ({self.samples_per_s:,.0f} samples/s)",
             )
         )
 
@@ -160,6 +162,7 @@ class _Session:
         summary = self.summary
         summary.records += len(records)
         summary.processed += len(result.processed)
+        summary.late += result.late
         summary.duplicates += result.duplicates
         summary.redelivered += result.redelivered
         summary.rejected.update(reject.reason.value for reject in result.rejects)
