@@ -254,6 +254,7 @@ def test_a_demo_report_is_priced_from_its_own_counts(
         (["--devices", "10", "--sample-period", "soon"], "--sample-period"),
         (["--devices", "10", "--shard-headroom", "0.5"], "--shard-headroom"),
         (["--devices", "10", "--lambda-memory", "64"], "--lambda-memory"),
+        (["--devices", "10", "--alerts-per-device-day", "-1"], "--alerts-per-device-day"),
         ([], "--devices"),
         (["--from-report", "/nonexistent/demo.json"], "--from-report"),
     ],
