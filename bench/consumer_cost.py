@@ -39,6 +39,7 @@ from service.runtime.adapters.kinesis_writer import KinesisPublisher
 from service.runtime.publishing import Message
 from service.tools.cost.counts import PerThousand
 from service.tools.cost.data import list_prices
+from service.tools.cost.processing import REFERENCE_STATE_INTERVAL_S
 from service.tools.demo.replicas import ReplicaSet
 from service.tools.demo.report import priced
 from service.tools.emulator import EmbeddedAws
@@ -118,7 +119,13 @@ def cost_point(
         proxy = FaultProxy(endpoint).start()
         try:
             log_dir = Path(tempfile.mkdtemp(prefix=f"vitalstream-bench-cost-{label}-"))
-            replicas = ReplicaSet(env | {"VITALSTREAM_ENDPOINT_URL": proxy.url}, log_dir, source=source)
+            # the latest-state interval the calculator's reference takes out of the measured writes
+            reference = {
+                "VITALSTREAM_LATEST_STATE_INTERVAL_MS": str(round(REFERENCE_STATE_INTERVAL_S * 1000))
+            }
+            replicas = ReplicaSet(
+                env | {"VITALSTREAM_ENDPOINT_URL": proxy.url} | reference, log_dir, source=source
+            )
             replicas.start(REPLICAS)
             replicas.wait_ready(timeout_s=120)
             pids = [replica.process.pid for replica in replicas.replicas]

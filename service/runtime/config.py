@@ -93,7 +93,9 @@ class ConsumerSettings(Settings):
         default=60_000, ge=1_000, description="... or this long after its first record arrived"
     )
     latest_state_interval_ms: int = Field(
-        default=60_000, ge=0, description="a device's item at most this often (at once on a change)"
+        default=600_000,
+        ge=0,
+        description="a device's item at most this often, a heartbeat (at once on a status change)",
     )
     device_idle_evict_ms: int = Field(
         default=86_400_000,

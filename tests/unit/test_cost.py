@@ -41,12 +41,20 @@ def test_the_demo_report_prices_its_counts_all_in_without_the_lease_table() -> N
 
     counts = PerThousand(
         requests={("s3", "PutObject"): 1.0, ("sns", "Publish"): 4.9},
-        item_writes={"vitalstream-device-state": 92.4, "vitalstream-leases": 300.0},
+        item_writes={
+            "vitalstream-device-state": 92.4,
+            "vitalstream-alerts": 30.0,
+            "vitalstream-leases": 300.0,
+        },
         item_reads={"vitalstream-device-state": 20.8, "vitalstream-leases": 300.0},
     )
     at_10k = priced(counts, "consumer", 10_000)
     assert at_10k.biggest().service == "iot-core"
     assert {"iot-core", "kinesis", "compute", "dynamodb", "s3", "sns"} <= set(at_10k.by_service())
+    samples = 2_000 * 730 * 3600
+    # the run's own alert rate; its writes less the 60 s reference and 4 writes per alert the model prices
+    sns = next(line for line in at_10k.lines if line.service == "sns")
+    assert sns.quantity == pytest.approx(4.9 / 1000 * samples)
     other = next(line for line in at_10k.lines if line.item.startswith("other write"))
-    assert other.quantity == pytest.approx((92.4 - 1000 * 5 / 60) / 1000 * 2_000 * 730 * 3600)
+    assert other.quantity == pytest.approx((92.4 + 30.0 - 1000 * 5 / 60 - 4 * 4.9) / 1000 * samples)
     assert priced(counts, "lambda", 500).total < at_10k.total

@@ -29,8 +29,10 @@ def cost_json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict[str, obje
 def usd(result: dict[str, object], service: str, contains: str = "") -> float:
     lines = result["lines"]
     assert isinstance(lines, list)
-    return sum(
-        line["usd_per_month"] for line in lines if line["service"] == service and contains in line["item"]
+    return float(
+        sum(
+            line["usd_per_month"] for line in lines if line["service"] == service and contains in line["item"]
+        )
     )
 
 
@@ -109,19 +111,26 @@ def test_three_lines_recomputed_by_hand_from_the_price_file() -> None:
     # shards: 2,000 records/s / 1,000 x 1.25 headroom = 2.5 -> 3 shards, 730 hours
     shard_line = next(line for item, line in lines.items() if item.startswith("shard-hours"))
     assert shard_line.usd_per_month == pytest.approx(3 * 730 * kinesis["shard_hour"])
-    # device-state writes: every device once per 60 s, one write unit each
-    state = next(line for item, line in lines.items() if item.startswith("device-state write"))
-    assert state.usd_per_month == pytest.approx(10_000 / 60 * MONTH_S * ddb["write_unit"])
+    # device-state writes: every device once per 10 min heartbeat, one write unit each
+    state = next(line for item, line in lines.items() if item.startswith("device-state write units"))
+    assert state.usd_per_month == pytest.approx(10_000 / 600 * MONTH_S * ddb["write_unit"])
 
 
 def test_a_multi_sample_message_is_one_iot_message_and_one_kinesis_record() -> None:
     one, twelve = bill(SEED), bill(Deployment(10_000, samples_per_message=12))
+    messages = 10_000 / (5 * 12) * MONTH_S  # samples / 12
     puts = [next(li for li in b.lines if li.item.startswith("PUT payload")) for b in (one, twelve)]
+    assert puts[1].quantity == pytest.approx(messages)
     assert puts[1].quantity == pytest.approx(puts[0].quantity / 12)
     rules = [next(li for li in b.lines if li.item.startswith("rules triggered")) for b in (one, twelve)]
-    assert rules[1].quantity == pytest.approx(rules[0].quantity / 12)
-    archive = [next(li for li in b.lines if li.item.startswith("archive storage")) for b in (one, twelve)]
-    assert archive[1].quantity == pytest.approx(archive[0].quantity)  # still every sample
+    assert rules[1].quantity == pytest.approx(messages)
+    messaging = [sum(li.quantity for li in b.lines if "messaging" in li.item) for b in (one, twelve)]
+    assert messaging[1] == pytest.approx(messaging[0] / 12)
+    # per-sample lines stay per sample: the archive's bytes, our CPU
+    archive = [next(li for li in b.lines if "Standard-IA, days" in li.item) for b in (one, twelve)]
+    assert archive[1].quantity == pytest.approx(archive[0].quantity)
+    cpu = [next(li for li in b.lines if li.item.startswith("consumer pods vCPU")) for b in (one, twelve)]
+    assert cpu[1].quantity == pytest.approx(cpu[0].quantity)
 
 
 def test_basic_ingest_drops_messaging_and_keeps_rules() -> None:
@@ -130,21 +139,62 @@ def test_basic_ingest_drops_messaging_and_keeps_rules() -> None:
     assert any(item.startswith("rules triggered") for item in items)
 
 
-def test_a_large_message_is_metered_in_5_kb_and_25_kb_steps() -> None:
-    per_message = math.ceil(26_000 / measured("consumer").sample_bytes)  # just over 25 KB of samples
-    size = per_message * measured("consumer").sample_bytes
-    assert 25_600 < size < 30_720  # 6 IoT Core units of 5 KB, 2 Kinesis PUT units of 25 KB
-    result = bill(Deployment(1_000, samples_per_message=per_message))
-    messages = 1_000 / (5 * per_message) * MONTH_S
-    by_item = {line.item: line for line in result.lines}
-    assert by_item["rules triggered (5 KB steps)"].quantity == pytest.approx(messages * 6)
-    assert by_item["PUT payload units (25 KB)"].quantity == pytest.approx(messages * 2)
+def batched(n: int) -> Deployment:
+    return Deployment(1_000, samples_per_message=n, ingest=Ingest.BASIC_INGEST)
+
+
+def test_a_batch_is_the_contracts_envelope_around_samples_without_their_device_id() -> None:
+    sample = measured("consumer").sample_bytes
+    envelope = '{"deviceId":"wearable-000001","samples":[]}'
+    without_id = sample - len('"deviceId":"wearable-000001",')
+    assert batched(1).message_bytes(sample) == sample
+    assert batched(12).message_bytes(sample) == len(envelope) + 12 * without_id + 11
+    assert 1_400 < batched(12).message_bytes(sample) < 1_600  # ≈ 1.5 KB
+    # IoT Core meters the topic too; the rule's topicDeviceId goes into the Kinesis record
+    topic = "$aws/rules/vitalstream_telemetry/wearables/wearable-000001/telemetry"
+    assert batched(12).metered_bytes(sample) == batched(12).message_bytes(sample) + len(topic)
+    added = ',"topicDeviceId":"wearable-000001"'
+    assert batched(12).record_bytes(sample) == batched(12).message_bytes(sample) + len(added)
+
+
+@pytest.mark.parametrize(
+    ("n", "iot_steps", "kinesis_units"),
+    [
+        (12, 1, 1),  # ≈ 1.5 KB
+        (42, 1, 1),  # the most measured samples in one 5 KB step with the Basic Ingest topic
+        (43, 2, 1),  # one more crosses 5 KB
+        (216, 5, 1),  # just under 25 KB of record
+        (217, 6, 2),  # just over
+    ],
+)
+def test_iot_core_meters_5_kb_steps_and_kinesis_25_kb_units(
+    n: int, iot_steps: int, kinesis_units: int
+) -> None:
+    sample = measured("consumer").sample_bytes
+    d = batched(n)
+    assert math.ceil(d.metered_bytes(sample) / 5120) == iot_steps
+    assert math.ceil(d.record_bytes(sample) / 25600) == kinesis_units
+    messages = 1_000 / (5 * n) * MONTH_S
+    by_item = {line.item: line for line in bill(d).lines}
+    assert by_item["rules triggered (5 KB steps)"].quantity == pytest.approx(messages * iot_steps)
+    assert by_item["actions executed (Kinesis, 5 KB steps)"].quantity == pytest.approx(messages * iot_steps)
+    assert by_item["PUT payload units (25 KB)"].quantity == pytest.approx(messages * kinesis_units)
+
+
+def test_shards_follow_bytes_when_records_are_big() -> None:
+    sample = measured("consumer").sample_bytes
+    d = Deployment(10_000_000, samples_per_message=12, ingest=Ingest.BASIC_INGEST)
+    by_records = d.messages_per_s / 1000
+    by_bytes = d.messages_per_s * d.record_bytes(sample) / 1_048_576
+    assert by_bytes > by_records
+    shard_line = next(li for li in bill(d).lines if li.item.startswith("shard-hours"))
+    assert shard_line.quantity == math.ceil(by_bytes * 1.25) * 730
 
 
 def test_settings_move_the_bill() -> None:
     base = bill(SEED)
-    slower = bill(Deployment(10_000, latest_state_interval_s=300))
-    assert slower.by_service()["dynamodb"] < base.by_service()["dynamodb"]
+    fresher = bill(Deployment(10_000, latest_state_interval_s=60))
+    assert fresher.by_service()["dynamodb"] > base.by_service()["dynamodb"]
     efo = bill(Deployment(10_000, efo=True, retention_hours=7 * 24 + 24))
     assert {"enhanced fan-out data retrieved", "long-term retention (beyond 7 days)"} <= {
         li.item for li in efo.lines
@@ -187,8 +237,10 @@ def test_a_demo_report_is_priced_from_its_own_counts(
     assert Measured.from_report({**report, "sent": 40_000, "s3_objects": 10}, measured("lambda")).per_1k[
         "s3_put"
     ] == pytest.approx(1.0)
-    samples = 2_000 / 5 * MONTH_S  # the 83.3 per 1K the state interval explains are modelled apart
-    by_hand = (200.0 - 1000 * 5 / 60) / 1000 * samples * PRICES["dynamodb"]["write_unit"]
+    # the 83.3 per 1K the measurement's 60 s interval explains, and 4 writes per alert of the run's
+    # 4.9 alerts per 1K, are modelled apart
+    samples = 2_000 / 5 * MONTH_S
+    by_hand = (200.0 - 1000 * 5 / 60 - 4 * 4.9) / 1000 * samples * PRICES["dynamodb"]["write_unit"]
     assert usd(result, "dynamodb", "other write") == pytest.approx(by_hand, abs=0.01)
 
 
@@ -202,6 +254,7 @@ def test_a_demo_report_is_priced_from_its_own_counts(
         (["--devices", "10", "--sample-period", "soon"], "--sample-period"),
         (["--devices", "10", "--shard-headroom", "0.5"], "--shard-headroom"),
         (["--devices", "10", "--lambda-memory", "64"], "--lambda-memory"),
+        (["--devices", "10", "--alerts-per-device-day", "-1"], "--alerts-per-device-day"),
         ([], "--devices"),
         (["--from-report", "/nonexistent/demo.json"], "--from-report"),
     ],

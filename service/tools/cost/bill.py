@@ -11,13 +11,13 @@ def bill(d: Deployment, prices: Prices | None = None, figures: Measured | None =
     """``d``'s bill at ``prices`` (the price file) with ``figures`` (measured.json for ``d.mode``)."""
     prices = prices or list_prices()
     figures = figures or measured(d.mode.value)
-    message_bytes = d.message_bytes(figures.sample_bytes)
-    shards = ingest.stream_shards(d, prices, message_bytes) if d.devices else 0
+    sample_bytes = figures.sample_bytes
+    shards = ingest.stream_shards(d, prices, sample_bytes) if d.devices else 0
     pods = processing.replicas(d, figures, shards)
     lines = [
-        *ingest.iot_core(d, prices, message_bytes),
+        *ingest.iot_core(d, prices, sample_bytes),
         *ingest.bridge(d, prices),
-        *ingest.kinesis(d, prices, message_bytes),
+        *ingest.kinesis(d, prices, sample_bytes),
     ]
     if d.mode is Mode.LAMBDA:
         lines += processing.lambda_lines(d, prices, figures, shards)
@@ -31,7 +31,7 @@ def bill(d: Deployment, prices: Prices | None = None, figures: Measured | None =
     return Bill(
         d,
         lines,
-        ingest.kinesis_on_demand(d, prices, message_bytes),
+        ingest.kinesis_on_demand(d, prices, sample_bytes),
         prices_as_of=prices.as_of,
         measured_at=figures.measured_at,
     )

@@ -1,7 +1,8 @@
 """``vitalstream cost``: the monthly bill of a deployment, a table by default or ``--json``.
 
 ``--from-report FILE`` prices a demo report's per-record counts (``vitalstream demo --report FILE``)
-for its mode and fleet size instead of ``measured.json``; ``--docs FILE`` rewrites the marked tables
+for its mode and fleet size instead of ``measured.json``, at the run's own alert rate unless
+``--alerts-per-device-day`` is given; ``--docs FILE`` rewrites the marked tables
 of docs/cost.md. Bad flags exit 2 naming the flag.
 """
 
@@ -16,7 +17,14 @@ from typing import Any
 from service.cli.args import duration_ms, positive_int
 from service.tools.cost.bill import bill
 from service.tools.cost.data import CostInputError, Measured, measured
-from service.tools.cost.model import Bill, Deployment, Ingest, Mode
+from service.tools.cost.model import (
+    ALERTS_PER_DEVICE_DAY,
+    LATEST_STATE_HEARTBEAT_S,
+    Bill,
+    Deployment,
+    Ingest,
+    Mode,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +59,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add(
         "--latest-state-interval",
         type=duration_ms(),
-        default=60_000,
+        default=round(LATEST_STATE_HEARTBEAT_S * 1000),
         metavar="DURATION",
-        help="consumer: device item written at most once per (60s)",
+        help="consumer: heartbeat of a device's item, written at once on a status change "
+        f"(the runtime's latest_state_interval_ms: {LATEST_STATE_HEARTBEAT_S / 60:g}m)",
+    )
+    add(
+        "--alerts-per-device-day",
+        type=_non_negative_float,
+        metavar="X",
+        help=f"alerts a device raises a day ({ALERTS_PER_DEVICE_DAY:g}; with --from-report the run's own)",
     )
     add(
         "--window",
@@ -81,7 +96,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=12,
         metavar="N",
-        help="months of archive kept in S3 (12)",
+        help="months before the archive expires (12: the template's lifecycle)",
     )
     add("--efo", action=argparse.BooleanOptionalAction, default=False, help="enhanced fan-out consumer (off)")
     add(
@@ -142,12 +157,15 @@ def run(args: argparse.Namespace) -> int:
     mode = mode or "consumer"
     if mode not in {m.value for m in Mode}:
         return _usage(f"--from-report {args.from_report}: unknown mode {mode!r}")
-    result = bill(deployment(args, devices, mode), figures=figures)
+    alerts = args.alerts_per_device_day
+    if alerts is None and figures is None:
+        alerts = ALERTS_PER_DEVICE_DAY
+    result = bill(deployment(args, devices, mode, alerts), figures=figures)
     print(json.dumps(result.to_dict(), indent=2) if args.json else render(result))
     return 0
 
 
-def deployment(args: argparse.Namespace, devices: int, mode: str) -> Deployment:
+def deployment(args: argparse.Namespace, devices: int, mode: str, alerts: float | None) -> Deployment:
     return Deployment(
         devices=devices,
         sample_period_s=args.sample_period / 1000,
@@ -164,6 +182,7 @@ def deployment(args: argparse.Namespace, devices: int, mode: str) -> Deployment:
         lambda_memory_mb=args.lambda_memory,
         lease_scan_strong=args.lease_scan == "strong",
         archive_months_kept=args.archive_months_kept,
+        alerts_per_device_day=alerts,
     )
 
 
@@ -219,6 +238,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
     return value
 
 

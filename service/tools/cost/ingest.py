@@ -2,8 +2,9 @@
 bridge's compute when IoT Core is not used, and Kinesis (provisioned shards, PUT payload units,
 retention, enhanced fan-out; on-demand as an alternative not added to the total).
 
-A message of ``samples_per_message`` samples is one IoT Core message metered by its size in 5 KB steps
-(rules and actions too) and one Kinesis record (one PUT payload unit per 25 KB).
+A message of ``samples_per_message`` samples is one IoT Core message metered by its payload and topic
+in 5 KB steps (rules and actions too) and one Kinesis record (one PUT payload unit per 25 KB; shards
+by records/s and bytes/s). Sizes: ``Deployment.metered_bytes`` and ``record_bytes``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ BRIDGE_MIN_VCPU = 0.5  # one small pod, always on
 BRIDGE_GB_PER_VCPU = 2.0
 
 
-def iot_core(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
+def iot_core(d: Deployment, prices: Prices, sample_bytes: float) -> list[Line]:
     if d.ingest is Ingest.BRIDGE:
         return []
     minutes = d.devices * d.connected_fraction * 60 * HOURS_PER_MONTH
@@ -41,7 +42,7 @@ def iot_core(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
     metered = (
         d.messages_per_s
         * SECONDS_PER_MONTH
-        * units(message_bytes, prices.price("iot-core", "message_metering_bytes"))
+        * units(d.metered_bytes(sample_bytes), prices.price("iot-core", "message_metering_bytes"))
     )
     if d.ingest is Ingest.IOT_CORE:
         lines += messaging(metered, prices)
@@ -103,19 +104,20 @@ def bridge(d: Deployment, prices: Prices) -> list[Line]:
     ]
 
 
-def stream_shards(d: Deployment, prices: Prices, message_bytes: float) -> int:
+def stream_shards(d: Deployment, prices: Prices, sample_bytes: float) -> int:
     return shards(
         d,
-        message_bytes,
+        d.record_bytes(sample_bytes),
         prices.price("kinesis", "shard_records_per_s"),
         prices.price("kinesis", "shard_bytes_per_s"),
     )
 
 
-def kinesis(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
-    n = stream_shards(d, prices, message_bytes) if d.devices else 0
+def kinesis(d: Deployment, prices: Prices, sample_bytes: float) -> list[Line]:
+    n = stream_shards(d, prices, sample_bytes) if d.devices else 0
+    record_bytes = d.record_bytes(sample_bytes)
     records = d.messages_per_s * SECONDS_PER_MONTH
-    put_units = records * units(message_bytes, prices.price("kinesis", "put_payload_unit_bytes"))
+    put_units = records * units(record_bytes, prices.price("kinesis", "put_payload_unit_bytes"))
     lines = [
         Line(
             "kinesis",
@@ -132,7 +134,7 @@ def kinesis(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
             prices.price("kinesis", "put_payload_unit"),
         ),
     ]
-    gb = records * message_bytes / GIB
+    gb = records * record_bytes / GIB
     if d.retention_hours > 24:
         lines.append(
             Line(
@@ -168,9 +170,9 @@ def kinesis(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
     return lines
 
 
-def kinesis_on_demand(d: Deployment, prices: Prices, message_bytes: float) -> list[Line]:
+def kinesis_on_demand(d: Deployment, prices: Prices, sample_bytes: float) -> list[Line]:
     """The on-demand stream for the same traffic (records rounded up to 1 KB): an alternative."""
-    kb = units(message_bytes, prices.price("kinesis", "on_demand_record_bytes"))
+    kb = units(d.record_bytes(sample_bytes), prices.price("kinesis", "on_demand_record_bytes"))
     gb = d.messages_per_s * SECONDS_PER_MONTH * kb * 1024 / GIB
     return [
         Line(

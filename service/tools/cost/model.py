@@ -1,9 +1,14 @@
-"""What a deployment is (``Deployment``), what its bill is made of (``Line``, ``Bill``) and the rates
-every line is priced from (``Load``).
+"""What a deployment is (``Deployment``) and what its bill is made of (``Line``, ``Bill``).
 
 Units: a *message* is what a device publishes (``samples_per_message`` samples, one IoT Core message
-metered by its size in 5 KB steps, one Kinesis record); a *sample* is what the processing handles (the
-per-record measured figures are per sample). A month is 730 hours.
+metered by its size and topic in 5 KB steps, one Kinesis record); a *sample* is what the processing
+handles (the per-record measured figures are per sample). A month is 730 hours.
+
+Sizes (``message_bytes``, ``record_bytes``): a single-sample message is the measured sample; a batch
+is the contract's envelope ``{"deviceId":...,"samples":[...]}`` around samples without their
+``deviceId`` (12 samples of the measured 146 bytes: 1,458 bytes). IoT Core meters the payload and the
+topic; the template's rule (``SELECT *, topic(2) AS topicDeviceId``) adds ``topicDeviceId`` to the
+Kinesis record.
 """
 
 from __future__ import annotations
@@ -13,8 +18,20 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from service.runtime.config import ConsumerSettings
+
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24
+DEVICE_ID = "wearable-000001"  # the simulator's ids; a fleet's may be longer or shorter
+DEVICE_ID_FIELD_BYTES = len(f'"deviceId":"{DEVICE_ID}",')  # what a sample in a batch leaves out
+ENVELOPE_BYTES = len(f'{{"deviceId":"{DEVICE_ID}","samples":[]}}')
+TOPIC_BYTES = len(f"wearables/{DEVICE_ID}/telemetry")
+BASIC_INGEST_PREFIX_BYTES = len("$aws/rules/vitalstream_telemetry/")  # the template's rule name
+RULE_ADDED_BYTES = len(f',"topicDeviceId":"{DEVICE_ID}"')
+# the runtime's shipped heartbeat of the latest-state item (``latest_state_interval_ms``)
+LATEST_STATE_HEARTBEAT_S: float = ConsumerSettings.model_fields["latest_state_interval_ms"].default / 1000
+ALERTS_PER_DEVICE_DAY = 1.0  # an input (docs/cost.md says why this default); None: the measured rate
 
 
 class Mode(Enum):
@@ -33,14 +50,16 @@ SERVICES = ("iot-core", "kinesis", "lambda", "dynamodb", "s3", "sns", "sqs", "co
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """The inputs that move the bill. Devices are connected 24/7 (``connected_fraction`` 1)."""
+    """The inputs that move the bill. Devices are connected 24/7 (``connected_fraction`` 1).
+    ``alerts_per_device_day`` None takes the alert rate of the measured figures (a demo report's)."""
 
     devices: int
     sample_period_s: float = 5.0
     samples_per_message: int = 1
     mode: Mode = Mode.CONSUMER
     ingest: Ingest = Ingest.IOT_CORE
-    latest_state_interval_s: float = 60.0  # consumer: a device's item written at most once per interval
+    # consumer: a device's item is written at once on a status change, otherwise once per heartbeat
+    latest_state_interval_s: float = LATEST_STATE_HEARTBEAT_S
     window_s: float = 120.0  # Lambda: tumbling window; one read and one write per device per window
     archive_file_bytes: int = 5_000_000
     archive_file_age_s: float = 60.0
@@ -51,9 +70,12 @@ class Deployment:
     lambda_batch_size: int = 500  # the template's BatchSize
     lambda_batching_window_s: float = 1.0  # the template's MaximumBatchingWindowInSeconds
     lease_scan_strong: bool = True  # the lease table is scanned with strongly consistent reads today
-    archive_months_kept: int = 12  # archive storage at steady state: this many months of files kept
-    snapshot_expiry_days: float = 1.0
+    archive_months_kept: int = 12  # the template's lifecycle expires archive objects after 365 days
+    archive_ia_after_days: float = 30.0  # ... moves them to Standard-IA after 30 days
+    archive_glacier_after_days: float = 90.0  # ... and to Glacier Flexible Retrieval after 90
+    snapshot_expiry_days: float = 7.0  # the template's shard-snapshots rule
     connected_fraction: float = 1.0
+    alerts_per_device_day: float | None = ALERTS_PER_DEVICE_DAY
 
     @property
     def messages_per_s(self) -> float:
@@ -63,8 +85,26 @@ class Deployment:
     def samples_per_s(self) -> float:
         return self.devices / self.sample_period_s
 
+    @property
+    def samples_per_day(self) -> float:
+        return 86_400 / self.sample_period_s
+
     def message_bytes(self, sample_bytes: float) -> float:
-        return self.samples_per_message * sample_bytes
+        """A message's payload: one sample as measured, or the batch envelope around N samples."""
+        n = self.samples_per_message
+        if n == 1:
+            return sample_bytes
+        return ENVELOPE_BYTES + n * (sample_bytes - DEVICE_ID_FIELD_BYTES) + (n - 1)
+
+    def metered_bytes(self, sample_bytes: float) -> float:
+        """What IoT Core meters (messaging, rules, actions): the payload and the topic."""
+        prefix = BASIC_INGEST_PREFIX_BYTES if self.ingest is Ingest.BASIC_INGEST else 0
+        return self.message_bytes(sample_bytes) + TOPIC_BYTES + prefix
+
+    def record_bytes(self, sample_bytes: float) -> float:
+        """A Kinesis record: the message, plus ``topicDeviceId`` when an IoT rule wrote it."""
+        added = 0 if self.ingest is Ingest.BRIDGE else RULE_ADDED_BYTES
+        return self.message_bytes(sample_bytes) + added
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -138,12 +178,12 @@ class Bill:
 
 
 def shards(
-    deployment: Deployment, message_bytes: float, records_per_shard: float, bytes_per_shard: float
+    deployment: Deployment, record_bytes: float, records_per_shard: float, bytes_per_shard: float
 ) -> int:
     """Provisioned shards: the larger of records/s and bytes/s over a shard's write limits, times the
     headroom, rounded up; at least one."""
     by_records = deployment.messages_per_s / records_per_shard
-    by_bytes = deployment.messages_per_s * message_bytes / bytes_per_shard
+    by_bytes = deployment.messages_per_s * record_bytes / bytes_per_shard
     return max(1, math.ceil(max(by_records, by_bytes) * deployment.shard_headroom))
 
 

@@ -4,14 +4,21 @@ Lambda requests, GB-seconds and CloudWatch logs).
 Per-record costs come from the measured figures (per sample); what the processing does per second is
 modelled here from the settings, never spread over a run's records:
 
-- device-state items: a consumer writes a device at most once per latest-state interval, a Lambda
-  window reads and writes it once per window (and not more often than it sends a message); the
-  measured writes less what the measurement's own settings (``REFERENCE``) explain are the rest
-  (alerts, status changes, dead letters' bookkeeping);
+- device-state items: a consumer writes a device once per latest-state heartbeat, a Lambda window
+  reads and writes it once per window (and not more often than it sends a message); both write it at
+  once when its status changes — an alert's episode opening and clearing;
+- alerts: ``alerts_per_device_day`` (an input, not the simulator's dense test fleet), each one SNS
+  publish and two alert-history writes (claimed, then marked published);
+- the measured writes less what the measurement's own settings (``REFERENCE``) and its own alerts
+  explain are the rest (dead letters' bookkeeping, restores);
 - lease table (consumer): one renewal every 2 s per lease, two writes per archive file (prepare,
   checkpoint), and every replica Scans the whole table every 2 s (units by the table's size);
 - archive files (consumer): one per shard when it reaches its size or age, each with a snapshot object
-  that expires after ``snapshot_expiry_days``; in Lambda mode one object per invocation (measured);
+  that expires after ``snapshot_expiry_days``; in Lambda mode one object per invocation; stored under
+  the template's lifecycle (Standard, Standard-IA after 30 days, Glacier Flexible Retrieval after 90,
+  expired after 365 and kept 30 more days as a noncurrent version: the bucket is versioned);
+- consumer compute: the measured CPU per sample at 70 % of the vCPU (never under 0.5 vCPU a pod), and
+  Fargate's least memory of 2 GB per vCPU (never under the measured RSS and resident state);
 - idle GetRecords (every 200 ms per shard) are not charged on a provisioned stream.
 """
 
@@ -21,6 +28,7 @@ import math
 
 from service.tools.cost.data import Measured, Prices
 from service.tools.cost.model import (
+    DAYS_PER_MONTH,
     HOURS_PER_MONTH,
     SECONDS_PER_MONTH,
     Deployment,
@@ -43,6 +51,12 @@ POD_VCPU = 0.5  # a consumer pod's request
 POD_TARGET_UTILISATION = 0.7
 MIN_REPLICAS = 2
 RESIDENT_BYTES_PER_DEVICE = 1024  # ESTIMATE: a device's resident detector state in a replica
+FARGATE_GB_PER_VCPU = 2.0  # Fargate's least memory for a vCPU (0.5 vCPU: 1 GB; 1 vCPU: 2 GB ...)
+STATUS_WRITES_PER_ALERT = 2  # the device's item at once when its episode opens and when it clears
+HISTORY_WRITES_PER_ALERT = 2  # the alert-history row: claimed (PENDING), then marked published
+ALERT_WRITES = STATUS_WRITES_PER_ALERT + HISTORY_WRITES_PER_ALERT
+NONCURRENT_DAYS = 30.0  # the template's NoncurrentVersionExpiration of the versioned archive bucket
+DAYS_PER_CALENDAR_MONTH = 365 / 12
 
 
 def replicas(d: Deployment, m: Measured, shards: int) -> int:
@@ -58,17 +72,39 @@ def dynamodb(d: Deployment, p: Prices, m: Measured, shards: int, pods: int) -> l
     state_units = units(STATE_ITEM_BYTES, p.price("dynamodb", "write_unit_bytes"))
     if d.mode is Mode.CONSUMER:
         every, reference = max(d.latest_state_interval_s, message_period), REFERENCE_STATE_INTERVAL_S
-        what = f"at most once per {d.latest_state_interval_s:g} s"
+        what = f"heartbeat every {_duration(d.latest_state_interval_s)}"
     else:
         every, reference = max(d.window_s, message_period), REFERENCE_WINDOW_S
         what = f"once per {d.window_s:g} s window"
     state_writes = d.devices / every * SECONDS_PER_MONTH * state_units
     explained = 1000 * REFERENCE_SAMPLE_PERIOD_S / reference
-    other_writes = max(0.0, m.per_1k.get("dynamodb_write_units", 0.0) - explained) / 1000 * samples
+    run_alert_writes = ALERT_WRITES * m.per_1k.get("sns_publish", 0.0)
+    other_writes = (
+        max(0.0, m.per_1k.get("dynamodb_write_units", 0.0) - explained - run_alert_writes) / 1000 * samples
+    )
+    alerts = alerts_per_month(d, m)
     lines = [
         Line("dynamodb", f"device-state write units ({what} per device)", state_writes, "write unit", wu),
         Line(
-            "dynamodb", "other write units (alerts, status changes; measured)", other_writes, "write unit", wu
+            "dynamodb",
+            f"device-state writes at once on a status change ({STATUS_WRITES_PER_ALERT} per alert)",
+            STATUS_WRITES_PER_ALERT * alerts * state_units,
+            "write unit",
+            wu,
+        ),
+        Line(
+            "dynamodb",
+            f"alert-history writes ({HISTORY_WRITES_PER_ALERT} per alert: claimed, published)",
+            HISTORY_WRITES_PER_ALERT * alerts,
+            "write unit",
+            wu,
+        ),
+        Line(
+            "dynamodb",
+            "other write units (measured, beyond the heartbeat and the run's alerts)",
+            other_writes,
+            "write unit",
+            wu,
         ),
     ]
     reads = m.per_sample("dynamodb_read_units") * samples
@@ -127,8 +163,7 @@ def _files_per_s(d: Deployment, shards: int, gzip_bytes_per_sample: float) -> fl
 def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
     samples = d.samples_per_s * SECONDS_PER_MONTH
     gz = m.per_sample("archive_bytes_gzip")
-    put, gb_month = p.price("s3", "put"), p.price("s3", "gb_month")
-    archive_gb = samples * gz / GIB
+    put = p.price("s3", "put")
     lines = []
     if d.mode is Mode.CONSUMER:
         files = _files_per_s(d, shards, gz) if shards else 0.0
@@ -149,7 +184,7 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
                 f"snapshot storage (expire after {d.snapshot_expiry_days:g} days)",
                 kept,
                 "GB-month",
-                gb_month,
+                p.price("s3", "gb_month"),
             ),
             Line(
                 "s3",
@@ -159,36 +194,111 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
                 put,
             ),
         ]
+        objects_per_s = files
     else:
+        objects_per_s = invocations_per_s(d, shards)
         lines.append(
             Line(
                 "s3",
                 "archive object PUTs (one per invocation, batches modelled)",
-                invocations_per_s(d, shards) * SECONDS_PER_MONTH,
+                objects_per_s * SECONDS_PER_MONTH,
                 "PUT",
                 put,
             )
         )
-    lines += [
-        Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", p.price("s3", "get")),
+    lines.append(Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", p.price("s3", "get")))
+    return lines + archive_storage(d, p, m, objects_per_s)
+
+
+def archive_storage(d: Deployment, p: Prices, m: Measured, objects_per_s: float) -> list[Line]:
+    """The archive at steady state under the template's lifecycle: each month's gzip bytes spend their
+    first days in Standard, then Standard-IA, then Glacier Flexible Retrieval until they expire (and
+    30 days more as noncurrent versions). Objects under 128 KB are not transitioned (S3's default):
+    they stay in Standard. Each transition is a request per object; Glacier keeps 40 KB of index per
+    object (32 KB at its price, 8 KB at Standard's)."""
+    gz = m.per_sample("archive_bytes_gzip")
+    month_gb = d.samples_per_s * SECONDS_PER_MONTH * gz / GIB
+    objects = objects_per_s * SECONDS_PER_MONTH
+    object_bytes = d.samples_per_s * gz / objects_per_s if objects_per_s else 0.0
+    kept = d.archive_months_kept * DAYS_PER_CALENDAR_MONTH + NONCURRENT_DAYS
+    ratio = _ratio(m.sample_bytes, gz)
+    if object_bytes < p.price("s3", "min_transition_bytes"):
+        return [
+            Line(
+                "s3",
+                f"archive storage, Standard, {kept:.0f} days (objects of {object_bytes / 1024:.0f} KB"
+                f" are not transitioned; gzip {ratio})",
+                month_gb * kept / DAYS_PER_CALENDAR_MONTH,
+                "GB-month",
+                p.price("s3", "gb_month"),
+            )
+        ]
+    standard = min(kept, d.archive_ia_after_days)
+    ia = max(0.0, min(kept, d.archive_glacier_after_days) - d.archive_ia_after_days)
+    glacier = max(0.0, kept - d.archive_glacier_after_days)
+    in_glacier = objects * glacier / DAYS_PER_CALENDAR_MONTH  # objects held in Glacier at a time
+    index_gb = in_glacier / GIB
+    return [
         Line(
             "s3",
-            f"archive storage ({d.archive_months_kept} months kept, gzip {_ratio(m.sample_bytes, gz)})",
-            archive_gb * d.archive_months_kept,
+            f"archive storage, Standard, first {standard:g} days (gzip {ratio}; Glacier's 8 KB per object)",
+            month_gb * standard / DAYS_PER_CALENDAR_MONTH
+            + index_gb * p.price("s3", "glacier_overhead_standard_bytes"),
             "GB-month",
-            gb_month,
+            p.price("s3", "gb_month"),
+        ),
+        Line(
+            "s3",
+            f"archive storage, Standard-IA, days {d.archive_ia_after_days:g}"
+            f"-{d.archive_glacier_after_days:g}",
+            month_gb * ia / DAYS_PER_CALENDAR_MONTH,
+            "GB-month",
+            p.price("s3", "gb_month_standard_ia"),
+        ),
+        Line(
+            "s3",
+            f"archive storage, Glacier Flexible Retrieval, days {d.archive_glacier_after_days:g}-{kept:.0f}"
+            " (+32 KB index per object)",
+            month_gb * glacier / DAYS_PER_CALENDAR_MONTH + index_gb * p.price("s3", "glacier_overhead_bytes"),
+            "GB-month",
+            p.price("s3", "gb_month_glacier"),
+        ),
+        Line(
+            "s3",
+            f"lifecycle transitions to Standard-IA (objects of {object_bytes / 1e6:.2g} MB)",
+            objects if ia > 0 else 0.0,
+            "request",
+            p.price("s3", "transition_standard_ia"),
+        ),
+        Line(
+            "s3",
+            "lifecycle transitions to Glacier Flexible Retrieval",
+            objects if glacier > 0 else 0.0,
+            "request",
+            p.price("s3", "transition_glacier"),
         ),
     ]
-    return lines
+
+
+def alerts_per_month(d: Deployment, m: Measured) -> float:
+    """``alerts_per_device_day`` over the fleet, or (None) the measured figures' rate per sample."""
+    if d.alerts_per_device_day is None:
+        return m.per_sample("sns_publish") * d.samples_per_s * SECONDS_PER_MONTH
+    return d.devices * d.alerts_per_device_day * DAYS_PER_MONTH
 
 
 def messaging(d: Deployment, p: Prices, m: Measured) -> list[Line]:
     samples = d.samples_per_s * SECONDS_PER_MONTH
+    rate = (
+        "the measured rate"
+        if d.alerts_per_device_day is None
+        else f"{d.alerts_per_device_day:g} per device-day"
+    )
     return [
         Line(
             "sns",
-            "alert publishes (measured)",
-            m.per_sample("sns_publish") * samples,
+            f"alert publishes ({rate})",
+            alerts_per_month(d, m),
             "publish",
             p.price("sns", "publish"),
         ),
@@ -203,18 +313,24 @@ def messaging(d: Deployment, p: Prices, m: Measured) -> list[Line]:
 
 
 def consumer_compute(d: Deployment, p: Prices, m: Measured, pods: int) -> list[Line]:
-    gb = pods * m.memory_bytes / GIB + d.devices * RESIDENT_BYTES_PER_DEVICE / GIB
+    """vCPU for the measured CPU per sample at the target utilisation, never under the pods' least
+    request; memory at Fargate's least per vCPU, never under the measured RSS and resident state."""
+    cores = d.samples_per_s * m.per_sample("cpu_seconds")
+    vcpu = max(pods * POD_VCPU, cores / POD_TARGET_UTILISATION)
+    measured_gb = pods * m.memory_bytes / GIB + d.devices * RESIDENT_BYTES_PER_DEVICE / GIB
+    gb = max(measured_gb, vcpu * FARGATE_GB_PER_VCPU)
     return [
         Line(
             "compute",
-            f"consumer pods vCPU ({pods} x {POD_VCPU:g} vCPU, measured CPU per record)",
-            pods * POD_VCPU * HOURS_PER_MONTH,
+            f"consumer pods vCPU ({pods} pods x {vcpu / max(pods, 1):.2g} vCPU: measured CPU per sample"
+            f" at {POD_TARGET_UTILISATION:.0%})",
+            vcpu * HOURS_PER_MONTH,
             "vCPU-hour",
             p.price("compute", "vcpu_hour"),
         ),
         Line(
             "compute",
-            "consumer pods memory (measured RSS + resident state)",
+            f"consumer pods memory ({FARGATE_GB_PER_VCPU:g} GB per vCPU, Fargate's least)",
             gb * HOURS_PER_MONTH,
             "GB-hour",
             p.price("compute", "gb_hour"),
@@ -267,6 +383,10 @@ def lambda_lines(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Lin
             p.price("cloudwatch", "logs_stored_gb_month"),
         ),
     ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _ratio(raw: float, compressed: float) -> str:

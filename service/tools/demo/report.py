@@ -174,8 +174,8 @@ def build_report(
 
 def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int] | None = None) -> Bill:
     """The all-in monthly bill of ``devices`` devices (one sample per message every 5 s over IoT Core)
-    with this run's per-record counts, lease-table items and (``files``: ``sent``, ``s3_objects``)
-    archive files left out: the calculator models those per second."""
+    with this run's per-record counts and alert rate, lease-table items and (``files``: ``sent``,
+    ``s3_objects``) archive files left out: the calculator models those per second."""
     figures = Measured.from_report(
         {
             **(files or {}),
@@ -185,7 +185,7 @@ def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int
         },
         measured(mode),
     )
-    return bill(Deployment(devices, mode=Mode(mode)), figures=figures)
+    return bill(Deployment(devices, mode=Mode(mode), alerts_per_device_day=None), figures=figures)
 
 
 def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
