@@ -37,7 +37,7 @@ from tests.integration.kinesis_helpers import read_stream
 from tests.observability import ROOT
 from tests.tools import require_tool
 
-pytestmark = [pytest.mark.integration, pytest.mark.kinesis]
+pytestmark = pytest.mark.integration  # its Kinesis is the embedded emulator's: no kinesis-mock rerun
 RELAY = ROOT / "tests" / "containers" / "relay.py"
 NUMBER = r"\d+(?:,\d{3})*"  # as the commands print counts: 2,159
 NAMESPACE_AWS_PORT = 4566  # the relay's port inside the private namespace (its loopback is its own)
