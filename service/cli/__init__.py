@@ -79,7 +79,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "bridge": Entry(
         "service.cli.bridge",
-        "forward MQTT telemetry (wearables/+/telemetry) to Kinesis, as the IoT rule does",
+        "forward MQTT telemetry ($aws/rules/RULE/wearables/+/telemetry) to Kinesis, as the IoT rule does",
     ),
 }
 

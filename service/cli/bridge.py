@@ -17,6 +17,7 @@ from service.runtime.bridge import (
     Bridge,
     BrokerOptions,
 )
+from service.runtime.ingest_topic import DEFAULT_RULE, rule_name
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
@@ -35,6 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the bridge's client certificate (CN vitalstream-bridge for infra/mosquitto)",
     )
     parser.add_argument("--mqtt-key", type=Path, help="private key of --mqtt-cert")
+    parser.add_argument(
+        "--ingest-rule",
+        type=rule_name,
+        default=DEFAULT_RULE,
+        help="the rule named in the devices' topic $aws/rules/RULE/wearables/+/telemetry "
+        f"(default {DEFAULT_RULE}, as infra/mosquitto/vitalstream.acl)",
+    )
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="persistent-session client id")
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="max records per PutRecords"
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         dead_letters,
         batch_size=args.batch_size,
         linger_ms=args.linger_ms,
+        rule=args.ingest_rule,
     )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: bridge.stop())

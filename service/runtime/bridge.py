@@ -3,9 +3,10 @@ for the IoT rule, from an MQTT broker to Kinesis.
 
 Contract:
 
-- Subscribes ``wearables/+/telemetry`` with QoS 1 as a persistent session (clean session off, fixed
-  ``--client-id``), so messages the bridge has not acknowledged survive a restart of the bridge or, with
-  broker persistence, of the broker, and are delivered again.
+- Subscribes ``$aws/rules/{rule}/wearables/+/telemetry`` (``ingest_topic``: the Basic Ingest topic
+  devices publish to on IoT Core, so one firmware serves both) with QoS 1 as a persistent session
+  (clean session off, fixed ``--client-id``), so messages the bridge has not acknowledged survive a
+  restart of the bridge or, with broker persistence, of the broker, and are delivered again.
 - The device id comes from the topic (the routing is ``bridge_routing``, pure; this module is the MQTT
   loop around it). A payload whose ``deviceId`` differs from it, or that has no readable ``deviceId``
   (not UTF-8 JSON, not an object, missing, not a string), goes to the dead-letter store and is never
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.core import Reject
-from service.runtime.bridge_routing import TOPIC_FILTER, flush_due, route
+from service.runtime.bridge_routing import flush_due, route
+from service.runtime.ingest_topic import DEFAULT_RULE, topic_filter
 from service.runtime.publishing import Message
 
 if TYPE_CHECKING:
@@ -96,6 +98,7 @@ class Bridge:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         linger_ms: int = DEFAULT_LINGER_MS,
+        rule: str = DEFAULT_RULE,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         from service.runtime.adapters.kinesis_writer import KinesisPublisher  # noqa: PLC0415 - boto3 on demand
@@ -106,6 +109,7 @@ class Bridge:
         self._dead_letters = dead_letters
         self._batch_size = batch_size
         self._linger_ms = linger_ms
+        self._rule = rule
         self._wall_clock_ms = wall_clock_ms
         self._reconnect = Backoff(base_s=0.2, cap_s=5.0)
         self._stopping = threading.Event()
@@ -189,8 +193,10 @@ class Bridge:
         self._connected = True
         if self._connection > 1:
             self.counts.reconnects += 1
-        client.subscribe(TOPIC_FILTER, qos=1)
-        log.info("bridge: connected as %s, subscribed to %s", self._broker.client_id, TOPIC_FILTER)
+        client.subscribe(topic_filter(self._rule), qos=1)
+        log.info(
+            "bridge: connected as %s, subscribed to %s", self._broker.client_id, topic_filter(self._rule)
+        )
 
     def _on_subscribe(self, *_args: Any) -> None:
         self._subscribed = True
@@ -206,6 +212,7 @@ class Bridge:
             bytes(message.payload),
             arrival_ms=self._wall_clock_ms(),
             sequence_number=str(self._next_sequence),
+            rule=self._rule,
         )
         self._pending.append(Inbound(message.mid, self._connection, routed, self._now_ms()))
 

@@ -1,10 +1,13 @@
 """The MQTT bridge's decisions, pure: which device a topic names, whether a message is forwarded to
 Kinesis or dead-lettered, and when the pending batch is due. ``bridge`` runs them in its MQTT loop.
 
-Contract (the rest of the bridge's is in ``bridge``): the device id comes from the topic
-``wearables/{deviceId}/telemetry``; a payload whose ``deviceId`` differs from it, or that has no readable
-``deviceId`` (not UTF-8 JSON, not an object, missing, not a string), is a ``Reject`` with its reason and is
-never forwarded; everything else is forwarded unchanged as a ``Message`` keyed by the topic's device id.
+Contract (the rest of the bridge's is in ``bridge``): the device id comes from the Basic Ingest topic
+``$aws/rules/{rule}/wearables/{deviceId}/telemetry`` (``ingest_topic``: the topic devices publish to on
+IoT Core too); a payload whose ``deviceId`` differs from it, or that has no readable ``deviceId`` (not
+UTF-8 JSON, not an object, missing, not a string), is a ``Reject`` with its reason and is never
+forwarded; everything else is forwarded unchanged as a ``Message`` keyed by the topic's device id. A
+batch ``{"deviceId": ..., "samples": [...]}`` is checked by its envelope's ``deviceId`` (its samples are
+the core's to validate, one by one, as they are for a message IoT Core's rule forwarded).
 """
 
 from __future__ import annotations
@@ -13,21 +16,15 @@ import msgspec
 
 from service.core import Reject, RejectReason
 from service.core.telemetry import DEVICE_ID_PATTERN, utf8_violation
+from service.runtime.ingest_topic import DEFAULT_RULE, topic_device_id
 from service.runtime.publishing import Message
 
-TOPIC_FILTER = "wearables/+/telemetry"
 SHARD_ID = "mqtt-bridge"  # the dead-letter "shard" of rejects the bridge makes
 
 
-def topic_device_id(topic: str) -> str | None:
-    """The device id of a ``wearables/{deviceId}/telemetry`` topic, or None for any other topic."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "wearables" or parts[2] != "telemetry" or not parts[1]:
-        return None
-    return parts[1]
-
-
-def route(topic: str, payload: bytes, *, arrival_ms: int, sequence_number: str) -> Message | Reject:
+def route(
+    topic: str, payload: bytes, *, arrival_ms: int, sequence_number: str, rule: str = DEFAULT_RULE
+) -> Message | Reject:
     """Forward (a ``Message`` keyed by the topic's device id) or dead-letter (a ``Reject``)."""
 
     def reject(reason: RejectReason, field: str | None, detail: str, device_id: str | None) -> Reject:
@@ -42,7 +39,7 @@ def route(topic: str, payload: bytes, *, arrival_ms: int, sequence_number: str) 
             device_id=device_id,
         )
 
-    device_id = topic_device_id(topic)
+    device_id = topic_device_id(topic, rule)
     if device_id is None or DEVICE_ID_PATTERN.fullmatch(device_id) is None:
         return reject(RejectReason.INVALID_DEVICE_ID, None, "not a valid telemetry topic", None)
     not_utf8 = utf8_violation(payload)

@@ -12,6 +12,7 @@ import argparse
 from enum import StrEnum
 from pathlib import Path
 
+from service.runtime.ingest_topic import DEFAULT_RULE, rule_name
 from service.runtime.publishing import Publisher
 
 
@@ -30,6 +31,13 @@ def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="AWS region (default: VITALSTREAM_REGION)")
     group.add_argument(
         "--iot-endpoint", help="IoT Data endpoint, https://<prefix>-ats.iot.<region>.amazonaws.com"
+    )
+    group.add_argument(
+        "--ingest-rule",
+        type=rule_name,
+        default=DEFAULT_RULE,
+        help="mqtt and iot-data: devices publish to $aws/rules/RULE/wearables/<id>/telemetry (Basic "
+        f"Ingest; the stack's TelemetryRuleName output; default {DEFAULT_RULE})",
     )
     group.add_argument("--mqtt-host", help="MQTT broker host")
     group.add_argument("--mqtt-port", type=int, default=8883)
@@ -77,7 +85,7 @@ def build_publisher(args: argparse.Namespace) -> Publisher:
     if not iot_endpoint:
         raise ValueError("--target iot-data needs --iot-endpoint (or --endpoint-url for an emulator)")
     client_iot = boto3.client("iot-data", region_name=region, endpoint_url=iot_endpoint, config=config)
-    return IotDataPublisher(client_iot, rate=args.rate)
+    return IotDataPublisher(client_iot, rule=args.ingest_rule, rate=args.rate)
 
 
 def _mqtt(args: argparse.Namespace) -> Publisher:
@@ -102,5 +110,6 @@ def _mqtt(args: argparse.Namespace) -> Publisher:
         cert_dir=args.mqtt_cert_dir,
         connections=args.mqtt_connections,
         rate=args.rate,
+        rule=args.ingest_rule,
     )
     return MqttPublisher(options)

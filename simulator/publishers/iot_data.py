@@ -1,11 +1,13 @@
-"""AWS IoT Data Plane publisher: one ``Publish`` (QoS 1) per message to ``wearables/{deviceId}/telemetry``.
+"""AWS IoT Data Plane publisher: one ``Publish`` (QoS 1) per message to the Basic Ingest topic
+``$aws/rules/{rule}/wearables/{deviceId}/telemetry`` (``service.runtime.ingest_topic``).
 
-For a real IoT Core endpoint (``https://<prefix>-ats.iot.<region>.amazonaws.com``), where the account's
-IoT rule forwards to Kinesis. Messages are sent one at a time in call order, so per-device order holds.
-Throttling, internal and 5xx errors and connection failures are retried with exponential back-off and
-full jitter up to ``max_attempts`` sends; a message still refused, or refused for another reason (too
-large, bad topic), counts as failed. Authorization failures raise ``PublishError``: no message could
-succeed.
+For a real IoT Core endpoint (``https://<prefix>-ats.iot.<region>.amazonaws.com``) or the embedded
+emulator, where the IoT rule ``rule`` (the template's ``TelemetryRuleName``) forwards to Kinesis: Basic
+Ingest runs that rule directly, without the message broker's per-message charge. Messages are sent one
+at a time in call order, so per-device order holds. Throttling, internal and 5xx errors and connection
+failures are retried with exponential back-off and full jitter up to ``max_attempts`` sends; a message
+still refused, or refused for another reason (too large, bad topic), counts as failed. Authorization
+failures raise ``PublishError``: no message could succeed.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from botocore.exceptions import ConnectionError as EndpointConnectionError
 
 from service.runtime.adapters.kinesis_writer import PublishError
 from service.runtime.adapters.pacing import Backoff, TokenBucket
+from service.runtime.ingest_topic import DEFAULT_RULE, telemetry_topic
 from service.runtime.publishing import Message, PublishReport
-from simulator.publishers.mqtt import telemetry_topic
 
 RETRYABLE_ERRORS = frozenset(
     {"ThrottlingException", "InternalFailureException", "ServiceUnavailableException"}
@@ -48,6 +50,7 @@ class IotDataPublisher:
         self,
         client: IotDataClient,
         *,
+        rule: str = DEFAULT_RULE,
         rate: float = 0.0,
         max_attempts: int = 6,
         backoff: Backoff | None = None,
@@ -55,6 +58,7 @@ class IotDataPublisher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._rule = rule
         self._bucket = TokenBucket(rate, clock=clock)
         self._max_attempts = max_attempts
         self._backoff = backoff or Backoff()
@@ -86,7 +90,8 @@ class IotDataPublisher:
     def _send(self, message: Message) -> _Outcome:
         """One Publish call; raises ``PublishError`` when no retry can help."""
         try:
-            self._client.publish(topic=telemetry_topic(message.device_id), qos=1, payload=message.payload)
+            topic = telemetry_topic(message.device_id, self._rule)
+            self._client.publish(topic=topic, qos=1, payload=message.payload)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

@@ -1,4 +1,5 @@
-"""MQTT publisher (paho-mqtt 2.x): QoS 1 to ``wearables/{deviceId}/telemetry`` over TLS with client
+"""MQTT publisher (paho-mqtt 2.x): QoS 1 to the Basic Ingest topic
+``$aws/rules/{rule}/wearables/{deviceId}/telemetry`` (``service.runtime.ingest_topic``) over TLS with client
 certificates, AWS IoT Core style.
 
 Contract:
@@ -36,13 +37,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from service.runtime.adapters.pacing import TokenBucket
+from service.runtime.ingest_topic import DEFAULT_RULE, telemetry_topic
 from service.runtime.publishing import Message, PublishReport
-
-TOPIC_TEMPLATE = "wearables/{device_id}/telemetry"
-
-
-def telemetry_topic(device_id: str) -> str:
-    return TOPIC_TEMPLATE.format(device_id=device_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +58,7 @@ class MqttOptions:
     keepalive_s: int = 30
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
+    rule: str = DEFAULT_RULE  # the IoT rule named in the topic
 
 
 class _Connection:
@@ -141,7 +138,9 @@ class _Connection:
             with self._done:
                 self.report.failed += 1
             return
-        info = self._client.publish(telemetry_topic(message.device_id), message.payload, qos=1)
+        info = self._client.publish(
+            telemetry_topic(message.device_id, self._options.rule), message.payload, qos=1
+        )
         with self._done:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 self.report.failed += 1

@@ -61,7 +61,7 @@ def in_process_moto() -> Iterator[str]:
         server.stop()
 
 
-def test_iot_data_publish_sends_each_payload_to_the_device_topic(in_process_moto: str) -> None:
+def test_iot_data_publish_sends_each_payload_to_the_device_basic_ingest_topic(in_process_moto: str) -> None:
     from moto.backends import get_backend  # noqa: PLC0415 - moto's in-process backends
 
     client = boto3.client(
@@ -74,8 +74,9 @@ def test_iot_data_publish_sends_each_payload_to_the_device_topic(in_process_moto
     backend = get_backend("iot-data")["123456789012"][REGION]
     before = len(backend.published_payloads)
     messages = fleet_messages(devices=3, per_device=4)
-    report = IotDataPublisher(client).publish(messages)
+    report = IotDataPublisher(client, rule="acme_telemetry").publish(messages)
 
     published = backend.published_payloads[before:]
     assert (report.sent, report.failed) == (12, 0)
-    assert published == [(f"wearables/{m.device_id}/telemetry", m.payload) for m in messages]
+    topic = "$aws/rules/acme_telemetry/wearables/{}/telemetry"
+    assert published == [(topic.format(m.device_id), m.payload) for m in messages]

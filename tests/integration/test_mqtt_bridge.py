@@ -22,6 +22,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from service.runtime.adapters import SqsDeadLetterStore
 from service.runtime.bridge import Bridge, BrokerOptions
+from service.runtime.ingest_topic import telemetry_topic
 from service.runtime.publishing import Message, PublishReport
 from simulator.publishers.mqtt import MqttOptions, MqttPublisher
 from tests.integration.conftest import AwsStack
@@ -177,6 +178,34 @@ def test_a_spoofed_device_id_is_dead_lettered_not_forwarded(
     assert read_stream(client, stream) == [("dev-A", honest[0].payload)]
 
 
+def test_a_batch_is_forwarded_by_its_envelope_device_id(
+    broker: Mosquitto, kinesis_stream: tuple[Any, str], aws: AwsStack
+) -> None:
+    """The batch contract's message, on the device's own Basic Ingest topic: forwarded unchanged (the
+    core validates its samples); a batch whose envelope names another device is dead-lettered."""
+    client, stream = kinesis_stream
+    batch = (
+        b'{"deviceId":"dev-A","samples":[{"timestamp":"2026-11-28T02:31:24.123Z","heartRate":72,"steps":0},'
+        b'{"timestamp":"2026-11-28T02:31:29.123Z","heartRate":73,"steps":1}]}'
+    )
+    spoof = b'{"deviceId":"dev-B","samples":[{"timestamp":"2026-11-28T02:31:24.123Z","heartRate":190}]}'
+    pki = broker.pki
+    with running_bridge(broker, kinesis_stream, aws) as bridge:
+        codes = publish_each(
+            broker,
+            pki.cert("dev-A"),
+            pki.key("dev-A"),
+            [(telemetry_topic("dev-A"), m) for m in (batch, spoof)],
+        )
+        wait_until(lambda: bridge.counts.acknowledged == 2, 15, "both messages handled")
+    assert codes == ["Success", "Success"]
+    assert read_stream(client, stream) == [("dev-A", batch)]
+    dead = aws.drain(aws.settings.dead_letter_queue_url)
+    assert [(d["body"]["reason"], base64.b64decode(d["body"]["data"])) for d in dead] == [
+        ("device_id_mismatch", spoof)
+    ]
+
+
 @pytest.mark.parametrize(
     ("protocol", "refusal"),
     [
@@ -204,7 +233,7 @@ def test_a_device_cannot_publish_as_another_device(
             broker,
             pki.cert("dev-A"),
             pki.key("dev-A"),
-            [("wearables/dev-B/telemetry", as_b), ("wearables/dev-A/telemetry", own)],
+            [(telemetry_topic("dev-B"), as_b), (telemetry_topic("dev-A"), own)],
             protocol=protocol,
         )
         # The broker decided on the first message before it acknowledged it, so once the second is
@@ -227,13 +256,13 @@ def test_the_bridge_certificate_cannot_publish(
             pki.bridge_cert,
             pki.bridge_key,
             [
-                ("wearables/dev-A/telemetry", own),
-                (f"wearables/{BRIDGE_IDENTITY}/telemetry", b'{"deviceId":"%s"}' % BRIDGE_IDENTITY.encode()),
+                (telemetry_topic("dev-A"), own),
+                (telemetry_topic(BRIDGE_IDENTITY), b'{"deviceId":"%s"}' % BRIDGE_IDENTITY.encode()),
             ],
             client_id="not-the-running-bridge",
         )
         device_codes = publish_each(
-            broker, pki.cert("dev-A"), pki.key("dev-A"), [("wearables/dev-A/telemetry", own)]
+            broker, pki.cert("dev-A"), pki.key("dev-A"), [(telemetry_topic("dev-A"), own)]
         )
         wait_until(lambda: bridge.counts.acknowledged >= 1, 15, "dev-A's message handled")
     assert bridge_codes == ["Not authorized", "Not authorized"]

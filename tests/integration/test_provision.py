@@ -160,6 +160,13 @@ def test_provision_builds_every_resource_and_a_rerun_changes_nothing(
     if "iot" not in gaps:
         assert before["rule"][0] == "SELECT *, topic(2) AS topicDeviceId FROM 'wearables/+/telemetry'"
         assert before["rule"][1][0]["kinesis"]["partitionKey"] == "${topic(2)}"
+        # devices publish by Basic Ingest to this very rule, each as itself (moto returns the document as
+        # a Python repr, MiniStack as JSON: the resource is the same text in both)
+        rule = first.outputs["TelemetryRuleName"]
+        assert rule == f"{prefix.replace('-', '_')}_telemetry"
+        basic_ingest = f":topic/$aws/rules/{rule}/wearables/${{iot:Connection.Thing.ThingName}}/telemetry"
+        assert basic_ingest in str(before["device_policy"])
+        assert ":topic/wearables/" not in str(before["device_policy"])
     if "lambda" not in gaps:
         assert before["mappings"][0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         if "window" in gaps:  # reported, not failed

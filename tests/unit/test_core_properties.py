@@ -17,6 +17,7 @@ from service.core.telemetry import (
     parse_rfc3339_ms,
 )
 from service.runtime.bridge_routing import route
+from service.runtime.ingest_topic import telemetry_topic
 from tests.unit.builders import SEQ0, T0, record, run
 
 settings.register_profile("vitalstream", max_examples=200, deadline=None)
@@ -122,7 +123,7 @@ def test_invalid_utf8_anywhere_is_invalid_utf8(sample: dict[str, Any], data: st.
     payload = text[:position] + data.draw(_NOT_UTF8, label="bad") + text[position:]
 
     (reject,) = run([record(payload, SEQ0)]).rejects
-    routed = route(f"wearables/{sample['deviceId']}/telemetry", payload, arrival_ms=T0, sequence_number="1")
+    routed = route(telemetry_topic(sample["deviceId"]), payload, arrival_ms=T0, sequence_number="1")
 
     assert reject.reason is RejectReason.INVALID_UTF8
     assert isinstance(routed, Reject)

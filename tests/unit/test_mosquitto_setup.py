@@ -7,8 +7,9 @@ enforces the ACL is proven in tests/integration/test_mqtt_bridge.py."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from service.cli import build_parser
 from service.core.telemetry import DEVICE_ID_PATTERN
 from simulator.fleet import Fleet
+from tests.doc_commands import bash_lines
 from tests.observability import ROOT
 from tests.tools import require_tool
 
@@ -45,14 +47,6 @@ def openssl(*args: str) -> str:
 def conf_files(text: str) -> dict[str, str]:
     """The file each of ``FILE_OPTIONS`` names in a mosquitto.conf."""
     return dict(re.findall(rf"^({'|'.join(FILE_OPTIONS)}) (\S+)$", text, flags=re.MULTILINE))
-
-
-def bash_lines(text: str) -> list[list[str]]:
-    """The command lines of the bash blocks, split as a shell would."""
-    lines: list[list[str]] = []
-    for body in re.findall(r"^```bash\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL):
-        lines += [words for line in body.splitlines() if (words := shlex.split(line, comments=True))]
-    return lines
 
 
 def option(words: list[str], name: str) -> str:
@@ -115,6 +109,27 @@ def test_a_second_run_keeps_every_key_and_certificate_and_adds_devices(tmp_path:
     assert oct((pki / "devices/dev-B.key").stat().st_mode & 0o777) == "0o600"
     ca = str(pki / "ca.crt")
     assert openssl("verify", "-CAfile", ca, str(pki / "devices/dev-B.crt")).strip().endswith(": OK")
+
+
+def test_no_private_key_is_readable_by_others_and_the_brokers_user_reads_the_brokers(tmp_path: Path) -> None:
+    """As root, Mosquitto reads its key after dropping to its user: make-certs gives that user's group
+    the broker's key (0640) and nothing else; as another user, every key stays 0600."""
+    assert make_certs(tmp_path / "pki", "127.0.0.1", "dev-A").returncode == 0
+    keys = sorted((tmp_path / "pki").rglob("*.key"))
+    assert len(keys) == 4
+    assert all(key.stat().st_mode & 0o007 == 0 for key in keys), "a private key readable by others"
+    broker_key = tmp_path / "pki" / "broker" / "broker.key"
+    others = [key for key in keys if key != broker_key]
+    assert all(key.stat().st_mode & 0o777 == 0o600 for key in others)
+    try:
+        broker_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        broker_user = None
+    if os.geteuid() != 0 or broker_user is None:
+        assert broker_key.stat().st_mode & 0o777 == 0o600
+        return
+    assert broker_key.stat().st_mode & 0o777 == 0o640
+    assert (broker_key.stat().st_uid, broker_key.stat().st_gid) == (0, broker_user.pw_gid)
 
 
 def test_make_certs_checks_device_ids_by_the_telemetry_contract() -> None:

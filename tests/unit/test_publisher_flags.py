@@ -38,3 +38,10 @@ def test_missing_or_conflicting_flags_are_named(
 def test_kinesis_is_the_default_target() -> None:
     args = _args("--stream-name", "s", "--region", "eu-west-1", "--endpoint-url", "http://127.0.0.1:1")
     assert isinstance(build_publisher(args), KinesisPublisher)
+
+
+def test_the_ingest_rule_names_the_basic_ingest_topic_and_must_be_a_rule_name() -> None:
+    assert _args().ingest_rule == "vitalstream_telemetry"
+    assert _args("--ingest-rule", "acme_prod_telemetry").ingest_rule == "acme_prod_telemetry"
+    with pytest.raises(SystemExit):
+        _args("--ingest-rule", "acme-prod")  # a NamePrefix, not the rule name it makes

@@ -67,25 +67,65 @@ def test_no_wildcard_resource_and_every_resource_is_the_stacks_own() -> None:
 
 
 def joined(value: dict[str, Any]) -> str:
+    """A ``Fn::Join`` of a ``Fn::Sub`` prefix and literal parts, as one string (a Sub's variable map is
+    substituted as ``${Name}`` left in place; see ``sub_variables``)."""
     separator, parts = value["Fn::Join"]
-    return str(separator).join(part["Fn::Sub"] if isinstance(part, dict) else part for part in parts)
+    return str(separator).join(sub_text(part) if isinstance(part, dict) else part for part in parts)
+
+
+def sub_text(part: dict[str, Any]) -> str:
+    sub = part["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+def sub_variables(value: dict[str, Any]) -> dict[str, Any]:
+    """The variable map of the ``Fn::Sub`` that starts a ``Fn::Join`` (empty for a plain Sub)."""
+    sub = value["Fn::Join"][1][0]["Fn::Sub"]
+    return {} if isinstance(sub, str) else dict(sub[1])
+
+
+def rule() -> dict[str, Any]:
+    (props,) = of_type("AWS::IoT::TopicRule").values()
+    return props
 
 
 def test_iot_policy_binds_each_device_to_its_own_thing_name() -> None:
     (policy,) = of_type("AWS::IoT::Policy").values()
     statements = {s["Action"]: s for s in policy["PolicyDocument"]["Statement"]}
     assert set(statements) == {"iot:Connect", "iot:Publish"}
+    assert all(s["Effect"] == "Allow" for s in statements.values())
     # Fn::Join of a Sub prefix and the literal policy variable (not Sub's ${!...} escape)
-    connect, publish = (joined(statements[action]["Resource"]) for action in ("iot:Connect", "iot:Publish"))
+    connect = joined(statements["iot:Connect"]["Resource"])
     assert connect.endswith(":client/${iot:Connection.Thing.ThingName}")
-    assert publish.endswith(":topic/wearables/${iot:Connection.Thing.ThingName}/telemetry")
     assert connect.startswith("arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:")
     assert statements["iot:Connect"]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"] == "true"
 
 
+def test_devices_may_publish_only_by_basic_ingest_to_the_rule_as_themselves() -> None:
+    """Exactly one topic: the rule's Basic Ingest topic for the connection's own thing name. No plain
+    ``wearables/...`` topic (the message broker, charged per message), no wildcard, no other rule."""
+    (policy,) = of_type("AWS::IoT::Policy").values()
+    (publish,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "iot:Publish"]
+    resource = publish["Resource"]
+    assert joined(resource) == (
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:"
+        "topic/$aws/rules/${RuleName}/wearables/${iot:Connection.Thing.ThingName}/telemetry"
+    )
+    # ${RuleName} is the rule's own name, by the same expression (the rule is not Ref'd: moto skips it)
+    assert sub_variables(resource) == {"RuleName": rule()["RuleName"]}
+
+
+def test_the_rule_name_resolves_as_aws_would_and_is_an_output() -> None:
+    from service.tools.provisioning.template import Resolver  # noqa: PLC0415 - this test only
+
+    resolver = Resolver(TEMPLATE, {"NamePrefix": "acme-prod-1"}, lambda *_: "")
+    assert resolver.resolve(rule()["RuleName"]) == "acme_prod_1_telemetry"
+    assert TEMPLATE["Outputs"]["TelemetryRuleName"]["Value"] == rule()["RuleName"]
+
+
 def test_topic_rule_partitions_by_device_and_has_an_error_action() -> None:
-    (rule,) = of_type("AWS::IoT::TopicRule").values()
-    payload = rule["TopicRulePayload"]
+    payload = rule()["TopicRulePayload"]
+    # Basic Ingest hides its $aws/rules/<rule>/ prefix from topic(): topic(2) is the device id
     assert payload["Sql"] == "SELECT *, topic(2) AS topicDeviceId FROM 'wearables/+/telemetry'"
     (action,) = payload["Actions"]
     assert action["Kinesis"]["PartitionKey"] == "${topic(2)}"

@@ -21,6 +21,14 @@ Python's collector walked the emulator's whole heap about once a second (a full 
 100-180 ms, all requests waiting) as retained records and items piled up. ``_freeze_survivors`` moves
 what survived into the permanent generation once a second, so each collection walks only what is new.
 
+MiniStack's IoT rules engine runs rules on Publish as IoT Core does, Basic Ingest included (a publish to
+``$aws/rules/<rule>/...`` runs that rule whatever its FROM clause, and ``topic()`` does not see the
+prefix), but it has no Kinesis action: it skipped it, so the template's rule put nothing on the stream.
+``_kinesis_action`` is IoT Core's: one record per message on ``streamName``, its partition key the
+``partitionKey`` substitution template (``${topic(2)}``) evaluated by MiniStack's own SQL functions
+against the message (a random UUID when there is none), its data the rule's SELECT output; a stream that
+is not there fails the action, so the rule's errorAction runs.
+
 Environment (set by the parent): ``BIND_HOST=127.0.0.1``, ``GATEWAY_PORT``, ``SERVICES``, and the
 listeners MiniStack would otherwise open on every interface kept closed (``IOT_MTLS_ENABLED=0``,
 ``SFTP_ENABLED=0``).
@@ -29,10 +37,14 @@ listeners MiniStack would otherwise open on every interface kept closed (``IOT_M
 from __future__ import annotations
 
 import bisect
+import contextvars
 import gc
+import json
+import re
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 _original_start_position: Callable[..., int | None]
@@ -40,6 +52,9 @@ _original_expire_iterators: Callable[[], None]
 ITERATOR_SWEEP_S = 10.0
 FREEZE_EVERY_S = 1.0
 _last_sweep = 0.0
+# the message a rule is running for: (topic as the rule sees it, payload, client id)
+_rule_message: contextvars.ContextVar[tuple[str, bytes, str | None]] = contextvars.ContextVar("rule_message")
+_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
 
 
 def _expire_prefix(stream: dict[str, Any]) -> None:
@@ -82,14 +97,70 @@ def _freeze_survivors() -> None:
         gc.freeze()
 
 
+def _kinesis_action(
+    iot: Any, kinesis: Any, account_id: str, region: str, spec: dict[str, Any], event: Any
+) -> None:
+    """IoT Core's Kinesis rule action (see the module docstring); raises when the record is not put."""
+    topic, payload, client_id = _rule_message.get()
+    message = iot._rule_message(payload)
+
+    def substitute(match: re.Match[str]) -> str:
+        value = iot._eval_select_expr(match.group(1), topic, payload, message, client_id)
+        return "" if value is iot._MISSING else str(value)
+
+    template = spec.get("partitionKey")
+    key = _TEMPLATE.sub(substitute, template) if template else str(uuid.uuid4())
+    if isinstance(event, bytes | str):
+        data = event.encode() if isinstance(event, str) else event
+    else:
+        data = json.dumps(event, separators=(",", ":")).encode()
+    name = spec.get("streamName", "")
+    with iot.request_scope(account_id, region):
+        stream = kinesis._streams.get(name)
+        if not stream or not key or not kinesis.put_record_internal(stream["StreamARN"], key, data):
+            raise RuntimeError(f"Kinesis PutRecord to stream {name!r} with partition key {key!r} failed")
+
+
+def _remembering_the_message(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """MiniStack's ``_run_rule_actions``, with the message it runs for readable by the actions."""
+
+    async def run_rule_actions(
+        account_id: str, region: str, rule: Any, payload: bytes, topic: str = "", client_id: str | None = None
+    ) -> None:
+        token = _rule_message.set((topic, payload or b"", client_id))
+        try:
+            await run(account_id, region, rule, payload, topic, client_id)
+        finally:
+            _rule_message.reset(token)
+
+    return run_rule_actions
+
+
+def _with_kinesis(iot: Any, kinesis: Any) -> Callable[..., Awaitable[None]]:
+    """MiniStack's ``_dispatch_rule_action``, plus the Kinesis action."""
+    dispatch = iot._dispatch_rule_action
+
+    async def dispatch_rule_action(
+        account_id: str, region: str, rule_name: str, action: Any, event: Any
+    ) -> None:
+        if "kinesis" in action:
+            _kinesis_action(iot, kinesis, account_id, region, action["kinesis"] or {}, event)
+        else:
+            await dispatch(account_id, region, rule_name, action, event)
+
+    return dispatch_rule_action
+
+
 def main() -> None:
-    from ministack.services import kinesis  # noqa: PLC0415 - MiniStack's venv only
+    from ministack.services import iot, kinesis  # noqa: PLC0415 - MiniStack's venv only
 
     global _original_start_position, _original_expire_iterators
     _original_start_position, _original_expire_iterators = kinesis._start_position, kinesis._expire_iterators
     kinesis._expire_records = _expire_prefix
     kinesis._start_position = _position_of
     kinesis._expire_iterators = _sweep_iterators
+    iot._run_rule_actions = _remembering_the_message(iot._run_rule_actions)
+    iot._dispatch_rule_action = _with_kinesis(iot, kinesis)
     threading.Thread(target=_freeze_survivors, name="freeze-survivors", daemon=True).start()
     from ministack.app import main as serve  # noqa: PLC0415 - after the patch
 
