@@ -113,6 +113,11 @@ class Scenario:
     incidental_steps: tuple[int, int] = DEFAULT_INCIDENTAL_STEPS
     # A recorded NN-interval series (ms) to replay as the resting rhythm (see simulator.fleet).
     nn_intervals_ms: tuple[float, ...] = ()
+    # How devices send (simulator.uplink): samples buffered per message (1: each sample at once, as
+    # its own single-sample message), the share of devices that go offline once for ``offline_ms``.
+    samples_per_message: int = 1
+    offline_share: float = 0.0
+    offline_ms: int = 20 * MS_PER_MINUTE
 
     def __post_init__(self) -> None:
         for segment, rate in self.rates.items():
@@ -131,6 +136,12 @@ class Scenario:
             raise ValueError(
                 f"incidental_steps must satisfy 1 ≤ low ≤ high ≤ 30, got {self.incidental_steps}"
             )
+        if self.samples_per_message < 1:
+            raise ValueError(f"samples_per_message must be ≥ 1, got {self.samples_per_message}")
+        if not 0 <= self.offline_share <= 1:
+            raise ValueError(f"offline_share must be within 0..1, got {self.offline_share}")
+        if self.offline_ms < 1:
+            raise ValueError(f"offline_ms must be ≥ 1, got {self.offline_ms}")
         for segment, (low, high) in self.durations.items():
             if not 0 < low <= high:
                 raise ValueError(f"duration of {segment.name} must satisfy 0 < low ≤ high")
