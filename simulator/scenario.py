@@ -65,6 +65,23 @@ DEFAULT_DURATIONS: dict[Segment, tuple[int, int]] = {
     Segment.RECONNECT_BURST: _minutes(2, 10),
 }
 
+_SECOND = 1_000
+# As short as the detector allows with a margin (the demo's, and ``simulate --short-episodes``): with
+# ``Scenario.rested_at_start`` a run of a couple of minutes has episodes from its first minute. A
+# stuck reading still takes 6 minutes (the detector needs 5 of one value).
+SHORT_DURATIONS: dict[Segment, tuple[int, int]] = {
+    Segment.WALK: (60 * _SECOND, 120 * _SECOND),
+    Segment.RUN: (45 * _SECOND, 120 * _SECOND),
+    Segment.TACHYCARDIA: (40 * _SECOND, 50 * _SECOND),
+    Segment.BRADYCARDIA: (40 * _SECOND, 50 * _SECOND),
+    Segment.LOW_SPO2: (40 * _SECOND, 50 * _SECOND),
+    Segment.HR_SPIKE: (20 * _SECOND, 40 * _SECOND),
+    Segment.NO_READING: (75 * _SECOND, 100 * _SECOND),
+    Segment.STUCK_READING: DEFAULT_DURATIONS[Segment.STUCK_READING],
+    Segment.DROPOUT: (20 * _SECOND, 40 * _SECOND),
+    Segment.RECONNECT_BURST: (20 * _SECOND, 40 * _SECOND),
+}
+
 DEFAULT_ANOMALY_RATE = 0.02  # per device-hour and anomaly type: 2 % of devices an hour
 DEFAULT_INCIDENTAL_RATE = 30.0  # bursts of steps per device-hour at rest: a handful every ten minutes
 DEFAULT_INCIDENTAL_STEPS = (2, 12)  # steps in one burst (one sample), inclusive

@@ -32,9 +32,11 @@ from simulator.fleet import Fleet
 from simulator.pacing import paced
 from simulator.scenario import (
     DEFAULT_ANOMALY_RATE,
+    DEFAULT_DURATIONS,
     DEFAULT_INCIDENTAL_RATE,
     MAX_INCIDENTAL_RATE,
     MS_PER_MINUTE,
+    SHORT_DURATIONS,
     Scenario,
     Segment,
     default_rates,
@@ -147,6 +149,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="devices have rested before the run starts: a short run has episodes from its first minute",
     )
+    scenario.add_argument(
+        "--short-episodes",
+        action="store_true",
+        help="episodes, bouts and outages as short as the detector allows (the demo's): with "
+        "--rested-at-start a two-minute run has episodes from its first minute",
+    )
     sending = parser.add_argument_group("how devices send (simulator.uplink)")
     sending.add_argument(
         "--samples-per-message",
@@ -216,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         incidental_rate=0.0 if args.no_incidental_movement else args.incidental_rate,
         nn_intervals_ms=nn_intervals,
         rested_at_start=args.rested_at_start,
+        durations=dict(SHORT_DURATIONS if args.short_episodes else DEFAULT_DURATIONS),
         samples_per_message=args.samples_per_message,
         offline_share=args.offline_rate,
         offline_ms=args.offline_duration,
