@@ -14,6 +14,11 @@ Contract:
 - With ``Scenario.nn_intervals_ms`` (a recorded NN-interval series, ``simulator.variability``) each
   device's resting rate follows that recording, from its own starting point, instead of synthetic
   noise; everything else (segments, faults, ground truth) is as without it.
+- How devices send is ``simulator.uplink``'s: each sample its own message (the default; payloads as
+  they always were) or batches of ``Scenario.samples_per_message`` with urgent flushes and offline
+  backlogs. Batching draws nothing from the fleet's ``Random``, so the samples each device makes, their
+  order and the ground truth are the same whatever the batch size. After the last tick, ``ticks()``
+  yields the messages devices still held (sent at ``end_ms``), if any.
 - The model is in ``simulator.physiology``, the scenario (rates, durations, guarantees) in
   ``simulator.scenario``; rare events (segment changes, stream faults) leave the hot loop through
   ``simulator.events``.
