@@ -11,7 +11,10 @@ import pytest
 
 from service.cli import main
 from service.core.telemetry import parse_rfc3339_ms
+from service.runtime.publishing import Message
 from simulator.fleet import Fleet
+from simulator.publishers.iot_data import IotDataPublisher
+from simulator.publishers.mqtt import telemetry_topic
 from simulator.scenario import Scenario, Segment, default_rates
 from simulator.truth import TruthEntry, read_truth
 from simulator.uplink import OFFLINE_FAULT
@@ -188,6 +191,23 @@ def test_one_sample_per_message_offline_sends_single_sample_payloads(single: Sen
     assert all(b'"samples"' not in p for _, p, _, _ in offline.messages)
     assert sorted(p for _, p, _, _ in offline.messages) == sorted(p for _, p, _, _ in single.messages)
     assert [(d, p) for d, p, _, _ in offline.messages] != [(d, p) for d, p, _, _ in single.messages]
+
+
+class RecordingIotData:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, *, topic: str, qos: int, payload: bytes) -> None:
+        self.published.append((topic, payload))
+
+
+def test_a_target_publishes_each_batch_as_one_message_on_its_devices_topic(batched: Sent) -> None:
+    client = RecordingIotData()
+    publisher = IotDataPublisher(client)
+    first_ticks = batched.messages[:500]
+    messages = [Message(d, p, e, s) for d, p, e, s in first_ticks]
+    assert publisher.publish(messages).sent == len(messages)
+    assert client.published == [(telemetry_topic(d), p) for d, p, _, _ in first_ticks]
 
 
 # --- command line -------------------------------------------------------------------------------
