@@ -58,7 +58,8 @@ class Sends:
 class FleetCounts:
     """``generated`` samples made by devices; ``sent`` messages emitted and ``samples_sent`` the samples
     in them (duplicates twice, dropped samples never); the rest count injected stream faults
-    (``buffered`` samples sent in bursts, ``malformed`` samples)."""
+    (``buffered`` samples sent in bursts, ``malformed`` samples); ``offline`` devices that were offline
+    and have reconnected (``simulator.uplink``)."""
 
     generated: int = 0
     sent: int = 0
@@ -68,6 +69,7 @@ class FleetCounts:
     duplicates: int = 0
     out_of_order: int = 0
     malformed: int = 0
+    offline: int = 0
 
 
 class Fleet:

@@ -165,6 +165,7 @@ class Batching:
         skew = fleet.skew[i]
         start, end = self.offline_from[i] + skew, self.offline_until[i] + skew
         fleet.truth.append(TruthEntry("fault", fleet.ids[i], OFFLINE_FAULT, start, end))
+        fleet.counts.offline += 1
         self.offline_until[i] = 0
 
     def malformed(self, i: int, payload: bytes, rng: Random) -> tuple[bytes, str]:

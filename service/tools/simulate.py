@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         f"failed {report.failed:,}; malformed injected {counts.malformed:,}, duplicates injected "
         f"{counts.duplicates:,}, out of order {counts.out_of_order:,}, dropped {counts.dropped:,}, "
         f"sent in reconnect bursts {counts.buffered:,}"
+        + (f", devices offline with a backlog {counts.offline:,}" if args.offline_rate > 0 else "")
     )
     return 0
 

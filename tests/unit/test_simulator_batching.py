@@ -155,7 +155,7 @@ def test_invalid_samples_sit_inside_batches_one_for_each_malformed_fault(batched
 def test_offline_devices_upload_their_backlog_in_messages_of_n_on_reconnect(single: Sent) -> None:
     offline = Sent(_busy(samples_per_message=N, offline_share=0.2))
     windows = offline.of("fault", OFFLINE_FAULT)
-    assert len(windows) == round(0.2 * 60)
+    assert len(windows) == round(0.2 * 60) == offline.fleet.counts.offline
     assert [e for e in offline.truth if e.type != OFFLINE_FAULT] == single.truth
     samples = offline.samples()
     assert {d: [p for p, _ in s] for d, s in samples.items()} == {
