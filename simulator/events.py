@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from simulator import physiology as phys
-from simulator.faults import malformed_payload
 from simulator.scenario import ANOMALY_TYPE, MS_PER_HOUR, MS_PER_MINUTE, Segment
 from simulator.truth import TruthEntry
 
@@ -49,6 +48,8 @@ class EventEngine:
         self.fleet = fleet
         scenario, interval = fleet.scenario, fleet.interval_ms
         self.special: dict[int, Outage | Held] = {}
+        self.uplink = fleet.uplink
+        self.reported_hr, self.reported_spo2 = 0, 100
         self.timestamps = phys.TimestampFormat()
         self.rise = phys.step_factor(interval, phys.RISE_S)
         self.fall = phys.step_factor(interval, phys.FALL_S)
@@ -158,7 +159,8 @@ class EventEngine:
     def anomalous(
         self, i: int, seg: int, ev: int, hr: int, steps: int, spo2_base: int, battery: int, seq: int
     ) -> bytes:
-        """The payload of device ``i``'s sample at event time ``ev`` during an anomaly episode."""
+        """The payload of device ``i``'s sample at event time ``ev`` during an anomaly episode; its
+        heart rate and SpO2 (100 when absent) are left in ``reported_hr`` and ``reported_spo2``."""
         fleet = self.fleet
         rng = fleet.rng
         if fleet.first_ms[i] < 0:
@@ -181,6 +183,7 @@ class EventEngine:
             if level < 0:
                 fleet.level[i] = level = float(hr)
             hr = int(level)
+        self.reported_hr, self.reported_spo2 = hr, 100 if spo2 is None else spo2
         return phys.encode_sample(
             fleet.prefixes[i], self.timestamps.format(ev), hr, steps, spo2, fleet.skin[i], battery, seq
         )
@@ -200,9 +203,10 @@ class EventEngine:
     def stream_fault(self, i: int, t: int, ev: int, payload: bytes, draw: int, out: Sends) -> None:
         """Send device ``i``'s sample (``payload``, event time ``ev``, fleet time ``t``) into ``out``
         through its outage or held sample, or with the per-sample fault that ``draw`` selects."""
-        fleet = self.fleet
+        fleet, uplink = self.fleet, self.uplink
         counts, device_id = fleet.counts, fleet.ids[i]
         state = self.special.get(i)
+        reconnected = False
         if isinstance(state, Outage):
             if t < state.until:
                 if state.first < 0:
@@ -217,15 +221,16 @@ class EventEngine:
             del self.special[i]
             fleet.truth.append(TruthEntry("fault", device_id, state.kind.name, state.first, state.last))
             for buffered, event_ms in state.buffered:
-                _send(out, device_id, buffered, event_ms, t)
+                uplink.push(out, i, buffered, event_ms, t)
+            reconnected = bool(state.buffered)
         elif isinstance(state, Held):
             del self.special[i]
-            _send(out, device_id, payload, ev, t)
-            _send(out, device_id, state.payload, state.event_ms, t)
+            uplink.push(out, i, payload, ev, t)
+            uplink.push(out, i, state.payload, state.event_ms, t)
             fleet.truth.append(TruthEntry("fault", device_id, "OUT_OF_ORDER", state.event_ms, ev))
             return
         elif draw < self.duplicate_units:
-            _send(out, device_id, payload, ev, t)
+            uplink.push(out, i, payload, ev, t)
             fleet.truth.append(TruthEntry("fault", device_id, "DUPLICATE", ev, ev))
             counts.duplicates += 1
         elif draw < self.reorder_units:
@@ -234,10 +239,12 @@ class EventEngine:
                 counts.out_of_order += 1
                 return
         elif draw < self.fault_units:
-            payload, variant = malformed_payload(payload, fleet.rng)
+            payload, variant = uplink.malformed(i, payload, fleet.rng)
             fleet.truth.append(TruthEntry("fault", device_id, "MALFORMED", ev, ev, variant))
             counts.malformed += 1
-        _send(out, device_id, payload, ev, t)
+        uplink.push(out, i, payload, ev, t)
+        if reconnected:
+            uplink.flush(out, i, t)  # the burst's backlog goes out at once
 
     def finish(self) -> None:
         """The simulation ended: report runs still in progress (their windows as planned)."""
@@ -251,10 +258,3 @@ class EventEngine:
 def burst_table(low: int, high: int) -> list[int]:
     """16 burst sizes from ``low`` to ``high`` steps, small ones more often (a draw picks one)."""
     return [round(low + (high - low) * (k / 15) ** 1.5) for k in range(16)]
-
-
-def _send(out: Sends, device_id: str, payload: bytes, event_ms: int, send_ms: int) -> None:
-    out.device_ids.append(device_id)
-    out.payloads.append(payload)
-    out.event_ms.append(event_ms)
-    out.send_ms.append(send_ms)

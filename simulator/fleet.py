@@ -14,6 +14,11 @@ Contract:
 - With ``Scenario.nn_intervals_ms`` (a recorded NN-interval series, ``simulator.variability``) each
   device's resting rate follows that recording, from its own starting point, instead of synthetic
   noise; everything else (segments, faults, ground truth) is as without it.
+- How devices send is ``simulator.uplink``'s: each sample its own message (the default; payloads as
+  they always were) or batches of ``Scenario.samples_per_message`` with urgent flushes and offline
+  backlogs. Batching draws nothing from the fleet's ``Random``, so the samples each device makes, their
+  order and the ground truth are the same whatever the batch size. After the last tick, ``ticks()``
+  yields the messages devices still held (sent at ``end_ms``), if any.
 - The model is in ``simulator.physiology``, the scenario (rates, durations, guarantees) in
   ``simulator.scenario``; rare events (segment changes, stream faults) leave the hot loop through
   ``simulator.events``.
@@ -29,6 +34,7 @@ from service.runtime.publishing import Message
 from simulator import physiology as phys
 from simulator.scenario import MS_PER_HOUR, Scenario, Segment
 from simulator.truth import TruthEntry
+from simulator.uplink import SAMPLE_PREFIX, Batching, Direct, Firmware, Uplink
 from simulator.variability import rhythm
 
 
@@ -50,16 +56,20 @@ class Sends:
 
 @dataclass(slots=True)
 class FleetCounts:
-    """``generated`` samples made by devices; ``sent`` messages emitted (duplicates twice, dropped
-    samples never); the rest count injected stream faults (``buffered`` samples sent in bursts)."""
+    """``generated`` samples made by devices; ``sent`` messages emitted and ``samples_sent`` the samples
+    in them (duplicates twice, dropped samples never); the rest count injected stream faults
+    (``buffered`` samples sent in bursts, ``malformed`` samples); ``offline`` devices that were offline
+    and have reconnected (``simulator.uplink``)."""
 
     generated: int = 0
     sent: int = 0
+    samples_sent: int = 0
     dropped: int = 0
     buffered: int = 0
     duplicates: int = 0
     out_of_order: int = 0
     malformed: int = 0
+    offline: int = 0
 
 
 class Fleet:
@@ -87,6 +97,8 @@ class Fleet:
         self.truth: list[TruthEntry] = []
         self.circadian: list[float] = phys.circadian_table(start_ms)
         self._init_devices(devices)
+        batched = self.scenario.samples_per_message > 1 or self.scenario.offline_share > 0
+        self.uplink: Uplink = Batching(self, seed) if batched else Direct(self)
         from simulator.events import EventEngine  # noqa: PLC0415  (events imports this module's types)
 
         self.events = EventEngine(self)
@@ -95,7 +107,10 @@ class Fleet:
         rng, interval = self.rng, self.interval_ms
         uniform, randint = rng.uniform, rng.randint
         self.ids = [f"wearable-{i:06d}" for i in range(n)]
-        self.prefixes = [f'{{"deviceId":"{device_id}","timestamp":"' for device_id in self.ids]
+        if self.scenario.samples_per_message > 1:  # batched samples: the envelope names the device
+            self.prefixes = [SAMPLE_PREFIX] * n
+        else:
+            self.prefixes = [f'{{"deviceId":"{device_id}","timestamp":"' for device_id in self.ids]
         self.phase = [i * interval // n for i in range(n)]
         self.resting = [uniform(*phys.RESTING_HR) for _ in range(n)]
         self.hrv = [uniform(*phys.HRV_SCALE) for _ in range(n)]
@@ -133,6 +148,11 @@ class Fleet:
     def ticks(self) -> Iterator[Sends]:
         for k in range((self.end_ms - self.start_ms) // self.interval_ms):
             yield self._tick(self.start_ms + k * self.interval_ms)
+        last = Sends()
+        self.uplink.finish(last, self.end_ms)
+        if last:
+            self.counts.sent += len(last)
+            yield last
         self.events.finish()
 
     def _resting(self, base: int) -> list[float]:
@@ -170,6 +190,31 @@ class Fleet:
         fast_share, slow_share = phys.FAST_SHARE, phys.SLOW_SHARE
         minute_prefix = events.timestamps.minute_prefix
         tachycardia = Segment.TACHYCARDIA.value
+        uplink = self.uplink
+        batched = uplink.batched
+        if isinstance(uplink, Batching):  # the firmware's buffers and memory (see simulator.uplink)
+            quota, flush, pending, pending_ev = (
+                uplink.quota,
+                uplink.flush,
+                uplink.pending,
+                uplink.pending_ev,
+            )
+            last_hr, same_since, brisk_at, brisk_since, moving_until, brisk = (
+                uplink.last_hr,
+                uplink.same_since,
+                uplink.brisk_at,
+                uplink.brisk_since,
+                uplink.moving_until,
+                uplink.brisk_steps,
+            )
+            interval, brisk_span = self.interval_ms, (Firmware.BRISK_SAMPLES - 1) * self.interval_ms
+            stuck_ms, hold_ms = Firmware.STUCK_MS, Firmware.MOVING_HOLD_MS
+            low_bpm, high_bpm, jump_bpm, low_spo2 = (
+                Firmware.LOW_BPM,
+                Firmware.HIGH_BPM,
+                Firmware.JUMP_BPM,
+                Firmware.LOW_SPO2,
+            )
         minute, prefix = -1, ""
         for i in range(self.devices):
             t = base + phase[i]
@@ -209,18 +254,49 @@ class Fleet:
             ev = t + skew[i] + (b & 255) - 128
             if seg >= tachycardia:
                 payload = anomalous(i, seg, ev, hr, steps, spo2_base[i], bat, sq)
+                if batched:
+                    hr, sp = events.reported_hr, events.reported_spo2
             else:
                 sec = ev // 1000
                 if sec // 60 != minute:
                     minute = sec // 60
                     prefix = minute_prefix(minute)
                 sk = skin[i] + ((b >> 14) & 1)
+                sp = spo2_base[i] - ((b >> 8) & 1)
                 payload = (
                     f'{prefixes[i]}{prefix}{sec - minute * 60:02d}.{ev % 1000:03d}Z","heartRate":{hr},'
-                    f'"steps":{steps},"spo2":{spo2_base[i] - ((b >> 8) & 1)},"skinTemp":{sk // 10}.{sk % 10},'
+                    f'"steps":{steps},"spo2":{sp},"skinTemp":{sk // 10}.{sk % 10},'
                     f'"battery":{bat // 1000},"seq":{sq}}}'
                 ).encode()
-            if (b >> 15) & 0xFFFF < fault_threshold or i in special:
+            if batched:
+                urgent = False
+                if hr == last_hr[i]:
+                    urgent = t - same_since[i] >= stuck_ms
+                else:
+                    last_hr[i], same_since[i] = hr, t
+                if steps >= brisk:
+                    if brisk_at[i] != t - interval:
+                        brisk_since[i] = t
+                    brisk_at[i] = t
+                    if t - brisk_since[i] >= brisk_span:
+                        moving_until[i] = t + hold_ms
+                if (
+                    hr <= low_bpm
+                    or sp < low_spo2
+                    or ((hr >= high_bpm or hr - resting[i] >= jump_bpm) and moving_until[i] <= t)
+                ):
+                    urgent = True
+                if (b >> 15) & 0xFFFF < fault_threshold or i in special:
+                    stream_fault(i, t, ev, payload, (b >> 15) & 0xFFFF, out)
+                    if urgent:
+                        flush(out, i, t)
+                else:
+                    samples = pending[i]
+                    samples.append(payload)
+                    pending_ev[i].append(ev)
+                    if urgent or len(samples) >= quota[i]:
+                        flush(out, i, t)
+            elif (b >> 15) & 0xFFFF < fault_threshold or i in special:
                 stream_fault(i, t, ev, payload, (b >> 15) & 0xFFFF, out)
             else:
                 out_ids.append(ids[i])
@@ -230,4 +306,6 @@ class Fleet:
         counts = self.counts
         counts.generated += self.devices
         counts.sent += len(out_payloads)
+        if not batched:
+            counts.samples_sent += len(out_payloads)
         return out

@@ -65,6 +65,23 @@ DEFAULT_DURATIONS: dict[Segment, tuple[int, int]] = {
     Segment.RECONNECT_BURST: _minutes(2, 10),
 }
 
+_SECOND = 1_000
+# As short as the detector allows with a margin (the demo's, and ``simulate --short-episodes``): with
+# ``Scenario.rested_at_start`` a run of a couple of minutes has episodes from its first minute. A
+# stuck reading still takes 6 minutes (the detector needs 5 of one value).
+SHORT_DURATIONS: dict[Segment, tuple[int, int]] = {
+    Segment.WALK: (60 * _SECOND, 120 * _SECOND),
+    Segment.RUN: (45 * _SECOND, 120 * _SECOND),
+    Segment.TACHYCARDIA: (40 * _SECOND, 50 * _SECOND),
+    Segment.BRADYCARDIA: (40 * _SECOND, 50 * _SECOND),
+    Segment.LOW_SPO2: (40 * _SECOND, 50 * _SECOND),
+    Segment.HR_SPIKE: (20 * _SECOND, 40 * _SECOND),
+    Segment.NO_READING: (75 * _SECOND, 100 * _SECOND),
+    Segment.STUCK_READING: DEFAULT_DURATIONS[Segment.STUCK_READING],
+    Segment.DROPOUT: (20 * _SECOND, 40 * _SECOND),
+    Segment.RECONNECT_BURST: (20 * _SECOND, 40 * _SECOND),
+}
+
 DEFAULT_ANOMALY_RATE = 0.02  # per device-hour and anomaly type: 2 % of devices an hour
 DEFAULT_INCIDENTAL_RATE = 30.0  # bursts of steps per device-hour at rest: a handful every ten minutes
 DEFAULT_INCIDENTAL_STEPS = (2, 12)  # steps in one burst (one sample), inclusive
@@ -113,6 +130,11 @@ class Scenario:
     incidental_steps: tuple[int, int] = DEFAULT_INCIDENTAL_STEPS
     # A recorded NN-interval series (ms) to replay as the resting rhythm (see simulator.fleet).
     nn_intervals_ms: tuple[float, ...] = ()
+    # How devices send (simulator.uplink): samples buffered per message (1: each sample at once, as
+    # its own single-sample message), the share of devices that go offline once for ``offline_ms``.
+    samples_per_message: int = 1
+    offline_share: float = 0.0
+    offline_ms: int = 20 * MS_PER_MINUTE
 
     def __post_init__(self) -> None:
         for segment, rate in self.rates.items():
@@ -131,6 +153,12 @@ class Scenario:
             raise ValueError(
                 f"incidental_steps must satisfy 1 ≤ low ≤ high ≤ 30, got {self.incidental_steps}"
             )
+        if self.samples_per_message < 1:
+            raise ValueError(f"samples_per_message must be ≥ 1, got {self.samples_per_message}")
+        if not 0 <= self.offline_share <= 1:
+            raise ValueError(f"offline_share must be within 0..1, got {self.offline_share}")
+        if self.offline_ms < 1:
+            raise ValueError(f"offline_ms must be ≥ 1, got {self.offline_ms}")
         for segment, (low, high) in self.durations.items():
             if not 0 < low <= high:
                 raise ValueError(f"duration of {segment.name} must satisfy 0 < low ≤ high")

@@ -5,9 +5,13 @@ Contract:
 - The fleet (``simulator.fleet``) covers ``--start`` .. ``--start + --duration`` of event time. By
   default it is generated as fast as possible; ``--realtime`` paces each message to its send time
   on the wall clock (fleet time 0 = when the command starts).
-- ``--out FILE`` writes the payloads one per line in send order (``vitalstream replay`` reads it);
+- ``--out FILE`` writes the messages' payloads one per line in send order (``vitalstream replay``
+  reads it);
   ``--target`` hands each tick's messages to a publisher from ``simulator.publishers``.
 - ``--truth FILE`` receives the ground truth as it completes (``simulator.truth``).
+- ``--samples-per-message``, ``--offline-rate`` and ``--offline-duration`` choose how devices send
+  (``simulator.uplink``: batches, urgent flush, offline backlogs); ``--truth`` does not depend on the
+  first, and only gains ``OFFLINE`` fault lines with the others.
 - The same flags and seed give byte-identical ``--out`` and ``--truth`` files.
 - Usage errors (bad flags, a publisher that cannot be built) exit 2 with a message naming the flag.
 """
@@ -28,13 +32,17 @@ from simulator.fleet import Fleet
 from simulator.pacing import paced
 from simulator.scenario import (
     DEFAULT_ANOMALY_RATE,
+    DEFAULT_DURATIONS,
     DEFAULT_INCIDENTAL_RATE,
     MAX_INCIDENTAL_RATE,
+    MS_PER_MINUTE,
+    SHORT_DURATIONS,
     Scenario,
     Segment,
     default_rates,
 )
 from simulator.truth import encode_truth
+from simulator.uplink import OFFLINE_MARGIN_MS
 from simulator.variability import VariabilityFormatError, load_nn_intervals
 
 TARGETS = ("kinesis", "mqtt", "iot-data")
@@ -68,6 +76,16 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 <= value <= 0.1:
         raise argparse.ArgumentTypeError(f"must be within 0..0.1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {value}")
     return value
 
 
@@ -126,6 +144,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a recorded NN-interval series (ms; .npy or one value per line) to replay as every "
         "device's resting rhythm instead of synthetic noise",
     )
+    scenario.add_argument(
+        "--rested-at-start",
+        action="store_true",
+        help="devices have rested before the run starts: a short run has episodes from its first minute",
+    )
+    scenario.add_argument(
+        "--short-episodes",
+        action="store_true",
+        help="episodes, bouts and outages as short as the detector allows (the demo's): with "
+        "--rested-at-start a two-minute run has episodes from its first minute",
+    )
+    sending = parser.add_argument_group("how devices send (simulator.uplink)")
+    sending.add_argument(
+        "--samples-per-message",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="each device buffers N samples per message; an abnormal sample sends the buffer at once "
+        "(default 1: every sample its own message)",
+    )
+    sending.add_argument(
+        "--offline-rate",
+        type=_share,
+        default=0.0,
+        metavar="P",
+        help="share of devices that go offline once during the run, keep sampling and upload the "
+        "backlog on reconnect (default 0)",
+    )
+    sending.add_argument(
+        "--offline-duration",
+        type=duration_ms(1_000),
+        default=20 * MS_PER_MINUTE,
+        help="how long an offline device stays offline (default 20m)",
+    )
     scenario.add_argument("--duplicate-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--out-of-order-prob", type=_probability, default=0.001, metavar="P")
     scenario.add_argument("--malformed-prob", type=_probability, default=0.0005, metavar="P")
@@ -152,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(
             f"--incidental-rate must be within 0..{MAX_INCIDENTAL_RATE:g}, got {args.incidental_rate}"
         )
+    if args.offline_rate > 0 and args.offline_duration + OFFLINE_MARGIN_MS > args.duration:
+        return _usage_error(
+            f"--offline-duration plus {OFFLINE_MARGIN_MS // 1000} s to reconnect must fit in --duration"
+        )
     nn_intervals: tuple[float, ...] = ()
     if args.variability is not None:
         try:
@@ -167,6 +223,11 @@ def run(args: argparse.Namespace) -> int:
         malformed_prob=args.malformed_prob,
         incidental_rate=0.0 if args.no_incidental_movement else args.incidental_rate,
         nn_intervals_ms=nn_intervals,
+        rested_at_start=args.rested_at_start,
+        durations=dict(SHORT_DURATIONS if args.short_episodes else DEFAULT_DURATIONS),
+        samples_per_message=args.samples_per_message,
+        offline_share=args.offline_rate,
+        offline_ms=args.offline_duration,
     )
     try:
         fleet = Fleet(
@@ -189,11 +250,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"vitalstream simulate: error: {exc}", file=sys.stderr)
         return 1
     counts = fleet.counts
+    samples = f" ({counts.samples_sent:,} samples)" if args.samples_per_message > 1 else ""
     print(
-        f"events generated {counts.generated:,}, sent {report.sent:,}, retried {report.retried:,}, "
+        f"events generated {counts.generated:,}, sent {report.sent:,}{samples}, retried {report.retried:,}, "
         f"failed {report.failed:,}; malformed injected {counts.malformed:,}, duplicates injected "
         f"{counts.duplicates:,}, out of order {counts.out_of_order:,}, dropped {counts.dropped:,}, "
         f"sent in reconnect bursts {counts.buffered:,}"
+        + (f", devices offline with a backlog {counts.offline:,}" if args.offline_rate > 0 else "")
     )
     return 0
 
@@ -212,7 +275,7 @@ def _run(fleet: Fleet, args: argparse.Namespace, publisher: Publisher | None) ->
         for sends, low, high in paced(fleet, args.realtime):
             if publisher is not None and low == 0:
                 messages = sends.messages()
-            if out is not None:
+            if out is not None and high > low:
                 out.write(b"\n".join(sends.payloads[low:high]) + b"\n")
                 report.sent += high - low
             if publisher is not None:

@@ -16,6 +16,9 @@ from pathlib import Path
 from service.cli.args import duration_ms, positive_int
 from service.tools.emulator import Engine, emulator_missing
 
+DEFAULT_SAMPLES_PER_MESSAGE = 12
+MAX_SAMPLES_PER_MESSAGE = 40  # the batch contract's default VITALSTREAM_MAX_SAMPLES_PER_MESSAGE
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -44,6 +47,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=500, help="event source mapping batch size"
     )
     parser.add_argument(
+        "--samples-per-message",
+        type=positive_int,
+        default=DEFAULT_SAMPLES_PER_MESSAGE,
+        metavar="N",
+        help=f"samples each device buffers per message, an abnormal one sent at once (default "
+        f"{DEFAULT_SAMPLES_PER_MESSAGE}: a minute of samples, what the bill's targets assume; 1 = every "
+        "sample its own message)",
+    )
+    parser.add_argument(
         "--emulator",
         choices=[engine.value for engine in Engine],
         default=Engine.MINISTACK.value,
@@ -58,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 < args.share <= 0.5:
         print(f"vitalstream demo: --share must be within (0, 0.5], got {args.share}", file=sys.stderr)
+        return 2
+    if args.samples_per_message > MAX_SAMPLES_PER_MESSAGE:
+        print(
+            f"vitalstream demo: --samples-per-message must be ≤ {MAX_SAMPLES_PER_MESSAGE} (the processing's "
+            f"limit), got {args.samples_per_message}",
+            file=sys.stderr,
+        )
         return 2
     from service.tools.emulator import use_emulator_credentials  # noqa: PLC0415 - heavy imports when running
 
@@ -77,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             mode=args.mode,
             replicas=args.replicas,
+            samples_per_message=args.samples_per_message,
         )
     from service.tools.demo.report import render  # noqa: PLC0415
 

@@ -1,13 +1,17 @@
-"""What the demo counts while it runs: each record's first acknowledgement and its latency.
+"""What the demo counts while it runs: each sample's first acknowledgement and its latency.
 
-A record is acknowledged when an invocation that carried it returned and its sequence number is
-below the lowest ``batchItemFailures`` entry (Lambda checkpoints there; the rest comes again). Its
-latency is from the device's own timestamp to that moment: every sink has written by then.
+A Kinesis record carries one message, and a message one sample or a batch of them
+(``service.tools.demo.samples``); a sample is known by shard, sequence number and its index in the
+message. A record's samples are acknowledged when an invocation that carried it returned and its
+sequence number is below the lowest ``batchItemFailures`` entry (Lambda checkpoints there; the rest
+comes again, the whole record). A sample's latency is from its own device timestamp to that moment:
+every sink has written by then (a batched sample's includes the time it waited on the device).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from typing import Any
 import msgspec
 
 from service.core.telemetry import parse_rfc3339_ms
+from service.tools.demo.samples import single_samples
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -42,7 +47,7 @@ class AckLedger:
     def __init__(self, clock_ms: Callable[[], int]) -> None:
         self._clock_ms = clock_ms
         self._lock = threading.Lock()
-        self._acked: set[tuple[str, str]] = set()
+        self._acked: set[tuple[str, str, int]] = set()
         self._latencies: list[int] = []
 
     @property
@@ -70,13 +75,15 @@ class AckLedger:
                 sequence = kinesis["sequenceNumber"]
                 if lowest is not None and int(sequence) >= lowest:
                     continue
-                key = (record["eventID"].partition(":")[0], sequence)
-                if key in self._acked:
-                    continue
-                self._acked.add(key)
-                event_ms = _device_time(kinesis["data"])
-                if event_ms is not None:
-                    fresh.append(ack_ms - event_ms)
+                shard = record["eventID"].partition(":")[0]
+                for sub, sample in enumerate(_samples(kinesis["data"])):
+                    key = (shard, sequence, sub)
+                    if key in self._acked:
+                        continue
+                    self._acked.add(key)
+                    event_ms = _device_time(sample)
+                    if event_ms is not None:
+                        fresh.append(ack_ms - event_ms)
             self._latencies.extend(fresh)
 
     def latency(self) -> LatencySummary:
@@ -87,10 +94,17 @@ class AckLedger:
         )
 
 
-def _device_time(data: str) -> int | None:
+def _samples(data: str) -> list[bytes]:
     try:
-        body = msgspec.json.decode(base64.b64decode(data))
-    except (ValueError, msgspec.DecodeError):
+        return single_samples(base64.b64decode(data))
+    except binascii.Error:
+        return [b""]
+
+
+def _device_time(sample: bytes) -> int | None:
+    try:
+        body = msgspec.json.decode(sample)
+    except msgspec.DecodeError:
         return None
     timestamp = body.get("timestamp") if isinstance(body, dict) else None
     return parse_rfc3339_ms(timestamp) if isinstance(timestamp, str) else None

@@ -1,9 +1,12 @@
 """The demo's final report, read back from the sinks themselves.
 
-- ``lost``: valid samples that were sent but are not in the archive, plus poison records that were
-  sent but are not in the dead-letter queue. Must be 0.
+- Everything is counted per sample (``service.tools.demo.samples``): a message may carry a batch.
+  ``sent`` samples in ``messages`` messages.
+- ``lost``: valid samples that were sent but are not in the archive, plus invalid samples (poison)
+  that were sent but are not in the dead-letter queue. Must be 0.
 - ``duplicate_effects``: archive lines beyond the first for one (deviceId, seq), alert messages
-  beyond the first per alertId, dead-letter messages beyond the first per record. Must be 0.
+  beyond the first per alertId, dead-letter messages beyond the first per sample (shard, sequence
+  number, subSequenceNumber). Must be 0.
 - Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
 - Request accounting: the AWS requests the processing sent (``service.runtime.accounting``), per 1,000
   records sent, and the all-in monthly bill (``vitalstream cost``: IoT Core, Kinesis, compute, every
@@ -30,6 +33,7 @@ from service.tools.cost.counts import PerThousand
 from service.tools.cost.data import Measured, measured
 from service.tools.cost.model import Bill, Deployment, Mode
 from service.tools.demo.ledger import LatencySummary
+from service.tools.demo.samples import single_samples
 from service.tools.score import Scorecard, ScoredAlert, score
 from simulator.truth import TruthEntry
 
@@ -39,14 +43,16 @@ FLEET_DEVICES = 10_000
 
 @dataclass(slots=True)
 class Expected:
-    """What the fleet published, classified as the core will classify it."""
+    """What the fleet published, sample by sample, classified as the core will classify it."""
 
     valid: set[tuple[str, int]] = field(default_factory=set)
     rejects: int = 0
     device_duplicates: int = 0
 
-    def add(self, payloads: Iterable[bytes]) -> None:
-        batch = decode_records(KinesisRecord(p, "expected", str(i + 1), 0) for i, p in enumerate(payloads))
+    def add(self, payloads: Iterable[bytes]) -> int:
+        """Classify the samples of these messages; return how many there were."""
+        samples = [sample for payload in payloads for sample in single_samples(payload)]
+        batch = decode_records(KinesisRecord(p, "expected", str(i + 1), 0) for i, p in enumerate(samples))
         self.rejects += len(batch.rejects)
         for sample in batch.samples:
             key = (
@@ -56,6 +62,7 @@ class Expected:
             if key in self.valid:
                 self.device_duplicates += 1
             self.valid.add(key)
+        return len(samples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,8 @@ class DemoReport:
     prices_as_of: str
     detection_latency: LatencySummary | None = None  # device timestamp → alert published (consumer mode)
     archive_latency: LatencySummary | None = None  # device timestamp → archive file uploaded (consumer)
+    messages: int = 0  # the messages that carried the ``sent`` samples
+    samples_per_message: int = 1  # what the devices buffered per message (urgent flushes send fewer)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +131,11 @@ def build_report(
     requests: RequestCounts,
     unacknowledged: int = 0,
     latencies: Mapping[str, LatencySummary] | None = None,
+    messages: int | None = None,
+    samples_per_message: int = 1,
 ) -> DemoReport:
+    """``sent`` and ``unacknowledged`` count samples, ``messages`` (default: ``sent``) and
+    ``publish_failed`` messages."""
     archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
     alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
     dead_keys = Counter(
@@ -133,7 +146,7 @@ def build_report(
     card = score(truth, _scored(sinks.alerts), GRACE_MS)
     per_1k = PerThousand.of(requests, sent)
     files = {"sent": sent, "s3_objects": sinks.archive_objects}
-    at_run, at_fleet = (priced(per_1k, mode, n, files) for n in (devices, FLEET_DEVICES))
+    at_run, at_fleet = (priced(per_1k, mode, n, files, samples_per_message) for n in (devices, FLEET_DEVICES))
     biggest = at_fleet.biggest()
     return DemoReport(
         devices=devices,
@@ -169,13 +182,22 @@ def build_report(
         prices_as_of=at_fleet.prices_as_of,
         detection_latency=(latencies or {}).get("detection"),
         archive_latency=(latencies or {}).get("archive"),
+        messages=sent if messages is None else messages,
+        samples_per_message=samples_per_message,
     )
 
 
-def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int] | None = None) -> Bill:
-    """The all-in monthly bill of ``devices`` devices (one sample per message every 5 s over IoT Core)
-    with this run's per-record counts and alert rate, lease-table items and (``files``: ``sent``,
-    ``s3_objects``) archive files left out: the calculator models those per second."""
+def priced(
+    per_1k: PerThousand,
+    mode: str,
+    devices: int,
+    files: Mapping[str, int] | None = None,
+    samples_per_message: int = 1,
+) -> Bill:
+    """The all-in monthly bill of ``devices`` devices (a sample every 5 s, ``samples_per_message`` a
+    message, over IoT Core) with this run's per-sample counts and alert rate, lease-table items and
+    (``files``: ``sent``, ``s3_objects``) archive files left out: the calculator models those per
+    second."""
     figures = Measured.from_report(
         {
             **(files or {}),
@@ -185,7 +207,10 @@ def priced(per_1k: PerThousand, mode: str, devices: int, files: Mapping[str, int
         },
         measured(mode),
     )
-    return bill(Deployment(devices, mode=Mode(mode), alerts_per_device_day=None), figures=figures)
+    deployment = Deployment(
+        devices, samples_per_message=samples_per_message, mode=Mode(mode), alerts_per_device_day=None
+    )
+    return bill(deployment, figures=figures)
 
 
 def _scored(alerts: Iterable[dict[str, Any]]) -> list[ScoredAlert]:
@@ -218,7 +243,8 @@ def render(report: DemoReport) -> str:
     lines = [
         f"devices {report.devices:,} for {report.duration_s:.0f} s, {report.shards} shards, "
         f"mode {report.mode}",
-        f"sent {report.sent:,} (failed {report.publish_failed:,}), processed {report.processed:,} "
+        f"sent {report.sent:,} samples in {report.messages:,} messages ({report.samples_per_message} a "
+        f"message, urgent ones at once; failed {report.publish_failed:,}), processed {report.processed:,} "
         f"({report.records_per_s:,.0f}/s), rejected {report.rejected:,}, device duplicates dropped "
         f"{report.device_duplicates:,}",
         f"lost {report.lost}, duplicate effects {report.duplicate_effects}"

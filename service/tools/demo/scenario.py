@@ -9,36 +9,26 @@ zeros, a stuck reading 5 min of one value.
 
 from __future__ import annotations
 
-from simulator.scenario import DEFAULT_DURATIONS, MS_PER_HOUR, Scenario, Segment
+from simulator.scenario import MS_PER_HOUR, SHORT_DURATIONS, Scenario, Segment
 
 SECOND = 1_000
-_SHORT: dict[Segment, tuple[int, int]] = {
-    Segment.WALK: (60 * SECOND, 120 * SECOND),
-    Segment.RUN: (45 * SECOND, 120 * SECOND),
-    Segment.TACHYCARDIA: (40 * SECOND, 50 * SECOND),
-    Segment.BRADYCARDIA: (40 * SECOND, 50 * SECOND),
-    Segment.LOW_SPO2: (40 * SECOND, 50 * SECOND),
-    Segment.HR_SPIKE: (20 * SECOND, 40 * SECOND),
-    Segment.NO_READING: (75 * SECOND, 100 * SECOND),
-    Segment.STUCK_READING: DEFAULT_DURATIONS[Segment.STUCK_READING],
-    Segment.DROPOUT: (20 * SECOND, 40 * SECOND),
-    Segment.RECONNECT_BURST: (20 * SECOND, 40 * SECOND),
-}
 
 
-def demo_scenario(duration_ms: int, share: float = 0.01) -> Scenario:
+def demo_scenario(duration_ms: int, share: float = 0.01, samples_per_message: int = 1) -> Scenario:
     """``share`` of the devices per anomaly type over the run (segments need room to fit, so the
-    hazard is spread over the part of the run where one can still start)."""
+    hazard is spread over the part of the run where one can still start); devices send
+    ``samples_per_message`` samples a message (``simulator.uplink``)."""
     per_hour = share * MS_PER_HOUR / max(duration_ms // 3, 20 * SECOND)
-    rates = {segment: per_hour for segment in _SHORT}
+    rates = {segment: per_hour for segment in SHORT_DURATIONS}
     rates[Segment.WALK] = rates[Segment.RUN] = 2 * per_hour
     rates[Segment.NO_READING] = rates[Segment.STUCK_READING] = per_hour / 2
     rates[Segment.DROPOUT] = rates[Segment.RECONNECT_BURST] = per_hour / 2
     return Scenario(
         rates=rates,
-        durations=dict(_SHORT),
+        durations=dict(SHORT_DURATIONS),
         duplicate_prob=0.002,
         out_of_order_prob=0.002,
         malformed_prob=0.001,
         rested_at_start=True,
+        samples_per_message=samples_per_message,
     )

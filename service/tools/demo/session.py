@@ -94,9 +94,11 @@ class DemoSession:
         replicas: int = 2,
         tumbling_window_s: int | None = None,
         file_age_ms: int | None = DEMO_FILE_AGE_MS,
+        samples_per_message: int = 1,
     ) -> DemoReport:
         """``tumbling_window_s``: Lambda mode's window (None: the template's; 0: per-batch state).
-        ``file_age_ms``: the consumers' archive file age (None: the product's default)."""
+        ``file_age_ms``: the consumers' archive file age (None: the product's default).
+        ``samples_per_message``: what each device buffers per message (``simulator.uplink``)."""
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
         stream = self._env["VITALSTREAM_STREAM_NAME"]
@@ -107,13 +109,16 @@ class DemoSession:
         )
         view = LiveView(sys.stderr)
         alerts: list[dict[str, Any]] = []
-        self._log(f"{devices:,} devices for {duration_ms / 1000:.0f} s, {self._shards} shards, {mode} mode")
+        self._log(
+            f"{devices:,} devices for {duration_ms / 1000:.0f} s, {samples_per_message} samples a message, "
+            f"{self._shards} shards, {mode} mode"
+        )
         started = time.monotonic()
         with processing:
             # the fleet's clock starts when it starts publishing, not before the processing was ready
             start_ms = int(time.time() * 1000)
             self.fleet_started = time.monotonic()
-            scenario = demo_scenario(duration_ms, share)
+            scenario = demo_scenario(duration_ms, share, samples_per_message)
             fleet = Fleet(devices, seed, start_ms, start_ms + duration_ms, scenario=scenario)
             feed = _Feed(fleet, KinesisPublisher(kinesis, stream))
             feed.start()
@@ -123,13 +128,13 @@ class DemoSession:
                 counts = Counter(a["type"] for a in alerts)
                 progress = processing.progress()
                 acknowledged = progress.settled
-                view.update(feed.report.sent, progress, counts)
+                view.update(feed.samples, progress, counts)
                 if not feed.running:
                     deadline = deadline or time.monotonic() + DRAIN_TIMEOUT_S
-                    if acknowledged >= feed.report.sent or time.monotonic() > deadline:
+                    if acknowledged >= feed.samples or time.monotonic() > deadline:
                         break
                 time.sleep(1.0)
-            view.update(feed.report.sent, progress, counts, force=True)
+            view.update(feed.samples, progress, counts, force=True)
             view.close()
             processing.wait_archived(DRAIN_TIMEOUT_S)
             requests = processing.requests() if mode == "consumer" else None  # replicas: scraped live
@@ -143,14 +148,16 @@ class DemoSession:
             sinks=self._read_sinks(sqs, alerts),
             truth=feed.truth,
             latency=progress.latency,
-            sent=feed.report.sent,
+            sent=feed.samples,
+            messages=feed.report.sent,
+            samples_per_message=samples_per_message,
             publish_failed=feed.report.failed,
             devices=devices,
             duration_s=elapsed,
             shards=self._shards,
             mode=mode,
             requests=requests,
-            unacknowledged=max(feed.report.sent - acknowledged, 0),
+            unacknowledged=max(feed.samples - acknowledged, 0),
             latencies=latencies,
         )
 
@@ -290,11 +297,14 @@ class _Replicas(contextlib.AbstractContextManager["_Replicas"]):
 
 
 class _Feed:
-    """The fleet, publishing in real time from its own thread; keeps what it sent for the report."""
+    """The fleet, publishing in real time from its own thread; keeps what it sent for the report:
+    ``report`` counts messages, ``samples`` the samples in the messages handed to the publisher (those
+    in a message it gave up on, ``report.failed``, are then lost)."""
 
     def __init__(self, fleet: Fleet, publisher: KinesisPublisher) -> None:
         self.fleet, self.publisher = fleet, publisher
         self.report = PublishReport()
+        self.samples = 0
         self.expected = Expected()
         self.truth: list[TruthEntry] = []
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
@@ -319,7 +329,7 @@ class _Feed:
                     # ~15 s at 10,000 devices, which no fleet does. Survivors leave the collector's way.
                     gc.freeze()
                 self.report.add(self.publisher.publish(tick[low:high]))
-                self.expected.add(m.payload for m in tick[low:high])
+                self.samples += self.expected.add(m.payload for m in tick[low:high])
             self.truth.extend(self.fleet.drain_truth())
         finally:
             self.publisher.close()
