@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -69,24 +70,22 @@ def _rate(text: str) -> tuple[Segment, float]:
     return segment, rate
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 0.1:
-        raise argparse.ArgumentTypeError(f"must be within 0..0.1, got {value}")
-    return value
+def _fraction(high: float) -> Callable[[str], float]:
+    """An argparse type: a number within 0..``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be within 0..{high:g}, got {value}")
+        return value
+
+    return parse
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be within 0..1, got {value}")
-    return value
+_probability, _share = _fraction(0.1), _fraction(1.0)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
