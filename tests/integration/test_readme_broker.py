@@ -124,6 +124,21 @@ def wait_for(condition: Any, timeout_s: float, what: str, *alive: subprocess.Pop
         time.sleep(0.2)
 
 
+def wait_for_progress(
+    count: Any, target: int, stall_s: float, what: str, *alive: subprocess.Popen[bytes]
+) -> None:
+    """Until ``count()`` reaches ``target``; fail once it has not grown for ``stall_s`` (a loaded
+    machine only slows the bridge down, a stuck one stops it)."""
+    best, deadline = -1, 0.0
+    while (now := count()) < target:
+        if now > best:
+            best, deadline = now, time.monotonic() + stall_s
+        for process in alive:
+            assert process.poll() is None, f"{process.args!r} exited while waiting for {what}"
+        assert time.monotonic() < deadline, f"{what}: stuck at {best} of {target} for {stall_s} s"
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     """A fresh directory any user may enter, as a checkout is (pytest's own tmp_path is private to
@@ -198,13 +213,14 @@ def test_the_readme_broker_commands_work_as_written_as_root(
         records: list[tuple[str, bytes]] = []
         dead: list[dict[str, Any]] = []
 
-        def all_handled() -> bool:
+        def handled() -> int:
             nonlocal records
             records = read_stream(kinesis, stream)
             dead.extend(aws.drain(dlq))
-            return len(records) + len(dead) >= sent
+            return len(records) + len(dead)
 
-        wait_for(all_handled, 60, "every message forwarded or dead-lettered", running_bridge, mosquitto)
+        what = "every message forwarded or dead-lettered"
+        wait_for_progress(handled, sent, 60, what, running_bridge, mosquitto)
         assert stop(running_bridge) == 0, (workdir / "bridge.log").read_text()
     counts = dict(re.findall(rf"(forwarded|dead-lettered) ({NUMBER})", (workdir / "bridge.log").read_text()))
     assert (counts["forwarded"], counts["dead-lettered"]) == (f"{len(records):,}", f"{len(dead):,}")
