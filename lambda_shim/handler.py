@@ -51,6 +51,7 @@ _INVOCATIONS = itertools.count()
 
 @functools.cache
 def _settings() -> Settings:
+    """Read from the environment once per container, and again whenever ``_runtime`` is rebuilt."""
     from service.runtime.config import Settings  # noqa: PLC0415 - keeps the cold import small
 
     return Settings()
@@ -61,14 +62,19 @@ def _runtime() -> Pipeline:
     """Built once per container, on the first invocation (never at import)."""
     from lambda_shim.bootstrap import build_pipeline  # noqa: PLC0415 - keeps the cold import small
 
+    _settings.cache_clear()  # a rebuild (``_runtime.cache_clear()``) reads the environment again
     return build_pipeline(_settings(), requests=REQUESTS)
+
+
+def _window_budget() -> int:
+    return _settings().window_state_budget_bytes
 
 
 def _windows() -> WindowProcessor:
     """The window processor over ``_runtime()``'s sinks (it holds nothing of its own)."""
     from service.runtime.window import WindowProcessor  # noqa: PLC0415 - keeps the cold import small
 
-    return WindowProcessor(_runtime(), _settings().window_state_budget_bytes)
+    return WindowProcessor(_runtime(), _window_budget())
 
 
 def _window(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[str, Any], Invocation]:
