@@ -93,14 +93,13 @@ def _batch(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[st
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    from service.runtime.window import WindowCommitError  # noqa: PLC0415 - keeps the cold import small
-
     cold_start, now_ms, before = next(_INVOCATIONS) == 0, int(time.time() * 1000), REQUESTS.snapshot()
-    span = EventSpan.of(event)
+    span, windowed = EventSpan.of(event), "window" in event
     try:
-        response, invocation = (_window if "window" in event else _batch)(event, span, now_ms)
-    except WindowCommitError as exc:  # Lambda retries the invocation; CloudWatch says why
-        failed = Invocation(Mode.WINDOW, span, errors=exc.errors, raised=True)
+        response, invocation = (_window if windowed else _batch)(event, span, now_ms)
+    except Exception as exc:  # Lambda retries the invocation (a refused window commit); CloudWatch says why
+        mode = Mode.WINDOW if windowed else Mode.BATCH
+        failed = Invocation(mode, span, errors=getattr(exc, "errors", ()), error=type(exc).__name__)
         _report(failed, context, cold_start, now_ms, before)
         raise
     _report(invocation, context, cold_start, now_ms, before)

@@ -3,10 +3,10 @@
 The shim gathers an ``Invocation`` from the event, the processor's outcome and the invocation's share
 of the container's request counts (``RequestCounts.since``); ``service.runtime.emf`` turns it into
 the invocation's EMF line and ``log_lines`` into its JSON log lines, in the shape both modes share
-(``service.runtime.logs``): one line per invocation (``batch processed``, or ``window commit
-failed`` when the invocation raised) with the shard, the sequence range, the batch size and the
-failures, and one per distinct sink-error cause with its AWS error code. Pure: time and the Lambda
-context come in as arguments.
+(``service.runtime.logs``): one line per invocation (``batch processed``, or ``invocation failed``
+with the exception's type when it raised) with the shard, the sequence range, the batch size and
+the failures, and one per distinct sink-error cause with its AWS error code. Pure: time and the
+Lambda context come in as arguments.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from service.runtime.window import WindowOutcome
 
 BATCH_MESSAGE = "batch processed"
-COMMIT_FAILED_MESSAGE = "window commit failed"
+FAILED_MESSAGE = "invocation failed"
 _CONTEXT_KEYS = (  # Powertools Logger's key, the Lambda context's attribute
     ("function_name", "function_name"),
     ("function_memory_size", "memory_limit_in_mb"),
@@ -81,7 +81,7 @@ class Invocation:
     """One invocation: its event's span, what the core and the sinks made of it, what it cost.
 
     ``result`` None: nothing ran through the core (an empty event, or the invocation raised before it
-    returned an outcome). ``raised``: the invocation failed as a whole; Lambda retries it."""
+    returned an outcome). ``error``: the invocation raised (a refused window commit); Lambda retries it."""
 
     mode: Mode
     span: EventSpan
@@ -92,7 +92,11 @@ class Invocation:
     failures: int = 0  # batchItemFailures reported
     errors: tuple[SinkError, ...] = ()
     window: WindowFacts | None = None
-    raised: bool = False
+    error: str | None = None  # the type of the exception the invocation raised
+
+    @property
+    def raised(self) -> bool:
+        return self.error is not None
 
 
 def context_fields(context: object, cold_start: bool) -> dict[str, Any]:
@@ -127,7 +131,9 @@ def log_lines(invocation: Invocation, *, service: str, context: Mapping[str, Any
     if invocation.window is not None:
         summary["window_closed"] = invocation.window.closed
         summary["window_state_bytes"] = invocation.window.state_bytes
-    level, message = ("ERROR", COMMIT_FAILED_MESSAGE) if invocation.raised else ("INFO", BATCH_MESSAGE)
+    level, message = ("INFO", BATCH_MESSAGE)
+    if invocation.error is not None:
+        level, message, summary["error"] = "ERROR", FAILED_MESSAGE, invocation.error
     lines = [entry(level, message, now_ms, service, context, where, summary)]
     for error in distinct(invocation.errors):
         level = "ERROR" if error.permanent else "WARNING"

@@ -105,4 +105,3 @@ def cause_fields(error: SinkError) -> dict[str, Any]:
         "permanent": error.permanent,
         "error": type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__,
     }
-

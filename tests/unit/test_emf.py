@@ -128,7 +128,9 @@ def test_a_device_whose_alert_failed_counts_as_retried_with_its_sink_error() -> 
 
 def test_an_invocation_that_raised_still_counts_and_says_so() -> None:
     denied = SinkError(Sink.DEVICE_STATE, "AccessDeniedException", TABLE, permanent=True)
-    invocation = Invocation(Mode.WINDOW, EventSpan(SHARD_ID, None, None, 0), errors=(denied,), raised=True)
+    invocation = Invocation(
+        Mode.WINDOW, EventSpan(SHARD_ID, None, None, 0), errors=(denied,), error="WindowCommitError"
+    )
 
     line = only_line(invocation)
 

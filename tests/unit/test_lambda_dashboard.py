@@ -15,7 +15,8 @@ from service.runtime import emf
 from service.runtime.config import Settings
 from service.runtime.invocation import Invocation, Mode, WindowFacts
 from service.runtime.ports import Sink, SinkError
-from tests.unit.test_emf import NOW_MS, REQUESTS, mixed_event, run
+from tests.unit.test_emf import REQUESTS, mixed_event, run
+from tests.unit.test_window import NOW_MS
 
 DASHBOARD_FILE = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard-lambda.json"
 SEARCH = re.compile(

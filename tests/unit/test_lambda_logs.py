@@ -86,11 +86,13 @@ def test_one_line_per_distinct_cause_with_its_aws_error_code() -> None:
 
 def test_a_failed_window_commit_is_an_error_line() -> None:
     denied = SinkError(Sink.DEVICE_STATE, "AccessDeniedException", "table", permanent=True)
-    summary, cause = lines(Invocation(Mode.WINDOW, SPAN, errors=(denied,), raised=True))
-    assert (summary["level"], summary["message"], summary["mode"]) == (
+    failed = Invocation(Mode.WINDOW, SPAN, errors=(denied,), error="WindowCommitError")
+    summary, cause = lines(failed)
+    assert (summary["level"], summary["message"], summary["mode"], summary["error"]) == (
         "ERROR",
-        "window commit failed",
+        "invocation failed",
         "window",
+        "WindowCommitError",
     )
     assert cause["code"] == "AccessDeniedException"
 
