@@ -7,44 +7,67 @@ window's ``state`` and reach the table once per window. Either way the returned 
 name, for each device whose effects did not all land, its first record in the batch (and each reject
 that could not be stored); Lambda retries from the lowest, and records already applied are skipped on
 the way. ``REQUESTS`` counts every AWS request of this container's clients (``service.runtime.accounting``).
-Each distinct sink-error cause of an invocation is logged once, as a JSON line on stdout (CloudWatch),
-with its sink, AWS error code, resource, shard and the request id (``service.runtime.sink_health``).
+
+Every invocation, whether it returns or raises, writes to ``OUTPUT`` (stdout, which Lambda sends to
+CloudWatch Logs, when None) its JSON log lines (``service.runtime.invocation``: shard, sequence range,
+batch size, request id, and one line per distinct sink-error cause with its AWS error code), then its
+Embedded Metric Format line (``service.runtime.emf``), which counts this invocation's share of
+``REQUESTS``. A sandbox runs one invocation at a time, so that share is exact; a local tool that runs
+the shim from several threads of one process shares ``REQUESTS`` between them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
+import itertools
+import json
 import sys
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from service.core import records_from_lambda_event
-from service.runtime.accounting import RequestCounter
+from service.runtime import emf
+from service.runtime.accounting import RequestCounter, RequestCounts
+from service.runtime.invocation import (
+    EventSpan,
+    Invocation,
+    Mode,
+    context_fields,
+    log_lines,
+    of_batch,
+    of_window,
+)
 
 if TYPE_CHECKING:
+    from service.runtime.config import Settings
     from service.runtime.pipeline import Pipeline
-    from service.runtime.ports import SinkError
     from service.runtime.window import WindowProcessor
 
 REQUESTS = RequestCounter()
+OUTPUT: TextIO | None = None  # where the invocation's lines go; None: sys.stdout when they are written
+_INVOCATIONS = itertools.count()
+
+
+@functools.cache
+def _settings() -> Settings:
+    """Read from the environment once per container, and again whenever ``_runtime`` is rebuilt."""
+    from service.runtime.config import Settings  # noqa: PLC0415 - keeps the cold import small
+
+    return Settings()
 
 
 @functools.cache
 def _runtime() -> Pipeline:
     """Built once per container, on the first invocation (never at import)."""
     from lambda_shim.bootstrap import build_pipeline  # noqa: PLC0415 - keeps the cold import small
-    from service.runtime.config import Settings  # noqa: PLC0415 - as above
 
-    return build_pipeline(Settings(), requests=REQUESTS)
+    _settings.cache_clear()  # a rebuild (``_runtime.cache_clear()``) reads the environment again
+    return build_pipeline(_settings(), requests=REQUESTS)
 
 
-@functools.cache
 def _window_budget() -> int:
-    from service.runtime.config import Settings  # noqa: PLC0415 - keeps the cold import small
-
-    return Settings().window_state_budget_bytes
+    return _settings().window_state_budget_bytes
 
 
 def _windows() -> WindowProcessor:
@@ -54,38 +77,50 @@ def _windows() -> WindowProcessor:
     return WindowProcessor(_runtime(), _window_budget())
 
 
-def _log_sink_errors(errors: Iterable[SinkError], shard: str, context: object, now_ms: int) -> None:
-    from service.runtime.sink_health import invocation_lines  # noqa: PLC0415 - keeps the cold import small
-
-    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "vitalstream")
-    for line in invocation_lines(errors, shard=shard, context=context, service=service, now_ms=now_ms):
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+def _window(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[str, Any], Invocation]:
+    outcome = _windows().invoke(event, now_ms)
+    response = outcome.response()
+    return response, of_window(span, outcome, len(json.dumps(response["state"])))
 
 
-def _window(event: dict[str, Any], context: object, now_ms: int) -> dict[str, Any]:
-    from service.runtime.window import WindowCommitError, WindowEvent  # noqa: PLC0415 - as above
-
-    shard = WindowEvent.of(event).shard_id
-    try:
-        outcome = _windows().invoke(event, now_ms)
-    except WindowCommitError as exc:  # Lambda retries the invocation; CloudWatch says why
-        _log_sink_errors(exc.errors, shard, context, now_ms)
-        raise
-    _log_sink_errors(outcome.errors, shard, context, now_ms)
-    return outcome.response()
-
-
-def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    if "window" in event:
-        return _window(event, context, now_ms)
+def _batch(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[str, Any], Invocation]:
     batch = records_from_lambda_event(event)
     framed = batch.records or batch.rejects
     if not framed:
-        return {"batchItemFailures": []}
-    shard = framed[0].shard_id
-    outcome = _runtime().run(shard, batch.records, now_ms=now_ms, rejects=batch.rejects)
-    if outcome.errors:
-        _log_sink_errors(outcome.errors, shard, context, now_ms)
-    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in outcome.failures]}
+        return {"batchItemFailures": []}, of_batch(span, None)
+    outcome = _runtime().run(framed[0].shard_id, batch.records, now_ms=now_ms, rejects=batch.rejects)
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in outcome.failures]}, of_batch(span, outcome)
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    cold_start, now_ms, before = next(_INVOCATIONS) == 0, int(time.time() * 1000), REQUESTS.snapshot()
+    span, windowed = EventSpan.of(event), "window" in event
+    try:
+        response, invocation = (_window if windowed else _batch)(event, span, now_ms)
+    except Exception as exc:  # Lambda retries the invocation (a refused window commit); CloudWatch says why
+        mode = Mode.WINDOW if windowed else Mode.BATCH
+        failed = Invocation(mode, span, errors=getattr(exc, "errors", ()), error=type(exc).__name__)
+        _report(failed, context, cold_start, now_ms, before)
+        raise
+    _report(invocation, context, cold_start, now_ms, before)
+    return response
+
+
+def _report(
+    invocation: Invocation, context: object, cold_start: bool, started_ms: int, before: RequestCounts
+) -> None:
+    """Write the invocation's log lines and EMF line, with its duration and its share of ``REQUESTS``."""
+    settings, now_ms = _settings(), int(time.time() * 1000)
+    done = dataclasses.replace(
+        invocation,
+        duration_ms=max(now_ms - started_ms, 0),
+        requests=REQUESTS.snapshot().since(before),
+    )
+    fields, service = context_fields(context, cold_start), settings.service_name
+    lines = log_lines(done, service=service, context=fields, now_ms=now_ms)
+    lines += emf.invocation_lines(
+        done, namespace=settings.metrics_namespace, service=service, context=fields, now_ms=now_ms
+    )
+    out = OUTPUT or sys.stdout
+    out.write("".join(line + "\n" for line in lines))
+    out.flush()

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
         le=1_048_576,
         description="a message (a KPL user record) bigger than this is one reject (message_too_large)",
     )
+    service_name: str = Field(
+        default="vitalstream",
+        min_length=1,
+        max_length=250,
+        description="the ``service`` of every log line and the EMF lines' service dimension (Powertools)",
+    )
+    metrics_namespace: str = Field(
+        default="VitalStream",
+        min_length=1,
+        max_length=1_024,
+        description="Lambda mode: the CloudWatch namespace of the EMF metrics",
+    )
     window_state_budget_bytes: int = Field(
         default=900_000,
         ge=1_000,

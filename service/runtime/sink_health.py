@@ -5,14 +5,12 @@ Both modes keep every ``SinkError`` they catch — none is dropped. A batch coll
 feeds each batch's into the replica's ``SinkHealth``, which says which causes are new (log them once)
 and which cleared (their sink has answered a call of the same access in full since), and whether a
 permanent one is outstanding (the replica is not ready). Lambda mode logs each invocation's distinct
-causes once (``invocation_lines``).
+causes once (``service.runtime.invocation.log_lines``).
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,35 +105,3 @@ def cause_fields(error: SinkError) -> dict[str, Any]:
         "permanent": error.permanent,
         "error": type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__,
     }
-
-
-def invocation_lines(
-    errors: Iterable[SinkError], *, shard: str, context: object, service: str, now_ms: int
-) -> list[str]:
-    """Lambda mode: one JSON log line per distinct cause of one invocation, with Powertools' keys
-    (``level``, ``message``, ``timestamp``, ``service``, ``function_name``, ``function_request_id``,
-    ``function_arn`` when ``context`` has them) and the cause's fields and shard."""
-    invocation = {
-        key: value
-        for key, attribute in (
-            ("function_name", "function_name"),
-            ("function_arn", "invoked_function_arn"),
-            ("function_request_id", "aws_request_id"),
-        )
-        if isinstance(value := getattr(context, attribute, None), str)
-    }
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms / 1000)) + f".{now_ms % 1000:03d}Z"
-    return [
-        json.dumps(
-            {
-                "level": "ERROR" if error.permanent else "WARNING",
-                "message": SINK_ERROR_MESSAGE,
-                "timestamp": stamp,
-                "service": service,
-                **cause_fields(error),
-                "shard": shard,
-                **invocation,
-            }
-        )
-        for error in distinct(errors)
-    ]

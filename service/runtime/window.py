@@ -33,10 +33,11 @@ import base64
 import binascii
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service.core import (
+    BatchResult,
     KinesisRecord,
     Reject,
     StateFormatError,
@@ -44,7 +45,7 @@ from service.core import (
     records_from_lambda_event,
 )
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
-from service.runtime.effects import Position, batch_span
+from service.runtime.effects import AppliedBatch, Position, batch_span
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import SinkError
 from service.runtime.sink_health import BatchSinks
@@ -93,6 +94,8 @@ class WindowOutcome:
     written: int = 0
     restarted: bool = False  # the state reached the budget: written out, the window starts over
     errors: tuple[SinkError, ...] = ()  # every sink error of the invocation, one per distinct cause
+    result: BatchResult | None = None  # what the core made of the batch (None: the event had no records)
+    failed_devices: frozenset[str] = frozenset()  # devices whose effects did not all land
 
     def response(self) -> dict[str, Any]:
         return {"state": self.state, "batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
@@ -116,18 +119,26 @@ class WindowProcessor:
         failures: list[str] = []
         loaded = written = 0
         sinks = BatchSinks()
+        applied: AppliedBatch | None = None
         if batch.records or batch.rejects:
-            window, failures, loaded, written = self._process(
+            window, applied, failures, loaded, written = self._process(
                 window, batch.records, batch.rejects, now_ms, dead_lettered, sinks
             )
         if meta.final or meta.terminated_early:
             written += self._commit(window, sinks)
-            return WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
-        state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
-        if len(json.dumps(state)) > self.budget_bytes:
-            written += self._commit(window, sinks)
-            return WindowOutcome({}, failures, loaded, written, restarted=True, errors=sinks.distinct())
-        return WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
+            outcome = WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
+        else:
+            state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+            if len(json.dumps(state)) > self.budget_bytes:
+                written += self._commit(window, sinks)
+                outcome = WindowOutcome(
+                    {}, failures, loaded, written, restarted=True, errors=sinks.distinct()
+                )
+            else:
+                outcome = WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
+        if applied is None:
+            return outcome
+        return replace(outcome, result=applied.result, failed_devices=applied.failed)
 
     def _process(
         self,
@@ -137,7 +148,7 @@ class WindowProcessor:
         now_ms: int,
         dead_lettered: Collection[Position],
         sinks: BatchSinks,
-    ) -> tuple[WindowState, list[str], int, int]:
+    ) -> tuple[WindowState, AppliedBatch, list[str], int, int]:
         """The one effects path, holding the window's states; then the window takes the moved ones."""
         effects = self.pipeline.effects
         applied = effects.apply(
@@ -158,7 +169,7 @@ class WindowProcessor:
             refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
-        return after, applied.failures(), len(applied.loaded), written
+        return after, applied, applied.failures(), len(applied.loaded), written
 
     def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()

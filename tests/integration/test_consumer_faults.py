@@ -126,7 +126,7 @@ def test_rolling_sigterm_restart_hands_every_lease_over_and_loses_nothing(make_r
         wait_for(lambda: sum(rig.held().values()) == 4, 60, "all 4 leases held again")
     feed.stop()
     assert codes == [0, 0]
-    released = [e for r in old for e in r.logs() if e.get("msg") == "shutdown_requested"]
+    released = [e for r in old for e in r.logs() if e.get("message") == "shutdown_requested"]
     assert len(released) >= 2
     leases = rig.leases()
     assert all(item["leaseOwner"]["S"] not in {r.worker_id for r in old} for item in leases)

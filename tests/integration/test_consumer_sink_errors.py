@@ -39,7 +39,7 @@ def sink_error_lines(lines: Iterator[dict[str, Any]], message: str = "sink error
     return [
         (line["sink"], line["code"], line["resource"], line["permanent"])
         for line in lines
-        if line.get("msg") == message
+        if line.get("message") == message
     ]
 
 

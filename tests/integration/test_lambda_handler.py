@@ -19,7 +19,9 @@ from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.core import padded_sequence
 from service.runtime.config import Settings
+from tests.emf import check_emf, emf_lines
 from tests.events import (
+    SHARD_ID,
     episode,
     interleave,
     kinesis_event,
@@ -77,11 +79,28 @@ def happy_batch() -> dict[str, Any]:
     return kinesis_event(interleave(calm, racing))
 
 
-def test_happy_batch_reaches_every_sink(aws: AwsStack, invoke: Invoke) -> None:
+def test_happy_batch_reaches_every_sink(
+    aws: AwsStack, invoke: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
     event = happy_batch()
     seqs = sequences(event)
+    capsys.readouterr()
 
     assert invoke(event) == []
+
+    (metrics,) = emf_lines(capsys.readouterr().out)  # one EMF line per invocation, valid
+    check_emf(metrics)
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "mode"]]
+    assert (metrics["service"], metrics["mode"], metrics["shard_id"]) == ("vitalstream", "batch", SHARD_ID)
+    assert (metrics["KinesisRecords"], metrics["Samples_processed"], metrics["Samples_rejected"]) == (
+        16,
+        16,
+        0,
+    )
+    assert (metrics["Alerts_TACHYCARDIA"], len(metrics["DetectionLatency"])) == (1, 1)
+    assert len(metrics["SinkLatency"]) == 16
+    assert (metrics["AwsRequests_sns_Publish"], metrics["AwsRequests_s3_PutObject"]) == (1, 1)
+    assert metrics[f"ItemWrites_{aws.settings.device_state_table}"] == 2  # one per device
 
     objects = aws.objects(aws.settings.archive_bucket, aws.settings.archive_prefix)
     assert len(objects) == 1
@@ -299,7 +318,18 @@ def test_a_denied_publish_is_logged_once_per_invocation_with_its_code_and_nothin
     for attempt in ("req-1", "req-2"):  # Lambda retries the batch: each invocation says why, once
         response = shim.handler(event, LambdaContext(attempt))
         assert response["batchItemFailures"]
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        out = capsys.readouterr().out
+        (metrics,) = emf_lines(out)
+        check_emf(metrics)
+        assert (metrics["SinkErrors_alerts"], metrics["Alerts"], metrics["Samples_retried"]) == (1, 0, 16)
+        assert metrics["function_request_id"] == attempt
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"level"')]
+        summary = lines.pop(0)
+        assert (summary["message"], summary["shard_id"], summary["batch_size"]) == (
+            "batch processed",
+            shard,
+            16,
+        )
         assert lines == [
             {
                 "level": "ERROR",
@@ -311,17 +341,24 @@ def test_a_denied_publish_is_logged_once_per_invocation_with_its_code_and_nothin
                 "resource": aws.settings.alert_topic_arn,
                 "permanent": True,
                 "error": "AuthorizationErrorException",  # the modeled ClientError
-                "shard": shard,
+                "cold_start": lines[0]["cold_start"],
                 "function_name": "vitalstream-processor",
                 "function_arn": LambdaContext(attempt).invoked_function_arn,
                 "function_request_id": attempt,
+                "shard_id": shard,
+                "first_sequence": event["Records"][0]["kinesis"]["sequenceNumber"],
+                "last_sequence": event["Records"][-1]["kinesis"]["sequenceNumber"],
+                "batch_size": 16,
             }
         ]
     assert aws.drain(aws.alert_queue_url) == []
 
     denied[0] = False  # the permission is restored: the retried batch lands whole
     assert shim.handler(event, LambdaContext("req-3"))["batchItemFailures"] == []
-    assert capsys.readouterr().out == ""
+    out = capsys.readouterr().out
+    assert '"sink error"' not in out
+    (metrics,) = emf_lines(out)
+    assert (metrics["SinkErrors"], metrics["Alerts"], metrics["Samples_processed"]) == (0, 2, 16)
     alerts = aws.drain(aws.alert_queue_url)
     assert sorted(a["body"]["deviceId"] for a in alerts) == ["watch-other", "watch-racing"]
     pairs = Counter((line["deviceId"], line["sequenceNumber"]) for line in archived_lines(aws))

@@ -5,6 +5,7 @@ counting proxy in front of it for what the shim asks of DynamoDB."""
 from __future__ import annotations
 
 import functools
+import io
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
 from service.runtime.accounting import RequestCounter
 from service.tools.esm import EventSourceMapping
+from tests.emf import check_emf, emf_lines
 from tests.events import LIVE_T0_MS, sample
 from tests.integration.conftest import AwsStack, skip_unfaithful_resharding
 from tests.integration.fault_proxy import FaultProxy
@@ -91,10 +93,17 @@ def noting(seen: list[dict[str, Any]], inner: Callable[[dict[str, Any], Any], An
 
 
 def test_windows_write_each_device_once_per_window_counted_outside_and_by_the_metrics(
-    aws: AwsStack, stream: Stream, failure_queue: str, proxy: FaultProxy, requests: RequestCounter
+    aws: AwsStack,
+    stream: Stream,
+    failure_queue: str,
+    proxy: FaultProxy,
+    requests: RequestCounter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    lines, seen = io.StringIO(), []
+    monkeypatch.setattr(shim, "OUTPUT", lines)
     put = stream.put([pair for i in range(50) for d in DEVICES for pair in telemetry(d, 50)[i : i + 1]])
-    settle(windowed(stream, shim.handler, failure_queue, aws), 1_000)
+    settle(windowed(stream, noting(seen, shim.handler), failure_queue, aws), 1_000)
 
     table = aws.settings.device_state_table
     writes, gets = proxy.item_writes[table], proxy.calls[("dynamodb", "BatchGetItem")]
@@ -106,6 +115,15 @@ def test_windows_write_each_device_once_per_window_counted_outside_and_by_the_me
     assert counted.calls("dynamodb", "BatchGetItem") == gets
     items = device_items(aws)
     assert all(items[d]["lastSeq"]["S"] == put[d][-1].zfill(40) for d in DEVICES)
+    metrics = emf_lines(lines.getvalue())  # one valid EMF line per invocation, in window mode
+    assert len(metrics) == len(seen)
+    for line in metrics:
+        check_emf(line)
+        assert line["mode"] == "window"
+    assert sum(line["Samples_processed"] for line in metrics) == 1_000
+    assert sum(line["WindowDevicesWritten"] for line in metrics) == writes
+    assert sum(line["WindowsClosed"] for line in metrics) >= 1
+    assert max(line["WindowStateSize"] for line in metrics) > 2  # an open window's state, in bytes
 
 
 def test_a_full_redelivery_with_windows_changes_no_sink(

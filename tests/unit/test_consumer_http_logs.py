@@ -13,8 +13,8 @@ import pytest
 
 from service.runtime.accounting import Items, Kind, RequestCounter, Source
 from service.runtime.consumer.http import HealthServer
-from service.runtime.consumer.logs import JsonFormatter, bind
 from service.runtime.consumer.metrics import ConsumerMetrics
+from service.runtime.logs import JsonFormatter, bind
 
 
 def arun(coro: Coroutine[Any, Any, None]) -> None:
@@ -128,7 +128,7 @@ def test_unknown_paths_and_methods() -> None:
 def lines() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("worker-7"))
+    handler.setFormatter(JsonFormatter("vitalstream", worker="worker-7"))
     logger = logging.getLogger("tests.consumer")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -165,11 +165,17 @@ def test_each_record_is_one_json_line_with_the_bound_shard(lines: io.StringIO) -
     assert sorted(by_shard[:4]) == sorted(["shardId-000000000001", "shardId-000000000002"] * 2)
     assert "shard_id" not in got[4]  # binding is per task: nothing leaks outside
     first = got[0]
-    assert first["msg"] == "process_records\nsecond line"
-    assert (first["level"], first["logger"], first["worker"]) == ("INFO", "tests.consumer", "worker-7")
+    assert first["message"] == "process_records\nsecond line"
+    assert (first["level"], first["logger"], first["worker"], first["service"]) == (
+        "INFO",
+        "tests.consumer",
+        "worker-7",
+        "vitalstream",
+    )
     assert (first["checkpoint"], first["first_sequence"]) == ("41", "42")
-    assert first["ts"].endswith("Z")
-    threaded = [e for e in got if e["msg"] == "from the sink thread"]
+    assert first["timestamp"].endswith("Z")
+    assert list(first)[:4] == ["level", "message", "timestamp", "service"]  # Powertools Logger's keys
+    threaded = [e for e in got if e["message"] == "from the sink thread"]
     assert {e["shard_id"] for e in threaded} == {"shardId-000000000001", "shardId-000000000002"}
 
 

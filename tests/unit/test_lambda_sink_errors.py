@@ -1,17 +1,13 @@
 """Sink errors in Lambda mode: the pipeline and the window processor keep every one (no ``except
-SinkError`` drops it), and each invocation's causes become one JSON line each."""
+SinkError`` drops it); ``test_lambda_logs`` checks the JSON line each cause becomes."""
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
 
 import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, records_from_lambda_event
 from service.runtime.pipeline import Pipeline
-from service.runtime.ports import Access, Sink, SinkError
-from service.runtime.sink_health import invocation_lines
+from service.runtime.ports import Access, Sink
 from service.runtime.window import WindowCommitError
 from tests.events import SHARD_ID, episode, kinesis_event
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
@@ -67,56 +63,3 @@ def test_a_window_batch_keeps_its_archive_error() -> None:
     outcome = sinks.processor().invoke(windowed(calm("watch-a", 0, 30)), NOW_MS)
     assert outcome.failures
     assert [(e.sink, e.code) for e in outcome.errors] == [(Sink.ARCHIVE, "ServiceUnavailable")]
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    aws_request_id: str = "c0ffee"
-    function_name: str = "vitalstream-processor"
-
-
-def test_one_line_per_distinct_cause_with_powertools_keys() -> None:
-    denied = SinkError(Sink.ARCHIVE, "AccessDenied", "archive-bucket", permanent=True)
-    throttled = SinkError(Sink.ALERTS, "Throttled", "arn:aws:sns:us-east-1:1:alerts", permanent=False)
-
-    lines = invocation_lines(
-        [denied, throttled, denied], shard=SHARD_ID, context=LambdaContext(), service="svc", now_ms=1_000
-    )
-
-    assert [json.loads(line) for line in lines] == [
-        {
-            "level": "ERROR",
-            "message": "sink error",
-            "timestamp": "1970-01-01T00:00:01.000Z",
-            "service": "svc",
-            "sink": "archive",
-            "code": "AccessDenied",
-            "resource": "archive-bucket",
-            "permanent": True,
-            "error": "SinkError",
-            "shard": SHARD_ID,
-            "function_name": "vitalstream-processor",
-            "function_request_id": "c0ffee",
-        },
-        {
-            "level": "WARNING",
-            "message": "sink error",
-            "timestamp": "1970-01-01T00:00:01.000Z",
-            "service": "svc",
-            "sink": "alerts",
-            "code": "Throttled",
-            "resource": "arn:aws:sns:us-east-1:1:alerts",
-            "permanent": False,
-            "error": "SinkError",
-            "shard": SHARD_ID,
-            "function_name": "vitalstream-processor",
-            "function_request_id": "c0ffee",
-        },
-    ]
-
-
-def test_without_a_context_the_lines_still_say_why() -> None:
-    denied = SinkError(Sink.DEAD_LETTER, "QueueDoesNotExist", "https://sqs/q.fifo", permanent=True)
-    (line,) = invocation_lines([denied], shard=SHARD_ID, context=None, service="svc", now_ms=0)
-    assert "function_request_id" not in json.loads(line)
-    assert json.loads(line)["code"] == "QueueDoesNotExist"

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import disable_created_metrics
 
 from service.core.archive_file import FilePolicy
+from service.runtime import logs
 from service.runtime.accounting import RequestCounter
 from service.runtime.config import ConsumerSettings
-from service.runtime.consumer import logs
 from service.runtime.consumer.fanout import FanOutReader, register_consumer
 from service.runtime.consumer.http import HealthServer
 from service.runtime.consumer.lease_table import LeaseTable
@@ -52,7 +52,7 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
     from botocore.config import Config  # noqa: PLC0415
 
     me = worker_id(settings)
-    logs.configure(settings.log_level, me)
+    logs.configure(settings.log_level, me, settings.service_name)
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(SINK_THREADS, thread_name_prefix="sink"))
     stop = asyncio.Event()

@@ -54,13 +54,13 @@ from service.runtime.adapters._errors import CALL_ERRORS, describe
 from service.runtime.adapters.pacing import Backoff
 from service.runtime.consumer.file_commit import FileCommitter
 from service.runtime.consumer.leases import Sentinel
-from service.runtime.consumer.logs import bind
 from service.runtime.consumer.metrics import ConsumerMetrics
 from service.runtime.consumer.ownership import HeldLease
 from service.runtime.consumer.reader import ReadResult, ShardReader
 from service.runtime.consumer.resident import ResidentShard
 from service.runtime.consumer.sink_report import SinkReport
 from service.runtime.consumer.step_metrics import account_step
+from service.runtime.logs import bind
 from service.runtime.ports import Access, Sink, SinkError, SnapshotMissingError
 from service.runtime.sink_health import SinkHealth, cause_fields
 

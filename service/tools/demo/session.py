@@ -76,6 +76,9 @@ class DemoSession:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         shim._runtime.cache_clear()
+        if shim.OUTPUT is not None:
+            shim.OUTPUT.close()
+            shim.OUTPUT = None
         self._emulator.stop()
 
     def _client(self, name: str) -> Any:
@@ -167,6 +170,9 @@ class DemoSession:
         """Serverless mode: the local event source mapping invokes the shim in-process. Its requests are
         the shim's (``shim.REQUESTS``, counted from here on); the mapping's own reads are Lambda's."""
         before = shim.REQUESTS.snapshot()
+        lines = Path(tempfile.mkdtemp(prefix="vitalstream-demo-")) / "lambda.jsonl"
+        shim.OUTPUT = lines.open("a", encoding="utf-8")  # not over the live view: as CloudWatch Logs would
+        self._log(f"the function's JSON logs and EMF metric lines in {lines}")
         ledger = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
             self._outputs.get("BatchFailureQueueUrl")
