@@ -3,7 +3,8 @@
 The consumer writes archive *files* (``write_file``; see ``core.archive_file``), keyed
 ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}.jsonl.gz`` by the first record's arrival date and its
 sequence number zero-padded to 40 digits; a replay from the same checkpoint writes the same key. The
-Lambda shim writes one object per batch (``write``), keyed as below.
+Lambda shim in per-batch mode (``VITALSTREAM_LAMBDA_ARCHIVE=per-batch``) writes one object per batch
+(``write``), keyed as below.
 
 Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``, the sequence numbers
 zero-padded to 40 digits (``padded_sequence``, as the device table's ``lastSeq``) so that a shard's
@@ -13,6 +14,10 @@ last Kinesis sequence numbers, whatever subset of it is archived: a batch read a
 its own key, even when some of its devices were committed the first time and are skipped now.
 Without a span they are those of the records archived (event date; ``{seq}.{sub}`` for a KPL user
 record, ``seq`` padded). The gzip stream is byte-deterministic (mtime 0).
+
+Lambda mode's archive role (``service.runtime.archive_role``) writes files too, at the same keys, with
+``write_run``: it also says how far the key's object reaches (``WrittenRun.through``), so a bisected
+or shortened retry of a batch whose file is already uploaded can tell that its tail is archived.
 
 Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
 key taken reads the existing object; records it already holds are done. Records it does not hold
@@ -26,8 +31,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -45,6 +51,28 @@ CONTENT_TYPE = "application/gzip"
 Position = tuple[str, int | None]
 
 
+class ArchiveLine(Protocol):
+    """What an archive file holds a line of: a ``ProcessedRecord``, or the archive role's
+    ``ReceivedSample``."""
+
+    @property
+    def sequence_number(self) -> str: ...
+
+    @property
+    def sub_sequence_number(self) -> int | None: ...
+
+    def to_json(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRun:
+    """Where ``write_run`` put its lines, and the highest sequence number that the file at the run's
+    key held before this call (None when this call created it)."""
+
+    key: str
+    held_through: str | None = None
+
+
 class _ArchivedLine(msgspec.Struct, rename="camel"):
     sequence_number: str
     sub_sequence_number: int | None = None
@@ -53,7 +81,7 @@ class _ArchivedLine(msgspec.Struct, rename="camel"):
 _LINE_DECODER = msgspec.json.Decoder(_ArchivedLine)
 
 
-def record_position(record: ProcessedRecord) -> Position:
+def record_position(record: ArchiveLine) -> Position:
     return record.sequence_number, record.sub_sequence_number
 
 
@@ -88,7 +116,7 @@ def archive_file_stem(prefix: str, shard_id: str, first_sequence: str, arrival_m
     return f"{prefix}dt={day}/shard={shard_id}/{padded_sequence(first_sequence)}"
 
 
-def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
+def encode_lines(records: Sequence[ArchiveLine]) -> bytes:
     """Gzip JSON Lines, byte-identical for identical records."""
     return gzip.compress(b"".join(r.to_json() + b"\n" for r in records), mtime=0)
 
@@ -107,28 +135,38 @@ class S3Archive:
     ) -> str | None:
         if not records:
             return None
-        return self._write_at(archive_stem(self._prefix, shard_id, records, span), records)
+        return self._write_at(archive_stem(self._prefix, shard_id, records, span), records).key
 
     def write_file(
         self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
     ) -> str | None:
         if not records:
             return None
-        return self._write_at(archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms), records)
+        stem = archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms)
+        return self._write_at(stem, records).key
 
-    def _write_at(self, stem: str, records: Sequence[ProcessedRecord]) -> str:
+    def write_run(
+        self, shard_id: str, first_sequence: str, arrival_ms: int, lines: Sequence[ArchiveLine]
+    ) -> WrittenRun:
+        """``write_file`` for the archive role: the same key, and what the key already held."""
+        if not lines:
+            raise ValueError("an archive run needs at least one line")
+        return self._write_at(archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms), lines)
+
+    def _write_at(self, stem: str, records: Sequence[ArchiveLine]) -> WrittenRun:
         key = stem + SUFFIX
         with calling(Sink.ARCHIVE, self._bucket):
             if self._put_if_absent(key, encode_lines(records)):
-                return key
+                return WrittenRun(key)
             held = self._positions(key)
+            through = max((sequence for sequence, _ in held), key=int, default=None)
             missing = [r for r in records if record_position(r) not in held]
             if not missing:
-                return key
+                return WrittenRun(key, through)
             names = "\n".join(_label(record_position(r)) for r in missing).encode()
-            key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
-            self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
-        return key
+            extra = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
+            self._put_if_absent(extra, encode_lines(missing))  # taken: exactly these records are there
+        return WrittenRun(extra, through)
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:
         """True when this call created the object; False when the key already existed."""
