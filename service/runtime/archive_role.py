@@ -17,10 +17,12 @@ the detection role, which dead-letters them.
 
 Exactly once, across retries, bisects and re-invocations:
 
-- the key is fixed by the first record the invocation has to archive, and the write is put-if-absent:
+- the key is fixed by the first sample the invocation has to archive, and the write is put-if-absent:
   a retry of a batch whose file was uploaded (a crash between the upload and the checkpoint) finds
-  its key taken, reads that file, and writes only the records it does not hold, at a key named by a
-  digest of exactly those records (``S3Archive.write_run``);
+  its key taken and reads that file; the samples it holds are done, and those past its end start
+  over at their own first sample's key — where the earlier run's next file is, if there was one: a
+  replay from any checkpoint (a checkpoint is where an invocation, so a file, ended) finds the files
+  it already wrote (``S3Archive.write_run``);
 - the mapping has a tumbling window and the window's state carries ``archivedThrough``, the highest
   sequence number known to be archived; records at or below it are skipped. A retried batch that
   finds a longer file at its key (a bisected or shortened retry) moves the mark to that file's end, so
@@ -42,7 +44,7 @@ import msgspec
 from service.core import KinesisRecord, iso_ms, records_from_lambda_event
 from service.core.decode import Sample, decode_records
 from service.core.envelope import DEFAULT_LIMITS, MessageLimits
-from service.runtime.adapters.s3_archive import ArchiveLine, WrittenRun
+from service.runtime.adapters.s3_archive import RunLine, WrittenRun
 from service.runtime.effects import batch_span
 from service.runtime.ports import SinkError
 from service.runtime.window import WindowEvent
@@ -52,11 +54,9 @@ _DETECTION_KEYS = ("status", "anomalies", "outOfOrder")  # need detector state: 
 
 
 class ArchiveRuns(Protocol):
-    def write_run(
-        self, shard_id: str, first_sequence: str, arrival_ms: int, lines: Sequence[ArchiveLine]
-    ) -> WrittenRun:
-        """One file at the key of ``first_sequence`` (put-if-absent; records the key's file does not
-        hold go beside it), and how far the key's file reached before."""
+    def write_run(self, shard_id: str, lines: Sequence[RunLine]) -> WrittenRun:
+        """One file at the key of the first line's record, put-if-absent (``S3Archive.write_run``:
+        what a taken key holds is done, the rest goes beside it or on to the next file's key)."""
         ...
 
 
@@ -65,6 +65,7 @@ class ReceivedSample(msgspec.Struct, frozen=True, gc=False):
 
     raw: bytes
     event_ms: int
+    arrival_ms: int
     processed_at_ms: int
     processed_at: str
     shard_id: str
@@ -77,6 +78,7 @@ class ReceivedSample(msgspec.Struct, frozen=True, gc=False):
         return cls(
             sample.raw,
             sample.event_ms,
+            record.arrival_ms,
             processed_at_ms,
             processed_at,
             record.shard_id,
@@ -107,7 +109,7 @@ class ArchiveOutcome:
     windowed: bool
     state: dict[str, str]
     failures: list[str]
-    key: str | None = None
+    keys: tuple[str, ...] = ()  # the files that hold this invocation's lines (written now or before)
     lines: int = 0
     errors: tuple[SinkError, ...] = ()
 
@@ -136,17 +138,18 @@ class ArchiveRole:
         if span is None:
             return ArchiveOutcome(meta.shard_id, windowed, {} if ended else given, [])
         lines = _lines(records, self.limits, now_ms)
-        key, reached = None, int(span.last)
+        keys: tuple[str, ...] = ()
+        reached = int(span.last)
         if lines:
             try:
-                written = self.archive.write_run(meta.shard_id, span.first, span.arrival_ms, lines)
+                written = self.archive.write_run(meta.shard_id, lines)
             except SinkError as exc:
                 return ArchiveOutcome(meta.shard_id, windowed, given, [span.first], errors=(exc,))
-            key = written.key
+            keys = written.keys
             if written.held_through is not None:
                 reached = max(reached, int(written.held_through))
         state = {} if ended else {MARK_KEY: str(reached)}
-        return ArchiveOutcome(meta.shard_id, windowed, state, [], key, len(lines))
+        return ArchiveOutcome(meta.shard_id, windowed, state, [], keys, len(lines))
 
 
 def _lines(records: list[KinesisRecord], limits: MessageLimits, now_ms: int) -> list[ReceivedSample]:

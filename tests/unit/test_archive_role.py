@@ -81,7 +81,7 @@ def test_one_file_per_invocation_at_the_consumers_key() -> None:
     assert list(s3.objects) == [
         archive_file_stem("telemetry/", SHARD_ID, first, int(arrival * 1000)) + ".jsonl.gz"
     ]
-    assert outcome.key == next(iter(s3.objects))
+    assert outcome.keys == (next(iter(s3.objects)),)
     assert outcome.response() == {"batchItemFailures": [], "state": {MARK_KEY: str(FIRST_SEQUENCE + 4)}}
     assert [line["sequenceNumber"] for line in s3.lines()] == sequences(event(5))
 
@@ -107,11 +107,12 @@ def test_a_crash_after_the_upload_then_the_same_batch_again_archives_once() -> N
     assert len(s3.copies()) == 6
 
 
-def test_a_longer_retry_writes_only_what_the_file_does_not_hold() -> None:
+def test_a_longer_retry_writes_only_what_the_file_does_not_hold_at_the_next_files_key() -> None:
     s3 = ConditionalS3()
     role(s3).invoke(event(4), NOW_MS)
-    role(s3).invoke(event(9), NOW_MS)
+    outcome = role(s3).invoke(event(9), NOW_MS)
     assert len(s3.objects) == 2
+    assert outcome.keys[1].endswith(f"{FIRST_SEQUENCE + 4:040d}.jsonl.gz")
     assert set(s3.copies().values()) == {1}
     assert len(s3.copies()) == 9
 
@@ -123,7 +124,7 @@ def test_a_bisected_retry_after_a_crash_archives_once() -> None:
     first_half = archive.invoke(event(4), NOW_MS).state
     assert first_half == {MARK_KEY: str(FIRST_SEQUENCE + 7)}  # the file at its key reaches further
     second = archive.invoke(event(4, FIRST_SEQUENCE + 4, first_half), NOW_MS)
-    assert second.key is None
+    assert second.keys == ()
     assert len(s3.objects) == 1
     assert set(s3.copies().values()) == {1}
     assert len(s3.copies()) == 8
@@ -133,8 +134,8 @@ def test_records_at_or_below_the_mark_are_skipped_and_the_file_starts_after_it()
     s3 = ConditionalS3()
     outcome = role(s3).invoke(event(6, state={MARK_KEY: str(FIRST_SEQUENCE + 2)}), NOW_MS)
     assert sorted(s3.copies()) == [(str(FIRST_SEQUENCE + i), None) for i in range(3, 6)]
-    assert outcome.key is not None
-    assert outcome.key.endswith(f"{FIRST_SEQUENCE + 3:040d}.jsonl.gz")
+    (key,) = outcome.keys
+    assert key.endswith(f"{FIRST_SEQUENCE + 3:040d}.jsonl.gz")
 
 
 def test_a_failed_upload_retries_the_whole_batch_with_the_state_it_was_given() -> None:
@@ -166,3 +167,18 @@ def test_a_batch_of_rejects_only_writes_nothing_and_moves_the_mark() -> None:
     )
     assert not s3.objects
     assert outcome.state == {MARK_KEY: str(FIRST_SEQUENCE)}
+
+
+def test_a_replay_from_an_earlier_checkpoint_cut_differently_finds_the_files_already_written() -> None:
+    s3 = ConditionalS3()
+    archive = role(s3)
+    state: dict[str, Any] = {}
+    for first in range(0, 12, 4):  # the first run: three invocations of four records
+        state = archive.invoke(event(4, FIRST_SEQUENCE + first, state), NOW_MS).state
+    files = dict(s3.objects)
+    state = {}
+    for first in range(0, 12, 5):  # the mapping recreated at the same checkpoint, batches of five
+        state = archive.invoke(event(min(5, 12 - first), FIRST_SEQUENCE + first, state), NOW_MS).state
+    assert s3.objects == files
+    assert set(s3.copies().values()) == {1}
+    assert len(s3.copies()) == 12

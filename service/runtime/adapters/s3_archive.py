@@ -16,8 +16,9 @@ Without a span they are those of the records archived (event date; ``{seq}.{sub}
 record, ``seq`` padded). The gzip stream is byte-deterministic (mtime 0).
 
 Lambda mode's archive role (``service.runtime.archive_role``) writes files too, at the same keys, with
-``write_run``: it also says how far the key's object reaches (``WrittenRun.through``), so a bisected
-or shortened retry of a batch whose file is already uploaded can tell that its tail is archived.
+``write_run``: it also says how far a taken key's object reaches (``WrittenRun.held_through``), so a
+bisected or shortened retry of a batch whose file is already uploaded can tell that its tail is
+archived, and a replay cut differently finds the earlier run's next file.
 
 Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
 key taken reads the existing object; records it already holds are done. Records it does not hold
@@ -64,12 +65,19 @@ class ArchiveLine(Protocol):
     def to_json(self) -> bytes: ...
 
 
+class RunLine(ArchiveLine, Protocol):
+    """A line of an archive role's file: its record's arrival time dates the key."""
+
+    @property
+    def arrival_ms(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WrittenRun:
-    """Where ``write_run`` put its lines, and the highest sequence number that the file at the run's
-    key held before this call (None when this call created it)."""
+    """The keys ``write_run`` wrote or found its lines at, and the highest sequence number held by a
+    file it found already written (None when it found none)."""
 
-    key: str
+    keys: tuple[str, ...]
     held_through: str | None = None
 
 
@@ -135,7 +143,7 @@ class S3Archive:
     ) -> str | None:
         if not records:
             return None
-        return self._write_at(archive_stem(self._prefix, shard_id, records, span), records).key
+        return self._write_at(archive_stem(self._prefix, shard_id, records, span), records)
 
     def write_file(
         self, shard_id: str, first_sequence: str, arrival_ms: int, records: Sequence[ProcessedRecord]
@@ -143,30 +151,52 @@ class S3Archive:
         if not records:
             return None
         stem = archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms)
-        return self._write_at(stem, records).key
+        return self._write_at(stem, records)
 
-    def write_run(
-        self, shard_id: str, first_sequence: str, arrival_ms: int, lines: Sequence[ArchiveLine]
-    ) -> WrittenRun:
-        """``write_file`` for the archive role: the same key, and what the key already held."""
-        if not lines:
-            raise ValueError("an archive run needs at least one line")
-        return self._write_at(archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms), lines)
+    def write_run(self, shard_id: str, lines: Sequence[RunLine]) -> WrittenRun:
+        """The archive role's file: ``lines`` (in stream order) at the key of the first one's record,
+        put-if-absent. When the key is taken (a retry, or a replay from an earlier checkpoint), the
+        lines the file holds are done, those the file's range skipped go beside it (a digest key, as in
+        ``write``), and those past its range start over at the key of the first of them — where the
+        earlier run's next file would be, since files are cut where invocations were."""
+        keys: list[str] = []
+        through: str | None = None
+        remaining = list(lines)
+        with calling(Sink.ARCHIVE, self._bucket):
+            while remaining:
+                first = remaining[0]
+                stem = archive_file_stem(self._prefix, shard_id, first.sequence_number, first.arrival_ms)
+                if self._put_if_absent(stem + SUFFIX, encode_lines(remaining)):
+                    keys.append(stem + SUFFIX)
+                    break
+                held = self._positions(stem + SUFFIX)
+                end = max((int(sequence) for sequence, _ in held), default=int(first.sequence_number))
+                through = str(end) if through is None else str(max(int(through), end))
+                inside = [r for r in remaining if int(r.sequence_number) <= end]
+                missing = [r for r in inside if record_position(r) not in held]
+                keys.append(stem + SUFFIX)
+                if missing:
+                    keys.append(self._beside(stem, missing))
+                remaining = remaining[len(inside) :]
+        return WrittenRun(tuple(keys), through)
 
-    def _write_at(self, stem: str, records: Sequence[ArchiveLine]) -> WrittenRun:
+    def _write_at(self, stem: str, records: Sequence[ArchiveLine]) -> str:
         key = stem + SUFFIX
         with calling(Sink.ARCHIVE, self._bucket):
             if self._put_if_absent(key, encode_lines(records)):
-                return WrittenRun(key)
+                return key
             held = self._positions(key)
-            through = max((sequence for sequence, _ in held), key=int, default=None)
             missing = [r for r in records if record_position(r) not in held]
             if not missing:
-                return WrittenRun(key, through)
-            names = "\n".join(_label(record_position(r)) for r in missing).encode()
-            extra = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
-            self._put_if_absent(extra, encode_lines(missing))  # taken: exactly these records are there
-        return WrittenRun(extra, through)
+                return key
+            return self._beside(stem, missing)
+
+    def _beside(self, stem: str, missing: Sequence[ArchiveLine]) -> str:
+        """Records a taken key does not hold, at a key named by a digest of exactly them."""
+        names = "\n".join(_label(record_position(r)) for r in missing).encode()
+        key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
+        self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
+        return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:
         """True when this call created the object; False when the key already existed."""
