@@ -83,3 +83,18 @@ def test_the_detection_mapping_keeps_its_short_window_and_its_tumbling_window() 
     mapping = props("ProcessorEventSourceMapping")
     assert mapping["TumblingWindowInSeconds"] == {"Ref": "TumblingWindowInSeconds"}
     assert PARAMETERS["MaximumBatchingWindowInSeconds"]["Default"] <= 1
+
+
+def test_the_local_event_source_mapping_runs_the_archive_mapping_as_the_template_sets_it() -> None:
+    from service.tools.esm import EsmConfig  # noqa: PLC0415
+    from service.tools.serverless import archive_mapping_config  # noqa: PLC0415
+
+    assert archive_mapping_config() == EsmConfig(
+        batch_size=10_000,
+        batching_window_s=300.0,
+        max_retry_attempts=-1,
+        max_record_age_s=-1,
+        bisect_on_error=False,
+        tumbling_window_s=900,
+    )
+    assert archive_mapping_config({"ArchiveBatchingWindowInSeconds": "30"}).batching_window_s == 30.0
