@@ -177,7 +177,7 @@ class S3Archive:
                 keys.append(stem + SUFFIX)
                 if missing:
                     keys.append(self._beside(stem, missing))
-                remaining = remaining[len(inside) :]
+                remaining = [r for r in remaining if int(r.sequence_number) > end]
         return WrittenRun(tuple(keys), through)
 
     def _write_at(self, stem: str, records: Sequence[ArchiveLine]) -> str:
