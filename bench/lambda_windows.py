@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import boto3
 from consumer_measured import MEASURED_JSON, write_measured
 
+from lambda_shim import archive_handler as archive_shim
 from lambda_shim import handler as shim
 from service.runtime.accounting import CapacityKey, Kind, Source
 from service.tools.demo import session as demo_session
@@ -59,7 +60,7 @@ from service.tools.demo.session import DemoSession
 from service.tools.emulator import use_emulator_credentials
 from service.tools.esm import EventSourceMapping
 from service.tools.provisioning.template import load_template
-from service.tools.serverless import mapping_config
+from service.tools.serverless import archive_mapping_config, mapping_config
 from tests.integration.fault_proxy import FaultProxy
 
 TABLE_OPS = ("BatchGetItem", "UpdateItem", "PutItem")
@@ -117,13 +118,14 @@ class ShimMeter:
 
 
 class _Tee(io.TextIOBase):
-    """A standard stream that tells the meter what it is given, then passes it on."""
+    """A standard stream that tells the meters what it is given, then passes it on."""
 
-    def __init__(self, stream: Any, meter: ShimMeter) -> None:
-        self._stream, self._meter = stream, meter
+    def __init__(self, stream: Any, *meters: ShimMeter) -> None:
+        self._stream, self._meters = stream, meters
 
     def write(self, text: str) -> int:
-        self._meter.logged(text)
+        for meter in self._meters:
+            meter.logged(text)
         return int(self._stream.write(text))
 
     def flush(self) -> None:
@@ -158,6 +160,8 @@ class Run:
     lost: int = 0
     duplicate_effects: int = 0
     calls: list[Call] = dataclasses.field(default_factory=list)
+    archive_calls: list[Call] = dataclasses.field(default_factory=list)  # the archive role's function
+    archive_batching_window_s: float = 0.0
     esm_invocations: int = 0
     esm_final_invocations: int = 0
     proxy_calls: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
@@ -170,7 +174,8 @@ class Run:
         per = 1000 / max(self.records, 1)
         calls = self.proxy_calls
         delivered = sum(c.records for c in self.calls)
-        billed_s = sum(c.billed_ms for c in self.calls) / 1000
+        both = self.calls + self.archive_calls  # two functions, billed alike
+        billed_s = sum(c.billed_ms for c in both) / 1000
         per_1k = {
             "dynamodb_write_units": _units(self.capacity, Kind.WRITE) * per,
             "dynamodb_read_units": _units(self.capacity, Kind.READ) * per,
@@ -179,11 +184,11 @@ class Run:
             "sns_publish": (calls.get(("sns", "Publish"), 0) + calls.get(("sns", "PublishBatch"), 0)) * per,
             "sqs_requests": sum(n for (service, _), n in calls.items() if service == "sqs") * per,
             "kinesis_get_records": 0.0,  # the mapping's reads are Lambda's, not the function's
-            "cpu_seconds": sum(c.cpu_s for c in self.calls) * per,
+            "cpu_seconds": sum(c.cpu_s for c in both) * per,
             "archive_bytes_gzip": self.archive_bytes * per,
-            "lambda_invocations": len(self.calls) * per,
+            "lambda_invocations": len(both) * per,
             "lambda_gb_seconds": billed_s * self.memory_mb / 1024 * per,
-            "cloudwatch_log_bytes": sum(c.log_bytes + PLATFORM_LOG_BYTES for c in self.calls) * per,
+            "cloudwatch_log_bytes": sum(c.log_bytes + PLATFORM_LOG_BYTES for c in both) * per,
         }
         return {
             "per_1k_records": {k: round(v, 4) for k, v in per_1k.items()},
@@ -215,7 +220,11 @@ class Run:
             "thread's",
             f"cloudwatch_log_bytes: the shim wrote {shim_log:,} bytes to stdout/stderr in all, plus "
             f"{PLATFORM_LOG_BYTES} bytes per invocation for Lambda's START/END/REPORT lines (an ESTIMATE)",
-            f"archive: {self.archive_objects:,} objects, {self.archive_bytes:,} bytes",
+            f"archive: {self.archive_objects:,} objects, {self.archive_bytes:,} bytes, written by the "
+            f"archive role's mapping ({len(self.archive_calls):,} calls of lambda_shim.archive_handler, "
+            f"{sum(c.final for c in self.archive_calls)} of them final; batching window "
+            f"{self.archive_batching_window_s:g} s; its calls are in the invocations, GB-seconds, CPU "
+            "and logs)",
         ]
         for kind in (Kind.WRITE, Kind.READ):
             total = _units(self.capacity, kind) or 1.0
@@ -232,27 +241,35 @@ def measure(window: int, devices: int, duration_s: int, share: float) -> Run:
     run = Run(
         window, template.batch_size, template.batching_window_s, template_memory_mb(), devices, duration_s
     )
-    meter = ShimMeter(shim.handler)
+    archive_template = archive_mapping_config()
+    run.archive_batching_window_s = archive_template.batching_window_s
+    meter, archive_meter = ShimMeter(shim.handler), ShimMeter(archive_shim.handler)
     mappings: list[EventSourceMapping] = []
 
     class TemplateMapping(EventSourceMapping):
-        """The session's mapping with the template's batching window put back; kept for its stats."""
+        """The session's detection mapping with the template's batching window put back (the archive
+        mapping has its template's from the session); kept for its stats."""
 
         def __init__(self, kinesis: Any, stream: str, invocation: Any, config: Any, **kwargs: Any) -> None:
-            config = dataclasses.replace(config, batching_window_s=template.batching_window_s)
+            if invocation.function_arn != demo_session.ARCHIVER_ARN:
+                config = dataclasses.replace(config, batching_window_s=template.batching_window_s)
+                mappings.append(self)
             super().__init__(kinesis, stream, invocation, config, **kwargs)
-            mappings.append(self)
 
     streams = sys.stdout, sys.stderr
     original_handler, original_mapping = shim.handler, demo_session.EventSourceMapping
+    original_archive_handler = archive_shim.handler
     with DemoSession(2, lambda line: print(f"  {line}", file=sys.stderr)) as session:
         endpoint = os.environ["VITALSTREAM_ENDPOINT_URL"]
         proxy = FaultProxy(endpoint).start()
         os.environ["VITALSTREAM_ENDPOINT_URL"] = proxy.url  # the shim's clients only; the ESM reads direct
-        shim._runtime.cache_clear()  # rebuild the shim's clients on the proxy
+        shim._runtime.cache_clear()  # rebuild the shims' clients on the proxy
+        archive_shim._role.cache_clear()
         shim.handler = meter  # type: ignore[assignment]  # the session wraps shim.handler when it runs
+        archive_shim.handler = archive_meter  # type: ignore[assignment]  # ... and archive_handler.handler
         demo_session.EventSourceMapping = TemplateMapping  # type: ignore[misc]
-        sys.stdout, sys.stderr = _Tee(streams[0], meter), _Tee(streams[1], meter)
+        sys.stdout = _Tee(streams[0], meter, archive_meter)
+        sys.stderr = _Tee(streams[1], meter, archive_meter)
         try:
             report = session.run(
                 devices=devices,
@@ -262,15 +279,18 @@ def measure(window: int, devices: int, duration_s: int, share: float) -> Run:
                 batch_size=template.batch_size,
                 mode="lambda",
                 tumbling_window_s=window,
+                archive_batching_s=archive_template.batching_window_s,
             )
         finally:
             sys.stdout, sys.stderr = streams
             shim.handler = original_handler  # type: ignore[assignment]
+            archive_shim.handler = original_archive_handler  # type: ignore[assignment]
             demo_session.EventSourceMapping = original_mapping  # type: ignore[misc]
             proxy.stop()
         run.archive_objects, run.archive_bytes = _archive(endpoint, os.environ["VITALSTREAM_ARCHIVE_BUCKET"])
     run.records, run.lost, run.duplicate_effects = report.sent, report.lost, report.duplicate_effects
     run.calls = list(meter.calls)
+    run.archive_calls = list(archive_meter.calls)
     if mappings:
         run.esm_invocations = mappings[0].stats.invocations
         run.esm_final_invocations = mappings[0].stats.final_invocations
@@ -300,6 +320,8 @@ def comparison(run: Run) -> dict[str, float]:
         "AWS calls": sum(run.proxy_calls.values()) * per,
         "device-table item writes": run.item_writes.get(table, 0) * per,
         "invocations": len(run.calls) * per,
+        "archive invocations": len(run.archive_calls) * per,
+        "S3 PUTs": run.proxy_calls.get(("s3", "PutObject"), 0) * per,
     }
     for op in TABLE_OPS:
         figures[f"dynamodb {op}"] = run.proxy_calls.get(("dynamodb", op), 0) * per

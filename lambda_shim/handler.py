@@ -100,13 +100,13 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     except Exception as exc:  # Lambda retries the invocation (a refused window commit); CloudWatch says why
         mode = Mode.WINDOW if windowed else Mode.BATCH
         failed = Invocation(mode, span, errors=getattr(exc, "errors", ()), error=type(exc).__name__)
-        _report(failed, context, cold_start, now_ms, before)
+        report(failed, context, cold_start, now_ms, before)
         raise
-    _report(invocation, context, cold_start, now_ms, before)
+    report(invocation, context, cold_start, now_ms, before)
     return response
 
 
-def _report(
+def report(
     invocation: Invocation, context: object, cold_start: bool, started_ms: int, before: RequestCounts
 ) -> None:
     """Write the invocation's log lines and EMF line, with its duration and its share of ``REQUESTS``."""

@@ -18,7 +18,8 @@ from service.runtime.adapters import (
     SnsAlertPublisher,
     SqsDeadLetterStore,
 )
-from service.runtime.config import DeadLetterTarget, Settings
+from service.runtime.archive_role import ArchiveRole
+from service.runtime.config import DeadLetterTarget, LambdaArchive, Settings
 from service.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -114,4 +115,18 @@ def build_pipeline(
         ),
         dead_letters=build_dead_letter_store(settings, session, config, requests),
         limits=settings.message_limits,
+        archive_per_batch=settings.lambda_archive is LambdaArchive.PER_BATCH,
+    )
+
+
+def build_archive_role(
+    settings: Settings, session: boto3.Session | None = None, requests: RequestCounter | None = None
+) -> ArchiveRole:
+    """Lambda mode's archive role: an S3 client on the archive bucket, nothing else."""
+    import boto3  # noqa: PLC0415 - deferred: the handler's cold import must not pay for boto3
+
+    session = session or boto3.Session()
+    s3 = client(session, "s3", settings, sink_config(2), requests)
+    return ArchiveRole(
+        S3Archive(s3, settings.archive_bucket, settings.archive_prefix), settings.message_limits
     )

@@ -21,6 +21,15 @@ class DeadLetterTarget(StrEnum):
     S3 = "s3"
 
 
+class LambdaArchive(StrEnum):
+    """How Lambda mode archives: ``files``, by the archive role's own mapping (``lambda_shim.
+    archive_handler``; the detection function archives nothing); ``per-batch``, one object per
+    detection invocation (no archive mapping deployed)."""
+
+    FILES = "files"
+    PER_BATCH = "per-batch"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VITALSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -67,6 +76,10 @@ class Settings(BaseSettings):
         min_length=1,
         max_length=1_024,
         description="Lambda mode: the CloudWatch namespace of the EMF metrics",
+    )
+    lambda_archive: LambdaArchive = Field(
+        default=LambdaArchive.PER_BATCH,
+        description="Lambda mode: files (the archive role's mapping archives) or per-batch (this function)",
     )
     window_state_budget_bytes: int = Field(
         default=900_000,

@@ -3,8 +3,8 @@
 The quantities are those ``/metrics`` gives in consumer mode (``consumer.metrics``,
 ``consumer.step_metrics``), named in Powertools' style. The line follows Powertools' Metrics
 conventions: namespace from the settings (``VitalStream`` by default), one dimension set
-``[service, mode]`` — both bounded (``mode`` is ``batch`` or ``window``); never a shard, a device or a
-request id — and the metric values as top-level members. What a Prometheus label would split
+``[service, mode]`` — both bounded (``mode``: ``batch``, ``window`` or ``archive``); never a shard, a
+device or a request id — and the metric values as top-level members. What a Prometheus label would split
 (reject reason, alert type, AWS service and operation, table, sink) is part of the metric's name
 (``Rejects_invalid_json``, ``AwsRequests_dynamodb_UpdateItem``): a dimension takes one value per
 document, so a dimension per reason would need a line per reason. Every such name comes from a

@@ -42,6 +42,7 @@ class Mode(StrEnum):
 
     BATCH = "batch"
     WINDOW = "window"
+    ARCHIVE = "archive"  # the archive role: no device state, one archive file per invocation
 
 
 @dataclass(frozen=True, slots=True)

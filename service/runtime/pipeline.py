@@ -2,7 +2,9 @@
 
 The thinnest variant over ``effects.BatchEffects``: device states live in the device table, so a
 batch reads every device it has (holding none), archives its records as one object keyed by its
-span, and commits the states of the devices whose alerts and archive landed at its end. Order of
+span (unless ``archive_per_batch`` is off: then the archive role's own mapping writes archive
+files, ``service.runtime.archive_role``), and commits the states of the devices whose alerts and
+archive landed at its end. Order of
 effects, chosen so that a failure anywhere leaves nothing half-done for a device: alerts
 (put-if-absent, so a retry publishes nothing twice) → archive (records of devices whose alerts
 landed) → dead-letter store → device states, last, as the per-device commit. A device whose alerts,
@@ -56,11 +58,14 @@ class Pipeline:
     alerts: AlertPublisher
     dead_letters: DeadLetterStore
     limits: MessageLimits = DEFAULT_LIMITS
+    archive_per_batch: bool = True  # False: the archive role's mapping archives (``archive_role``)
 
     @property
     def effects(self) -> BatchEffects:
-        """The one effects path over these sinks, archiving one object per batch."""
-        return BatchEffects(self.detector, self.states, self.alerts, self.dead_letters, self.archive)
+        """The one effects path over these sinks, archiving one object per batch unless the archive
+        role archives."""
+        archive = self.archive if self.archive_per_batch else None
+        return BatchEffects(self.detector, self.states, self.alerts, self.dead_letters, archive)
 
     def run(
         self,

@@ -9,11 +9,16 @@ attempts, record age, tumbling window, bisect on error); ``--parameter Name=Valu
 prints one JSON line: records delivered, invocations, and the shim's AWS calls and item writes per
 1,000 records (``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open windows get their
 final invocation first, so the device table holds every state.
+
+With ``VITALSTREAM_LAMBDA_ARCHIVE=files`` (the template's default) it also runs the archive role's
+mapping (``ArchiverEventSourceMapping``: a second mapping, its own batching window, invoking
+``lambda_shim.archive_handler``), and the processor archives nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ from typing import Any
 
 from service.cli.args import duration_ms
 
+ARCHIVER_ARN = "arn:aws:lambda:local:000000000000:function:vitalstream-archiver"
 MAPPING_PARAMETERS = (
     "BatchSize",
     "MaximumBatchingWindowInSeconds",
@@ -61,23 +67,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def mapping_config(overrides: list[str]) -> Any:
     """The ``EsmConfig`` of the template's ``ProcessorEventSourceMapping``, with ``overrides``."""
-    from service.tools.esm import EsmConfig  # noqa: PLC0415
-    from service.tools.provisioning.template import effective_parameters, load_template  # noqa: PLC0415
-
     given = dict(item.split("=", 1) for item in overrides)
     unknown = set(given) - set(MAPPING_PARAMETERS)
     if unknown:
         raise ValueError(f"not a mapping parameter: {', '.join(sorted(unknown))}")
+    return template_mapping("ProcessorEventSourceMapping", given)
+
+
+def archive_mapping_config(given: dict[str, str] | None = None) -> Any:
+    """The ``EsmConfig`` of the template's ``ArchiverEventSourceMapping`` (the archive role's), with
+    template parameters ``given``."""
+    return template_mapping("ArchiverEventSourceMapping", given or {})
+
+
+def template_mapping(logical_id: str, given: dict[str, str]) -> Any:
+    """A mapping of the template as an ``EsmConfig``: each setting a parameter (``given`` or its
+    default) or a literal."""
+    from service.tools.esm import EsmConfig  # noqa: PLC0415
+    from service.tools.provisioning.template import effective_parameters, load_template  # noqa: PLC0415
+
     template = load_template()
     values = effective_parameters(template, given | _required_placeholders(template))
-    mapping = template["Resources"]["ProcessorEventSourceMapping"]["Properties"]
+    mapping = template["Resources"][logical_id]["Properties"]
+
+    def setting(name: str) -> Any:
+        value = mapping[name]
+        return values[value["Ref"]] if isinstance(value, dict) else value
+
     return EsmConfig(
-        batch_size=int(values["BatchSize"]),
-        batching_window_s=float(values["MaximumBatchingWindowInSeconds"]),
-        max_retry_attempts=int(values["MaximumRetryAttempts"]),
-        max_record_age_s=int(values["MaximumRecordAgeInSeconds"]),
-        bisect_on_error=bool(mapping["BisectBatchOnFunctionError"]),
-        tumbling_window_s=int(values["TumblingWindowInSeconds"]),
+        batch_size=int(setting("BatchSize")),
+        batching_window_s=float(setting("MaximumBatchingWindowInSeconds")),
+        max_retry_attempts=int(setting("MaximumRetryAttempts")),
+        max_record_age_s=int(setting("MaximumRecordAgeInSeconds")),
+        bisect_on_error=bool(setting("BisectBatchOnFunctionError")),
+        tumbling_window_s=int(setting("TumblingWindowInSeconds")),
     )
 
 
@@ -89,8 +112,9 @@ def _required_placeholders(template: dict[str, Any]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415 - heavy imports only when running
 
+    from lambda_shim import archive_handler  # noqa: PLC0415
     from lambda_shim import handler as shim  # noqa: PLC0415
-    from service.runtime.config import Settings  # noqa: PLC0415
+    from service.runtime.config import LambdaArchive, Settings  # noqa: PLC0415
     from service.tools.esm import EventSourceMapping, Invocation  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -114,13 +138,17 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim.handler, destination), config)
+    started_line: dict[str, Any] = {"stream": settings.stream_name, "mapping": vars_of(config)}
+    archiving: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if settings.lambda_archive is LambdaArchive.FILES:
+        archive_config = archive_mapping_config()
+        archive_invocation = Invocation(archive_handler.handler, destination, ARCHIVER_ARN, settings.region)
+        archiving = EventSourceMapping(kinesis, settings.stream_name, archive_invocation, archive_config)
+        started_line["archive_mapping"] = vars_of(archive_config)
     before = shim.REQUESTS.snapshot()
     started = time.monotonic()
-    print(
-        json.dumps({"event": "started", "stream": settings.stream_name, "mapping": vars_of(config)}),
-        flush=True,
-    )
-    with mapping:
+    print(json.dumps({"event": "started", **started_line}), flush=True)
+    with archiving, mapping:
         while not stop.wait(args.report_every / 1000):
             print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before))), flush=True)
             if args.stop_after is not None and time.monotonic() - started >= args.stop_after / 1000:

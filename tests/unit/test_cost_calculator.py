@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
+from service.runtime.config import LambdaArchive
 from service.tools.cost import docs
 from service.tools.cost.bill import bill
 from service.tools.cost.data import PRICES_FILE, Measured, measured, per_record_shares
-from service.tools.cost.model import SERVICES, Deployment, Ingest, Mode, invocations_per_s
+from service.tools.cost.model import (
+    SERVICES,
+    Deployment,
+    Ingest,
+    Mode,
+    archive_files_per_s,
+    invocations_per_s,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MONTH_S = 730 * 3600
@@ -300,10 +308,34 @@ def test_a_lambda_runs_one_more_window_per_device_is_taken_out_of_its_state_unit
 def test_lambda_invocations_follow_the_mappings_batching_not_a_short_runs_batches(
     devices: int, shards: int, per_shard_per_s: float
 ) -> None:
-    d = Deployment(devices, mode=Mode.LAMBDA)
+    d = Deployment(devices, mode=Mode.LAMBDA, lambda_archive=LambdaArchive.PER_BATCH)
     finals = shards / d.window_s
     assert invocations_per_s(d, shards) == pytest.approx(shards * per_shard_per_s + finals)
     lines = {line.item: line for line in bill(d).lines}
     requests = next(line for item, line in lines.items() if item.startswith("requests"))
     puts = lines["archive object PUTs (one per invocation, batches modelled)"]
     assert requests.quantity == puts.quantity  # one archive object per invocation
+
+
+@pytest.mark.parametrize(
+    ("devices", "shards", "files_per_shard_per_s"),
+    [
+        (10, 1, 1 / 300),  # a quiet fleet: a file every batching window (300 s)
+        (10_000, 2, 1_000 / 10_000),  # 1,000 records/s a shard: full batches of 10,000
+    ],
+)
+def test_lambda_archive_files_follow_the_archive_mapping_not_the_detection_invocations(
+    devices: int, shards: int, files_per_shard_per_s: float
+) -> None:
+    d = Deployment(devices, mode=Mode.LAMBDA)
+    assert d.lambda_archive is LambdaArchive.FILES
+    cuts = shards / d.archive_window_s
+    assert archive_files_per_s(d, shards, 300) == pytest.approx(shards * files_per_shard_per_s + cuts)
+    if devices > 1_000:  # big records fill the 6 MB payload before the batch size
+        assert archive_files_per_s(d, shards, 3_000) > archive_files_per_s(d, shards, 300)
+    lines = {line.item: line for line in bill(d).lines}
+    puts = next(line for item, line in lines.items() if item.startswith("archive file PUTs"))
+    archive = next(line for item, line in lines.items() if item.startswith("archive function requests"))
+    assert archive.quantity > puts.quantity  # and each window's final invocation, which writes nothing
+    requests = next(line for item, line in lines.items() if item.startswith("requests"))
+    assert puts.quantity < requests.quantity  # files no longer follow the detection invocations

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from service.cli import main
-from service.runtime.config import ConsumerSettings
+from service.runtime.config import ConsumerSettings, LambdaArchive
 from service.tools.cost.bill import bill
 from service.tools.cost.data import PRICES_FILE, measured
 from service.tools.cost.model import (
@@ -109,7 +109,8 @@ def test_the_archive_is_priced_under_the_templates_lifecycle() -> None:
     assert glacier.quantity > gz_month_gb * 305 / (365 / 12)  # plus the index of each object
     assert glacier.unit_price_usd == PRICES["s3"]["gb_month_glacier"]
     # a small object stays in Standard for its whole life (S3 does not transition objects under 128 KB)
-    small = {li.item: li for li in bill(Deployment(100, mode=Mode.LAMBDA)).lines}
+    per_batch = Deployment(100, mode=Mode.LAMBDA, lambda_archive=LambdaArchive.PER_BATCH)
+    small = {li.item: li for li in bill(per_batch).lines}
     kept = next(li for item, li in small.items() if item.startswith("archive storage"))
     assert "not transitioned" in kept.item
     assert not any("transitions" in item for item in small)

@@ -159,13 +159,15 @@ def test_a_malformed_source_date_epoch_is_named() -> None:
 
 def test_the_default_target_is_the_templates_function() -> None:
     template = load_template()
-    (function,) = (
+    functions = [
         spec["Properties"]
         for spec in template["Resources"].values()
         if spec["Type"] == "AWS::Lambda::Function"
-    )
-    assert function["Runtime"] == f"python{PYTHON_VERSION}"
-    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    ]
+    assert len(functions) == 2  # the processor and the archive function: one package for both
+    for function in functions:
+        assert function["Runtime"] == f"python{PYTHON_VERSION}"
+        assert function["Architectures"] == [{"Ref": "Architecture"}]
     assert template["Parameters"]["Architecture"]["Default"] == ARCHITECTURE.value
 
 

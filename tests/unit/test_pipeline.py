@@ -187,3 +187,16 @@ def test_redelivery_writes_no_state(pipeline: Pipeline, states: FakeStateStore) 
 
     assert outcome.failures == []
     assert outcome.result.redelivered == len(batch)
+
+
+def test_with_the_archive_role_deployed_a_batch_archives_nothing_and_still_commits(
+    archive: FakeArchive, states: FakeStateStore, alerts: FakeAlertPublisher, dead_letters: FakeDeadLetters
+) -> None:
+    files = Pipeline(Detector(DEFAULT_CONFIG), states, archive, alerts, dead_letters, archive_per_batch=False)
+    batch = two_devices()
+    outcome = files.run(SHARD_ID, batch, now_ms=NOW_MS)
+    assert outcome.failures == []
+    assert outcome.archive_key is None
+    assert not archive.objects
+    assert alerts.published
+    assert set(states.states) == {"watch-a", "watch-b"}

@@ -134,7 +134,7 @@ def test_topic_rule_partitions_by_device_and_has_an_error_action() -> None:
 
 
 def test_event_source_mapping_has_lambda_safety_settings() -> None:
-    (esm,) = of_type("AWS::Lambda::EventSourceMapping").values()
+    esm = RESOURCES["ProcessorEventSourceMapping"]["Properties"]
     assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert esm["BisectBatchOnFunctionError"] is True
     assert esm["StartingPosition"] == "TRIM_HORIZON"
@@ -162,7 +162,7 @@ def test_tumbling_windows_are_on_by_default_within_lambdas_range() -> None:
 def test_function_environment_uses_the_settings_names() -> None:
     from service.runtime.config import Settings  # noqa: PLC0415
 
-    (function,) = of_type("AWS::Lambda::Function").values()
+    function = RESOURCES["ProcessorFunction"]["Properties"]
     assert function["Handler"] == "lambda_shim.handler.handler"
     assert function["Runtime"] in {"python3.11", "python3.12"}
     names = set(function["Environment"]["Variables"])

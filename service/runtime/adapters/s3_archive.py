@@ -3,7 +3,8 @@
 The consumer writes archive *files* (``write_file``; see ``core.archive_file``), keyed
 ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}.jsonl.gz`` by the first record's arrival date and its
 sequence number zero-padded to 40 digits; a replay from the same checkpoint writes the same key. The
-Lambda shim writes one object per batch (``write``), keyed as below.
+Lambda shim in per-batch mode (``VITALSTREAM_LAMBDA_ARCHIVE=per-batch``) writes one object per batch
+(``write``), keyed as below.
 
 Key: ``{prefix}dt=YYYY-MM-DD/shard={shard}/{first}-{last}.jsonl.gz``, the sequence numbers
 zero-padded to 40 digits (``padded_sequence``, as the device table's ``lastSeq``) so that a shard's
@@ -13,6 +14,11 @@ last Kinesis sequence numbers, whatever subset of it is archived: a batch read a
 its own key, even when some of its devices were committed the first time and are skipped now.
 Without a span they are those of the records archived (event date; ``{seq}.{sub}`` for a KPL user
 record, ``seq`` padded). The gzip stream is byte-deterministic (mtime 0).
+
+Lambda mode's archive role (``service.runtime.archive_role``) writes files too, at the same keys, with
+``write_run``: it also says how far a taken key's object reaches (``WrittenRun.held_through``), so a
+bisected or shortened retry of a batch whose file is already uploaded can tell that its tail is
+archived, and a replay cut differently finds the earlier run's next file.
 
 Idempotence: objects are written put-if-absent (``If-None-Match: *``). A redelivery that finds its
 key taken reads the existing object; records it already holds are done. Records it does not hold
@@ -26,8 +32,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -45,6 +52,35 @@ CONTENT_TYPE = "application/gzip"
 Position = tuple[str, int | None]
 
 
+class ArchiveLine(Protocol):
+    """What an archive file holds a line of: a ``ProcessedRecord``, or the archive role's
+    ``ReceivedSample``."""
+
+    @property
+    def sequence_number(self) -> str: ...
+
+    @property
+    def sub_sequence_number(self) -> int | None: ...
+
+    def to_json(self) -> bytes: ...
+
+
+class RunLine(ArchiveLine, Protocol):
+    """A line of an archive role's file: its record's arrival time dates the key."""
+
+    @property
+    def arrival_ms(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRun:
+    """The keys ``write_run`` wrote or found its lines at, and the highest sequence number held by a
+    file it found already written (None when it found none)."""
+
+    keys: tuple[str, ...]
+    held_through: str | None = None
+
+
 class _ArchivedLine(msgspec.Struct, rename="camel"):
     sequence_number: str
     sub_sequence_number: int | None = None
@@ -53,7 +89,7 @@ class _ArchivedLine(msgspec.Struct, rename="camel"):
 _LINE_DECODER = msgspec.json.Decoder(_ArchivedLine)
 
 
-def record_position(record: ProcessedRecord) -> Position:
+def record_position(record: ArchiveLine) -> Position:
     return record.sequence_number, record.sub_sequence_number
 
 
@@ -88,7 +124,7 @@ def archive_file_stem(prefix: str, shard_id: str, first_sequence: str, arrival_m
     return f"{prefix}dt={day}/shard={shard_id}/{padded_sequence(first_sequence)}"
 
 
-def encode_lines(records: Sequence[ProcessedRecord]) -> bytes:
+def encode_lines(records: Sequence[ArchiveLine]) -> bytes:
     """Gzip JSON Lines, byte-identical for identical records."""
     return gzip.compress(b"".join(r.to_json() + b"\n" for r in records), mtime=0)
 
@@ -114,9 +150,37 @@ class S3Archive:
     ) -> str | None:
         if not records:
             return None
-        return self._write_at(archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms), records)
+        stem = archive_file_stem(self._prefix, shard_id, first_sequence, arrival_ms)
+        return self._write_at(stem, records)
 
-    def _write_at(self, stem: str, records: Sequence[ProcessedRecord]) -> str:
+    def write_run(self, shard_id: str, lines: Sequence[RunLine]) -> WrittenRun:
+        """The archive role's file: ``lines`` (in stream order) at the key of the first one's record,
+        put-if-absent. When the key is taken (a retry, or a replay from an earlier checkpoint), the
+        lines the file holds are done, those the file's range skipped go beside it (a digest key, as in
+        ``write``), and those past its range start over at the key of the first of them — where the
+        earlier run's next file would be, since files are cut where invocations were."""
+        keys: list[str] = []
+        through: str | None = None
+        remaining = list(lines)
+        with calling(Sink.ARCHIVE, self._bucket):
+            while remaining:
+                first = remaining[0]
+                stem = archive_file_stem(self._prefix, shard_id, first.sequence_number, first.arrival_ms)
+                if self._put_if_absent(stem + SUFFIX, encode_lines(remaining)):
+                    keys.append(stem + SUFFIX)
+                    break
+                held = self._positions(stem + SUFFIX)
+                end = max((int(sequence) for sequence, _ in held), default=int(first.sequence_number))
+                through = str(end) if through is None else str(max(int(through), end))
+                inside = [r for r in remaining if int(r.sequence_number) <= end]
+                missing = [r for r in inside if record_position(r) not in held]
+                keys.append(stem + SUFFIX)
+                if missing:
+                    keys.append(self._beside(stem, missing))
+                remaining = [r for r in remaining if int(r.sequence_number) > end]
+        return WrittenRun(tuple(keys), through)
+
+    def _write_at(self, stem: str, records: Sequence[ArchiveLine]) -> str:
         key = stem + SUFFIX
         with calling(Sink.ARCHIVE, self._bucket):
             if self._put_if_absent(key, encode_lines(records)):
@@ -125,9 +189,13 @@ class S3Archive:
             missing = [r for r in records if record_position(r) not in held]
             if not missing:
                 return key
-            names = "\n".join(_label(record_position(r)) for r in missing).encode()
-            key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
-            self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
+            return self._beside(stem, missing)
+
+    def _beside(self, stem: str, missing: Sequence[ArchiveLine]) -> str:
+        """Records a taken key does not hold, at a key named by a digest of exactly them."""
+        names = "\n".join(_label(record_position(r)) for r in missing).encode()
+        key = f"{stem}.{hashlib.sha256(names).hexdigest()[:16]}{SUFFIX}"
+        self._put_if_absent(key, encode_lines(missing))  # taken: exactly these records are there
         return key
 
     def _put_if_absent(self, key: str, body: bytes) -> bool:

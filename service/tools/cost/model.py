@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from service.runtime.config import ConsumerSettings
+from service.runtime.config import ConsumerSettings, LambdaArchive
 
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -69,6 +69,12 @@ class Deployment:
     lambda_memory_mb: int = 512
     lambda_batch_size: int = 500  # the template's BatchSize
     lambda_batching_window_s: float = 1.0  # the template's MaximumBatchingWindowInSeconds
+    # Lambda: files (the template's default: the archive function's own mapping writes one file per
+    # invocation) or per-batch (the processor writes one object per invocation)
+    lambda_archive: LambdaArchive = LambdaArchive.FILES
+    archive_batch_size: int = 10_000  # the template's ArchiveBatchSize
+    archive_batching_window_s: float = 300.0  # ... ArchiveBatchingWindowInSeconds
+    archive_window_s: float = 900.0  # ... ArchiveTumblingWindowInSeconds
     lease_scan_strong: bool = True  # the lease table is scanned with strongly consistent reads today
     archive_months_kept: int = 12  # the template's lifecycle expires archive objects after 365 days
     archive_ia_after_days: float = 30.0  # ... moves them to Standard-IA after 30 days
@@ -198,6 +204,23 @@ def invocations_per_s(deployment: Deployment, shards: int) -> float:
         per_shard, max(per_shard / deployment.lambda_batch_size, 1 / deployment.lambda_batching_window_s)
     )
     return shards * (batches + 1 / deployment.window_s)
+
+
+LAMBDA_PAYLOAD_BYTES = 6_000_000  # a synchronous invocation's payload (a batch's base64 records) at most
+
+
+def archive_files_per_s(deployment: Deployment, shards: int, record_bytes: float) -> float:
+    """The archive function's invocations with records a second (one archive file each): per shard, a
+    batch when it holds ``archive_batch_size`` records or 6 MB of payload (base64: 4/3 of the records'
+    bytes) or its batching window has passed, plus one batch cut at each window's end."""
+    if shards == 0:
+        return 0.0
+    per_shard = deployment.messages_per_s / shards
+    by_size = max(
+        per_shard / deployment.archive_batch_size, per_shard * record_bytes * 4 / 3 / LAMBDA_PAYLOAD_BYTES
+    )
+    batches = min(per_shard, max(by_size, 1 / deployment.archive_batching_window_s))
+    return shards * (batches + 1 / deployment.archive_window_s)
 
 
 def units(size_bytes: float, unit_bytes: float) -> int:

@@ -14,7 +14,8 @@ modelled here from the settings, never spread over a run's records:
 - lease table (consumer): one renewal every 2 s per lease, two writes per archive file (prepare,
   checkpoint), and every replica Scans the whole table every 2 s (units by the table's size);
 - archive files (consumer): one per shard when it reaches its size or age, each with a snapshot object
-  that expires after ``snapshot_expiry_days``; in Lambda mode one object per invocation; stored under
+  that expires after ``snapshot_expiry_days``; in Lambda mode one file per invocation of the archive
+  function's mapping (``archive_files_per_s``; per-batch: one object per processor invocation); stored under
   the template's lifecycle (Standard, Standard-IA after 30 days, Glacier Flexible Retrieval after 90,
   expired after 365 and kept 30 more days as a noncurrent version: the bucket is versioned);
 - consumer compute: the measured CPU per sample at 70 % of the vCPU (never under 0.5 vCPU a pod), and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+from service.runtime.config import LambdaArchive
 from service.tools.cost.data import Measured, Prices
 from service.tools.cost.model import (
     DAYS_PER_MONTH,
@@ -34,6 +36,7 @@ from service.tools.cost.model import (
     Deployment,
     Line,
     Mode,
+    archive_files_per_s,
     invocations_per_s,
     units,
 )
@@ -195,6 +198,19 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
             ),
         ]
         objects_per_s = files
+    elif d.lambda_archive is LambdaArchive.FILES:
+        objects_per_s = archive_files_per_s(d, shards, d.record_bytes(m.sample_bytes))
+        lines.append(
+            Line(
+                "s3",
+                f"archive file PUTs (archive function: one per invocation, a batch of up to"
+                f" {d.archive_batch_size} records or 6 MB or every {d.archive_batching_window_s:g} s"
+                " per shard)",
+                objects_per_s * SECONDS_PER_MONTH,
+                "PUT",
+                put,
+            )
+        )
     else:
         objects_per_s = invocations_per_s(d, shards)
         lines.append(
@@ -339,11 +355,16 @@ def consumer_compute(d: Deployment, p: Prices, m: Measured, pods: int) -> list[L
 
 
 def lambda_lines(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
-    """Invocations follow the event source mapping's batching (``invocations_per_s``), log bytes the
-    invocations (measured bytes per invocation), duration the samples (measured GB-seconds per
-    record: a fleet's fuller batches spend less per record, so this errs high)."""
+    """Invocations follow the event source mappings' batching (``invocations_per_s``, and the archive
+    function's ``archive_files_per_s``), log bytes the invocations (measured bytes per invocation),
+    duration the samples (measured GB-seconds per record, both functions: a fleet's fuller batches
+    spend less per record, so this errs high)."""
     samples = d.samples_per_s * SECONDS_PER_MONTH
     invocations = invocations_per_s(d, shards) * SECONDS_PER_MONTH
+    archive = 0.0  # the archive function: one invocation a file, plus each window's final one
+    if d.lambda_archive is LambdaArchive.FILES and shards:
+        files = archive_files_per_s(d, shards, d.record_bytes(m.sample_bytes))
+        archive = (files + shards / d.archive_window_s) * SECONDS_PER_MONTH
     gb_s = m.per_sample("lambda_gb_seconds") * d.lambda_memory_mb / 512
     if gb_s == 0:
         gb_s = m.per_sample("cpu_seconds") * d.lambda_memory_mb / 1024
@@ -351,7 +372,21 @@ def lambda_lines(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Lin
     bytes_per_invocation = (
         m.per_1k.get("cloudwatch_log_bytes", 0.0) / measured_invocations if measured_invocations else 0.0
     )
-    logs = bytes_per_invocation * invocations / GIB
+    logs = bytes_per_invocation * (invocations + archive) / GIB
+    archive_requests = (
+        [
+            Line(
+                "lambda",
+                f"archive function requests (a file every {d.archive_batching_window_s:g} s or"
+                f" {d.archive_batch_size} records per shard, and each window's final invocation)",
+                archive,
+                "request",
+                p.price("lambda", "request"),
+            )
+        ]
+        if archive
+        else []
+    )
     return [
         Line(
             "lambda",
@@ -361,6 +396,7 @@ def lambda_lines(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Lin
             "request",
             p.price("lambda", "request"),
         ),
+        *archive_requests,
         Line(
             "lambda",
             f"duration, arm64 at {d.lambda_memory_mb} MB (measured)",

@@ -4,10 +4,12 @@
   ``sent`` samples in ``messages`` messages.
 - ``lost``: valid samples that were sent but are not in the archive, plus invalid samples (poison)
   that were sent but are not in the dead-letter queue. Must be 0.
-- ``duplicate_effects``: archive lines beyond the first for one (deviceId, seq), alert messages
-  beyond the first per alertId, dead-letter messages beyond the first per sample (shard, sequence
-  number, subSequenceNumber). Must be 0.
-- Samples a device sent twice count as ``device_duplicates``: the core drops the second copy.
+- ``duplicate_effects``: archive lines beyond the first for one stream position (shard, sequence
+  number, subSequenceNumber) or, among the core's lines (those with ``status``), for one (deviceId,
+  seq); alert messages beyond the first per alertId, dead-letter messages beyond the first per sample
+  (shard, sequence number, subSequenceNumber). Must be 0.
+- Samples a device sent twice count as ``device_duplicates``: the core drops the second copy (Lambda
+  mode's archive role, which runs no detection, archives it at its own stream position).
 - Request accounting: the AWS requests the processing sent (``service.runtime.accounting``), per 1,000
   records sent, and the all-in monthly bill (``vitalstream cost``: IoT Core, Kinesis, compute, every
   sink) with this run's per-record counts, for the run's fleet size and for 10K devices, with its
@@ -137,12 +139,23 @@ def build_report(
     """``sent`` and ``unacknowledged`` count samples, ``messages`` (default: ``sent``) and
     ``publish_failed`` messages."""
     archived = Counter((line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines)
+    # An archive file line is a stream position; the core drops a sample a device sent twice (a line
+    # with ``status``), Lambda mode's archive role keeps it at its own position (a line without).
+    positions = Counter(
+        (line.get("shardId"), line.get("sequenceNumber"), line.get("subSequenceNumber"))
+        for line in sinks.archive_lines
+    )
+    detected = Counter(
+        (line["deviceId"], line.get("seq", -1)) for line in sinks.archive_lines if "status" in line
+    )
     alert_ids = Counter(alert["alertId"] for alert in sinks.alerts)
     dead_keys = Counter(
         (d.get("shardId"), d.get("sequenceNumber"), d.get("subSequenceNumber")) for d in sinks.dead_letters
     )
     lost = len(expected.valid - set(archived)) + max(0, expected.rejects - len(dead_keys))
-    duplicates = sum(n - 1 for counter in (archived, alert_ids, dead_keys) for n in counter.values())
+    duplicates = sum(
+        n - 1 for counter in (positions, detected, alert_ids, dead_keys) for n in counter.values()
+    )
     card = score(truth, _scored(sinks.alerts), GRACE_MS)
     per_1k = PerThousand.of(requests, sent)
     files = {"sent": sent, "s3_objects": sinks.archive_objects}

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 
+from lambda_shim import archive_handler as archive_shim
 from lambda_shim import handler as shim
 from service.runtime.accounting import RequestCounts
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
@@ -31,14 +32,18 @@ from service.tools.demo.scenario import demo_scenario
 from service.tools.demo.view import LiveView, Progress
 from service.tools.emulator import EmbeddedAws, Engine
 from service.tools.esm import EventSourceMapping, Invocation
-from service.tools.serverless import mapping_config
+from service.tools.serverless import archive_mapping_config, mapping_config
 from simulator.fleet import Fleet
 from simulator.pacing import paced
 from simulator.truth import TruthEntry
 
 REGION = "us-east-1"
+ARCHIVER_ARN = "arn:aws:lambda:local:000000000000:function:vitalstream-archiver"
 DRAIN_TIMEOUT_S = 180.0
 DEMO_FILE_AGE_MS = 10_000  # a minute's demo shows several archive files per shard (the default is 60 s)
+# Lambda mode: the archive mapping's batching window in the demo, as short for the same reason (the
+# template's is 300 s)
+DEMO_ARCHIVE_BATCHING_S = DEMO_FILE_AGE_MS / 1000
 
 
 class DemoSession:
@@ -69,6 +74,7 @@ class DemoSession:
         self._outputs = result.outputs
         os.environ.update(self._env)
         shim._runtime.cache_clear()  # the shim reads its settings from this environment
+        archive_shim._role.cache_clear()
         self._session = boto3.Session(region_name=REGION)
         return self
 
@@ -79,6 +85,7 @@ class DemoSession:
         if shim.OUTPUT is not None:
             shim.OUTPUT.close()
             shim.OUTPUT = None
+        archive_shim._role.cache_clear()
         self._emulator.stop()
 
     def _client(self, name: str) -> Any:
@@ -98,8 +105,10 @@ class DemoSession:
         tumbling_window_s: int | None = None,
         file_age_ms: int | None = DEMO_FILE_AGE_MS,
         samples_per_message: int = 1,
+        archive_batching_s: float = DEMO_ARCHIVE_BATCHING_S,
     ) -> DemoReport:
         """``tumbling_window_s``: Lambda mode's window (None: the template's; 0: per-batch state).
+        ``archive_batching_s``: Lambda mode's archive mapping's batching window.
         ``file_age_ms``: the consumers' archive file age (None: the product's default).
         ``samples_per_message``: what each device buffers per message (``simulator.uplink``)."""
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
@@ -108,7 +117,7 @@ class DemoSession:
         processing = (
             self._consumers(replicas, file_age_ms)
             if mode == "consumer"
-            else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s)
+            else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s, archive_batching_s)
         )
         view = LiveView(sys.stderr)
         alerts: list[dict[str, Any]] = []
@@ -165,29 +174,49 @@ class DemoSession:
         )
 
     def _lambda(
-        self, sqs: Any, kinesis: Any, stream: str, batch_size: int, window_s: int | None
+        self,
+        sqs: Any,
+        kinesis: Any,
+        stream: str,
+        batch_size: int,
+        window_s: int | None,
+        archive_batching_s: float,
     ) -> _Processing:
-        """Serverless mode: the local event source mapping invokes the shim in-process. Its requests are
-        the shim's (``shim.REQUESTS``, counted from here on); the mapping's own reads are Lambda's."""
+        """Serverless mode: the local event source mappings invoke the shims in-process — the detection
+        mapping the processor (``handler``), the archive mapping the archive role (``archive_handler``),
+        as the template deploys them (``LambdaArchive=files``). Their requests are the shims'
+        (``shim.REQUESTS``, counted from here on); the mappings' own reads are Lambda's."""
+        os.environ["VITALSTREAM_LAMBDA_ARCHIVE"] = "files"
+        shim._runtime.cache_clear()
         before = shim.REQUESTS.snapshot()
         lines = Path(tempfile.mkdtemp(prefix="vitalstream-demo-")) / "lambda.jsonl"
         shim.OUTPUT = lines.open("a", encoding="utf-8")  # not over the live view: as CloudWatch Logs would
         self._log(f"the function's JSON logs and EMF metric lines in {lines}")
         ledger = AckLedger(lambda: int(time.time() * 1000))
+        archived = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
             self._outputs.get("BatchFailureQueueUrl")
             or sqs.create_queue(QueueName="demo-failures")["QueueUrl"]
         )
-        invocation = Invocation(
-            ledger.wrap(shim.handler),
-            lambda body: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(body)),
-            region=REGION,
-        )
+
+        def destination(body: dict[str, Any]) -> None:
+            sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(body))
+
+        invocation = Invocation(ledger.wrap(shim.handler), destination, region=REGION)
         # The template's mapping (tumbling windows on), with the demo's batch size and a short batching
         # window; the mapping's stop ends open windows, so their states are in the table by the report.
         overrides = [] if window_s is None else [f"TumblingWindowInSeconds={window_s}"]
         config = dataclasses.replace(mapping_config(overrides), batch_size=batch_size, batching_window_s=0.5)
         mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
+        archive_config = dataclasses.replace(archive_mapping_config(), batching_window_s=archive_batching_s)
+        archiving = EventSourceMapping(
+            kinesis,
+            stream,
+            Invocation(archived.wrap(archive_shim.handler), destination, ARCHIVER_ARN, REGION),
+            archive_config,
+            resync_s=2.0,
+            idle_poll_s=0.25,
+        )
 
         def requests() -> RequestCounts:
             return shim.REQUESTS.snapshot().since(before)
@@ -195,7 +224,14 @@ class DemoSession:
         def progress() -> Progress:
             return Progress(ledger.acknowledged, ledger.latency(), requests())
 
-        return _Processing(mapping, progress, requests)
+        def latencies() -> dict[str, LatencySummary]:
+            return {"archive": archived.latency()}
+
+        def unarchived() -> int:
+            return max(ledger.acknowledged - archived.acknowledged, 0)
+
+        runner = _Mappings(archiving, mapping)
+        return _Processing(runner, progress, requests, latencies, unarchived)
 
     def _consumers(self, count: int, file_age_ms: int | None) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
@@ -284,6 +320,21 @@ class _Processing:
 
     def __exit__(self, *exc: Any) -> None:
         self._runner.__exit__(*exc)
+
+
+class _Mappings(contextlib.ExitStack):
+    """Event source mappings started in order and stopped in reverse (the detection mapping first, the
+    archive mapping last)."""
+
+    def __init__(self, *mappings: EventSourceMapping) -> None:
+        super().__init__()
+        self._mappings = mappings
+
+    def __enter__(self) -> _Mappings:
+        super().__enter__()
+        for mapping in self._mappings:
+            self.enter_context(mapping)
+        return self
 
 
 class _Replicas(contextlib.AbstractContextManager["_Replicas"]):

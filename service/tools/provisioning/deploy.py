@@ -133,7 +133,8 @@ def _session(region: str, endpoint_url: str | None) -> boto3.Session:
 
 def _package_parameters(template: dict[str, Any], package: Path, given: Mapping[str, str]) -> dict[str, str]:
     """The ``Architecture`` a ``vitalstream package-lambda`` zip was built for (none for a zip
-    without a manifest); refuses a package built for another runtime or handler than the template's."""
+    without a manifest); refuses a package built for another runtime or handler package than the
+    template's functions'."""
     try:
         manifest = read_manifest(package)
     except ManifestError as exc:
@@ -149,7 +150,9 @@ def _package_parameters(template: dict[str, Any], package: Path, given: Mapping[
                 f"{package} was built for {manifest.runtime} but the function runs {runtime}; rebuild it "
                 f"with vitalstream package-lambda --python-version {str(runtime).removeprefix('python')}"
             )
-        if handler != manifest.handler:
+        # the package holds every module of its handler's package (the processor's and the archive
+        # function's handlers alike: ``packaging.sources``)
+        if str(handler).partition(".")[0] != manifest.handler.partition(".")[0]:
             raise TemplateError(f"{package} holds handler {manifest.handler}, the function calls {handler}")
     if "Architecture" not in template.get("Parameters", {}):
         return {}
