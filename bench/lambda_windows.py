@@ -244,13 +244,13 @@ def measure(window: int, devices: int, duration_s: int, share: float) -> Run:
             mappings.append(self)
 
     streams = sys.stdout, sys.stderr
-    original_handler, original_mapping = shim.handler, demo_session.EventSourceMapping
+    original_function, original_mapping = demo_session.LAMBDA_FUNCTION, demo_session.EventSourceMapping
     with DemoSession(2, lambda line: print(f"  {line}", file=sys.stderr)) as session:
         endpoint = os.environ["VITALSTREAM_ENDPOINT_URL"]
         proxy = FaultProxy(endpoint).start()
         os.environ["VITALSTREAM_ENDPOINT_URL"] = proxy.url  # the shim's clients only; the ESM reads direct
         shim._runtime.cache_clear()  # rebuild the shim's clients on the proxy
-        shim.handler = meter  # type: ignore[assignment]  # the session wraps shim.handler when it runs
+        demo_session.LAMBDA_FUNCTION = meter  # in this process, so the meter sees every call
         demo_session.EventSourceMapping = TemplateMapping  # type: ignore[misc]
         sys.stdout, sys.stderr = _Tee(streams[0], meter), _Tee(streams[1], meter)
         try:
@@ -265,7 +265,7 @@ def measure(window: int, devices: int, duration_s: int, share: float) -> Run:
             )
         finally:
             sys.stdout, sys.stderr = streams
-            shim.handler = original_handler  # type: ignore[assignment]
+            demo_session.LAMBDA_FUNCTION = original_function
             demo_session.EventSourceMapping = original_mapping  # type: ignore[misc]
             proxy.stop()
         run.archive_objects, run.archive_bytes = _archive(endpoint, os.environ["VITALSTREAM_ARCHIVE_BUCKET"])

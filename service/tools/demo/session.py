@@ -21,16 +21,16 @@ from typing import Any
 import boto3
 
 from lambda_shim import handler as shim
-from service.runtime.accounting import RequestCounts
+from service.runtime.accounting import RequestCounts, summed
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
 from service.runtime.publishing import Message, PublishReport
-from service.tools.demo.ledger import AckLedger, LatencySummary
+from service.tools.demo.ledger import AckLedger, LatencySummary, PublishedAlerts
 from service.tools.demo.replicas import ReplicaSet
 from service.tools.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.tools.demo.scenario import demo_scenario
 from service.tools.demo.view import LiveView, Progress
 from service.tools.emulator import EmbeddedAws, Engine
-from service.tools.esm import EventSourceMapping, Invocation
+from service.tools.esm import EventSourceMapping, Invocation, Isolated
 from service.tools.serverless import mapping_config
 from simulator.fleet import Fleet
 from simulator.pacing import paced
@@ -39,6 +39,11 @@ from simulator.truth import TruthEntry
 REGION = "us-east-1"
 DRAIN_TIMEOUT_S = 180.0
 DEMO_FILE_AGE_MS = 10_000  # a minute's demo shows several archive files per shard (the default is 60 s)
+# Lambda mode's function: the shim in a worker process per shard, its request counts read back from
+# each worker. A callable runs in this process instead (bench/lambda_windows.py's measuring wrapper).
+LAMBDA_FUNCTION: Callable[[dict[str, Any], Any], Any] | Isolated = Isolated(
+    "lambda_shim.handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot"
+)
 
 
 class DemoSession:
@@ -67,8 +72,8 @@ class DemoSession:
         )
         self._env = dict(result.environment) | {"VITALSTREAM_ENDPOINT_URL": endpoint}
         self._outputs = result.outputs
-        os.environ.update(self._env)
-        shim._runtime.cache_clear()  # the shim reads its settings from this environment
+        os.environ.update(self._env)  # the shim reads its settings from this environment
+        shim._runtime.cache_clear()
         self._session = boto3.Session(region_name=REGION)
         return self
 
@@ -102,13 +107,20 @@ class DemoSession:
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
         stream = self._env["VITALSTREAM_STREAM_NAME"]
+        published = PublishedAlerts()
         processing = (
             self._consumers(replicas, file_age_ms)
             if mode == "consumer"
-            else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s)
+            else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s, published)
         )
         view = LiveView(sys.stderr)
         alerts: list[dict[str, Any]] = []
+
+        def collect_alerts() -> None:
+            for body, sent_ms in _drain_alerts(sqs, alert_queue):
+                alerts.append(body)
+                published.note(body, sent_ms)
+
         self._log(
             f"{devices:,} devices for {duration_ms / 1000:.0f} s, {samples_per_message} samples a message, "
             f"{self._shards} shards, {mode} mode"
@@ -124,7 +136,7 @@ class DemoSession:
             feed.start()
             deadline: float | None = None
             while True:
-                alerts.extend(_drain(sqs, alert_queue))
+                collect_alerts()
                 counts = Counter(a["type"] for a in alerts)
                 progress = processing.progress()
                 acknowledged = progress.settled
@@ -137,12 +149,13 @@ class DemoSession:
             view.update(feed.samples, progress, counts, force=True)
             view.close()
             processing.wait_archived(DRAIN_TIMEOUT_S)
+            collect_alerts()
             requests = processing.requests() if mode == "consumer" else None  # replicas: scraped live
             latencies = processing.latencies()
-        if requests is None:  # in-process shim: counted after the windows' final invocations
+        if requests is None:  # the shim's workers: counted after the windows' final invocations
             requests = processing.requests()
         elapsed = time.monotonic() - started
-        alerts.extend(_drain(sqs, alert_queue))
+        collect_alerts()
         return build_report(
             expected=feed.expected,
             sinks=self._read_sinks(sqs, alerts),
@@ -162,34 +175,49 @@ class DemoSession:
         )
 
     def _lambda(
-        self, sqs: Any, kinesis: Any, stream: str, batch_size: int, window_s: int | None
+        self,
+        sqs: Any,
+        kinesis: Any,
+        stream: str,
+        batch_size: int,
+        window_s: int | None,
+        published: PublishedAlerts,
     ) -> _Processing:
-        """Serverless mode: the local event source mapping invokes the shim in-process. Its requests are
-        the shim's (``shim.REQUESTS``, counted from here on); the mapping's own reads are Lambda's."""
-        before = shim.REQUESTS.snapshot()
+        """Serverless mode: the local event source mapping invokes ``LAMBDA_FUNCTION``, in a worker process
+        per shard (each shard's sandbox on AWS). Its requests are the shim's (``shim.REQUESTS``: each
+        worker's, or this process's from here on); the mapping's own reads are Lambda's. Detection
+        latency: device time → the alert's arrival in the demo's subscriber queue (``PublishedAlerts``)."""
+        function, before = LAMBDA_FUNCTION, shim.REQUESTS.snapshot()
         ledger = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
             self._outputs.get("BatchFailureQueueUrl")
             or sqs.create_queue(QueueName="demo-failures")["QueueUrl"]
         )
         invocation = Invocation(
-            ledger.wrap(shim.handler),
+            function,
             lambda body: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(body)),
             region=REGION,
+            observe=ledger.observe,
         )
         # The template's mapping (tumbling windows on), with the demo's batch size and a short batching
         # window; the mapping's stop ends open windows, so their states are in the table by the report.
         overrides = [] if window_s is None else [f"TumblingWindowInSeconds={window_s}"]
         config = dataclasses.replace(mapping_config(overrides), batch_size=batch_size, batching_window_s=0.5)
-        mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
+        # An idle shard is polled once a second, as Lambda polls.
+        mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=1.0)
 
         def requests() -> RequestCounts:
+            if isinstance(function, Isolated):
+                return summed(mapping.probes())
             return shim.REQUESTS.snapshot().since(before)
 
         def progress() -> Progress:
-            return Progress(ledger.acknowledged, ledger.latency(), requests())
+            return Progress(ledger.acknowledged, ledger.latency(), requests(), published.latency())
 
-        return _Processing(mapping, progress, requests)
+        def latencies() -> dict[str, LatencySummary]:
+            return {"detection": published.latency()}
+
+        return _Processing(mapping, progress, requests, latencies)
 
     def _consumers(self, count: int, file_age_ms: int | None) -> _Processing:
         """Kubernetes mode: ``count`` consumer processes share the shards through the lease table."""
@@ -333,6 +361,25 @@ class _Feed:
             self.truth.extend(self.fleet.drain_truth())
         finally:
             self.publisher.close()
+
+
+def _drain_alerts(sqs: Any, queue_url: str) -> list[tuple[dict[str, Any], int]]:
+    """The alert messages in the queue, each with the time SQS took it (``SentTimestamp``, ms)."""
+    alerts: list[tuple[dict[str, Any], int]] = []
+    while True:
+        received = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["SentTimestamp"]
+        )
+        messages = received.get("Messages", [])
+        if not messages:
+            return alerts
+        for message in messages:
+            sent = message.get("Attributes", {}).get("SentTimestamp", "0")
+            alerts.append((json.loads(message["Body"]), int(sent)))
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
 
 
 def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
