@@ -9,9 +9,14 @@ invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device stat
 - publishes alerts and stores dead letters at once, and archives each batch's records (one object per
   batch): the one effects path (``effects.BatchEffects``), as ``Pipeline`` and the consumer run it,
   with the same dead-letter dedupe;
-- writes a device's item once, at the window's final invocation (``isFinalInvokeForWindow``, or
-  ``isWindowTerminatedEarly``), with the same forward-only condition as every other write — and at
-  once when its status or open anomalies change;
+- writes a device's item once, with the same forward-only condition as every other write: with the
+  batch that carries the device's last record of the window, as far as its cadence tells
+  (``due_by_cadence``: its next record, one more step of device time after this one, would arrive
+  past the window's end), else at the window's final invocation (``isFinalInvokeForWindow``, or
+  ``isWindowTerminatedEarly``) — and at once when its status or open anomalies change. So the writes
+  spread over the window's last cadence step instead of all landing in its final invocation, which
+  holds the shard meanwhile: a device whose record after all comes before the end is written again
+  at the end (rare: its cadence changed);
 - never returns a state whose JSON exceeds ``budget_bytes``: past it, it writes every dirty device
   and starts the window over with an empty state (later batches read those devices again).
 
@@ -37,12 +42,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core import (
+    DeviceState,
     KinesisRecord,
+    ProcessedRecord,
     Reject,
     StateFormatError,
     decode_records,
     records_from_lambda_event,
 )
+from service.core.state import NONE
+from service.core.telemetry import parse_rfc3339_ms
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
 from service.runtime.effects import Position, batch_span
 from service.runtime.pipeline import Pipeline
@@ -51,6 +60,7 @@ from service.runtime.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
 LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
+DUE_MARGIN_MS = 2_000  # a device's next record must be expected this far past the window's end
 
 
 class WindowCommitError(Exception):
@@ -70,16 +80,20 @@ class WindowEvent:
     state: Mapping[str, Any]
     final: bool
     terminated_early: bool
+    end_ms: int | None = None  # the window's end (``window.end``), when the event says it
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WindowEvent:
         records = event.get("Records") or []
         shard = event.get("shardId") or (records[0].get("eventID", "").partition(":")[0] if records else "")
+        window = event.get("window")
+        end = window.get("end") if isinstance(window, Mapping) else None
         return cls(
             str(shard),
             event.get("state") or {},
             bool(event.get("isFinalInvokeForWindow")),
             bool(event.get("isWindowTerminatedEarly")),
+            parse_rfc3339_ms(end) if isinstance(end, str) else None,
         )
 
 
@@ -118,7 +132,7 @@ class WindowProcessor:
         sinks = BatchSinks()
         if batch.records or batch.rejects:
             window, failures, loaded, written = self._process(
-                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks
+                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks, meta.end_ms
             )
         if meta.final or meta.terminated_early:
             written += self._commit(window, sinks)
@@ -137,8 +151,10 @@ class WindowProcessor:
         now_ms: int,
         dead_lettered: Collection[Position],
         sinks: BatchSinks,
+        end_ms: int | None,
     ) -> tuple[WindowState, list[str], int, int]:
-        """The one effects path, holding the window's states; then the window takes the moved ones."""
+        """The one effects path, holding the window's states; then the window takes the moved ones.
+        Written at once: devices whose look changed and those due by their cadence."""
         effects = self.pipeline.effects
         applied = effects.apply(
             window.shard_id,
@@ -151,6 +167,8 @@ class WindowProcessor:
         )
         after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
         changed = after.changed_looks(window)
+        if end_ms is not None:
+            changed |= due_by_cadence(window, after, applied.latest, end_ms)
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
             states, latest = after.pending()
@@ -168,6 +186,28 @@ class WindowProcessor:
                 f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()
             )
         return len(states)
+
+
+def due_by_cadence(
+    before: WindowState, after: WindowState, newest: Mapping[str, ProcessedRecord], end_ms: int
+) -> set[str]:
+    """Devices of this batch whose item can be written now: their next record is expected past the
+    window's end. Expected: this batch's newest record of the device arrived at ``arrival_ms``, and
+    its device time moved by ``step`` since the device's state before the batch; the next record
+    should come one more ``step`` later — past ``end_ms`` (by ``DUE_MARGIN_MS``), so this is the
+    device's last record of the window. Only devices ``before`` already held (as ``changed_looks``:
+    one read from the table this very batch waits for the end, so a retry of the batch reads the
+    same table)."""
+    due: set[str] = set()
+    for device_id, record in newest.items():
+        held: DeviceState | None = before.states.get(device_id)
+        now = after.states.get(device_id)
+        if held is None or now is None or device_id not in after.dirty or held.last_event_ms == NONE:
+            continue
+        step = now.last_event_ms - held.last_event_ms
+        if step > 0 and record.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
+            due.add(device_id)
+    return due
 
 
 def _window_of(meta: WindowEvent) -> WindowState:

@@ -100,6 +100,24 @@ def test_devices_are_read_once_per_window_and_written_once_at_its_end() -> None:
     assert sinks.states.latest["watch-a"].event_ms == T0_MS + 55_000
 
 
+def test_a_device_is_written_with_its_last_record_of_the_window_as_its_cadence_tells() -> None:
+    sinks = Sinks()
+    processor = sinks.processor()
+    first = processor.invoke(windowed(calm("watch-a", 0, 60) + calm("watch-b", 0, 60)), NOW_MS)
+    # watch-a moved 60 s of device time: its next record is due past the window's end (10:02), so it
+    # is written now; watch-b moved 10 s and comes again; watch-c is read from the table this very
+    # batch, so (a retry reading the same table) it waits for the end whatever its cadence
+    items = [sample("watch-a", 115, 71), *calm("watch-b", 60, 70), sample("watch-c", 115, 70)]
+    second = processor.invoke(windowed(items, first.state, first=100), NOW_MS)
+    assert sinks.states.saves == [["watch-a"]]
+    assert second.written == 1
+
+    final = processor.invoke(windowed([], second.state, final=True), NOW_MS)
+    assert sinks.states.saves == [["watch-a"], ["watch-b", "watch-c"]]
+    assert final.written == 2
+    assert sinks.states.latest["watch-a"].event_ms == T0_MS + 115_000
+
+
 def test_a_status_change_reaches_the_table_at_once() -> None:
     sinks = Sinks()
     processor = sinks.processor()
