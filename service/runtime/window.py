@@ -195,9 +195,10 @@ def due_by_cadence(
     window's end. Expected: this batch's newest record of the device arrived at ``arrival_ms``, and
     its device time moved by ``step`` since the device's state before the batch; the next record
     should come one more ``step`` later — past ``end_ms`` (by ``DUE_MARGIN_MS``), so this is the
-    device's last record of the window. Only devices ``before`` already held (as ``changed_looks``:
-    one read from the table this very batch waits for the end, so a retry of the batch reads the
-    same table)."""
+    device's last record of the window. Only a live device's (its record reached the stream within
+    one ``step`` of its device time; a backlog's device time says nothing of arrivals), and only one
+    ``before`` already held (as ``changed_looks``: one read from the table this very batch waits for
+    the end, so a retry of the batch reads the same table)."""
     due: set[str] = set()
     for device_id, record in newest.items():
         held: DeviceState | None = before.states.get(device_id)
@@ -205,7 +206,8 @@ def due_by_cadence(
         if held is None or now is None or device_id not in after.dirty or held.last_event_ms == NONE:
             continue
         step = now.last_event_ms - held.last_event_ms
-        if step > 0 and record.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
+        live = record.arrival_ms - record.event_ms <= step  # device time stands for arrival time
+        if step > 0 and live and record.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
             due.add(device_id)
     return due
 
