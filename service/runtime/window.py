@@ -37,12 +37,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from service.core import (
-    DeviceState,
     KinesisRecord,
     ProcessedRecord,
     Reject,
@@ -59,6 +58,7 @@ from service.runtime.ports import SinkError
 from service.runtime.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
+DUE_KEY = "vitalstreamDue"  # devices due by their cadence, read from the table in the last batch
 LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
 DUE_MARGIN_MS = 2_000  # a device's next record must be expected this far past the window's end
 
@@ -81,6 +81,7 @@ class WindowEvent:
     final: bool
     terminated_early: bool
     end_ms: int | None = None  # the window's end (``window.end``), when the event says it
+    due: frozenset[str] = frozenset()  # the state's ``DUE_KEY``
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WindowEvent:
@@ -88,12 +89,15 @@ class WindowEvent:
         shard = event.get("shardId") or (records[0].get("eventID", "").partition(":")[0] if records else "")
         window = event.get("window")
         end = window.get("end") if isinstance(window, Mapping) else None
+        state = event.get("state") or {}
+        due = state.get(DUE_KEY) if isinstance(state, Mapping) else None
         return cls(
             str(shard),
-            event.get("state") or {},
+            state,
             bool(event.get("isFinalInvokeForWindow")),
             bool(event.get("isWindowTerminatedEarly")),
             parse_rfc3339_ms(end) if isinstance(end, str) else None,
+            frozenset(str(d) for d in due) if isinstance(due, list) else frozenset(),
         )
 
 
@@ -101,7 +105,7 @@ class WindowEvent:
 class WindowOutcome:
     """``state`` and ``failures`` make the response; the rest is for metrics and tests."""
 
-    state: dict[str, str]
+    state: dict[str, Any]
     failures: list[str]
     loaded: int = 0
     written: int = 0
@@ -130,14 +134,17 @@ class WindowProcessor:
         failures: list[str] = []
         loaded = written = 0
         sinks = BatchSinks()
+        due_next: list[str] = []
         if batch.records or batch.rejects:
-            window, failures, loaded, written = self._process(
-                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks, meta.end_ms
+            window, failures, loaded, written, due_next = self._process(
+                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks, meta
             )
         if meta.final or meta.terminated_early:
             written += self._commit(window, sinks)
             return WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
-        state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+        state: dict[str, Any] = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+        if due_next:
+            state[DUE_KEY] = due_next
         if len(json.dumps(state)) > self.budget_bytes:
             written += self._commit(window, sinks)
             return WindowOutcome({}, failures, loaded, written, restarted=True, errors=sinks.distinct())
@@ -151,10 +158,12 @@ class WindowProcessor:
         now_ms: int,
         dead_lettered: Collection[Position],
         sinks: BatchSinks,
-        end_ms: int | None,
-    ) -> tuple[WindowState, list[str], int, int]:
+        meta: WindowEvent,
+    ) -> tuple[WindowState, list[str], int, int, list[str]]:
         """The one effects path, holding the window's states; then the window takes the moved ones.
-        Written at once: devices whose look changed and those due by their cadence."""
+        Written at once: devices whose look changed, those due by their cadence that the window held
+        before this batch, and those the previous batch found due (``meta.due``). Returned last: the
+        devices due by their cadence that this batch read from the table, for the next invocation."""
         effects = self.pipeline.effects
         applied = effects.apply(
             window.shard_id,
@@ -167,8 +176,9 @@ class WindowProcessor:
         )
         after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
         changed = after.changed_looks(window)
-        if end_ms is not None:
-            changed |= due_by_cadence(window, after, applied.latest, end_ms)
+        due = set() if meta.end_ms is None else due_by_cadence(after, applied.kept, window, meta.end_ms)
+        held = set(window.states)
+        changed |= (due | meta.due) & held & after.dirty
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
             states, latest = after.pending()
@@ -176,7 +186,7 @@ class WindowProcessor:
             refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
-        return after, applied.failures(), len(applied.loaded), written
+        return after, applied.failures(), len(applied.loaded), written, sorted(due - held)
 
     def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()
@@ -189,25 +199,34 @@ class WindowProcessor:
 
 
 def due_by_cadence(
-    before: WindowState, after: WindowState, newest: Mapping[str, ProcessedRecord], end_ms: int
+    after: WindowState, kept: Sequence[ProcessedRecord], before: WindowState, end_ms: int
 ) -> set[str]:
-    """Devices of this batch whose item can be written now: their next record is expected past the
-    window's end. Expected: this batch's newest record of the device arrived at ``arrival_ms``, and
-    its device time moved by ``step`` since the device's state before the batch; the next record
-    should come one more ``step`` later — past ``end_ms`` (by ``DUE_MARGIN_MS``), so this is the
-    device's last record of the window. Only a live device's (its record reached the stream within
-    one ``step`` of its device time; a backlog's device time says nothing of arrivals), and only one
-    ``before`` already held (as ``changed_looks``: one read from the table this very batch waits for
-    the end, so a retry of the batch reads the same table)."""
+    """Devices of this batch whose next record is expected past the window's end: this is their
+    last record of the window. Expected: the device's newest record of the batch arrived at
+    ``arrival_ms``; its next one should come one ``step`` of device time later — ``step`` being how
+    far its device time moved since the state the window held before the batch, or, for a device
+    new to the window, what its message spans (``n`` samples a message, ``n ≥ 2``: their span times
+    n / (n - 1)). Due when that is past ``end_ms`` (by ``DUE_MARGIN_MS``). Only a live device (its
+    record reached the stream within one ``step`` of its device time: a backlog's device time says
+    nothing of arrivals), and only one whose state moved (dirty)."""
+    times: dict[str, list[ProcessedRecord]] = {}
+    for record in kept:
+        times.setdefault(record.device_id, []).append(record)
     due: set[str] = set()
-    for device_id, record in newest.items():
-        held: DeviceState | None = before.states.get(device_id)
-        now = after.states.get(device_id)
-        if held is None or now is None or device_id not in after.dirty or held.last_event_ms == NONE:
+    for device_id, records in times.items():
+        newest = max(records, key=lambda r: r.event_ms)
+        held = before.states.get(device_id)
+        if device_id not in after.dirty:
             continue
-        step = now.last_event_ms - held.last_event_ms
-        live = record.arrival_ms - record.event_ms <= step  # device time stands for arrival time
-        if step > 0 and live and record.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
+        if held is not None and held.last_event_ms != NONE:
+            step = newest.event_ms - held.last_event_ms
+        elif len(records) >= 2:
+            span = newest.event_ms - min(r.event_ms for r in records)
+            step = span * len(records) // (len(records) - 1)
+        else:
+            continue
+        live = newest.arrival_ms - newest.event_ms <= step  # device time stands for arrival time
+        if step > 0 and live and newest.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
             due.add(device_id)
     return due
 

@@ -14,7 +14,7 @@ from service.core import DEFAULT_CONFIG, Detector, DeviceState, ProcessedRecord,
 from service.core.window_state import decode_window_state, encode_window_state
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import LoadedStates
-from service.runtime.window import STATE_KEY, WindowCommitError, WindowProcessor
+from service.runtime.window import DUE_KEY, STATE_KEY, WindowCommitError, WindowProcessor
 from tests.events import SHARD_ID, T0_MS, episode, interleave, kinesis_event, sample, sequence, tail
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 
@@ -105,15 +105,22 @@ def test_a_device_is_written_with_its_last_record_of_the_window_as_its_cadence_t
     processor = sinks.processor()
     first = processor.invoke(windowed(calm("watch-a", 0, 60) + calm("watch-b", 0, 60)), NOW_MS)
     # watch-a moved 60 s of device time: its next record is due past the window's end (10:02), so it
-    # is written now; watch-b moved 10 s and comes again; watch-c is read from the table this very
-    # batch, so (a retry reading the same table) it waits for the end whatever its cadence
+    # is written now; watch-b moved 10 s and comes again. watch-c and watch-d are read from the table
+    # this very batch: watch-c's one sample tells no cadence (it waits for the end); watch-d's twelve
+    # samples span a minute, so it is due, and written by the next invocation (a retry of this batch
+    # then reads the same table)
     items = [sample("watch-a", 115, 71), *calm("watch-b", 60, 70), sample("watch-c", 115, 70)]
-    second = processor.invoke(windowed(items, first.state, first=100), NOW_MS)
+    second = processor.invoke(windowed(items + calm("watch-d", 60, 120), first.state, first=100), NOW_MS)
     assert sinks.states.saves == [["watch-a"]]
     assert second.written == 1
+    assert second.state[DUE_KEY] == ["watch-d"]
 
-    final = processor.invoke(windowed([], second.state, final=True), NOW_MS)
-    assert sinks.states.saves == [["watch-a"], ["watch-b", "watch-c"]]
+    third = processor.invoke(windowed(calm("watch-b", 70, 75), second.state, first=200), NOW_MS)
+    assert sinks.states.saves == [["watch-a"], ["watch-d"]]
+    assert DUE_KEY not in third.state
+
+    final = processor.invoke(windowed([], third.state, final=True), NOW_MS)
+    assert sinks.states.saves == [["watch-a"], ["watch-d"], ["watch-b", "watch-c"]]
     assert final.written == 2
     assert sinks.states.latest["watch-a"].event_ms == T0_MS + 115_000
 
