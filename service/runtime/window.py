@@ -181,9 +181,10 @@ class WindowProcessor:
         changed |= (due | meta.due) & held & after.dirty
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
-            states, latest = after.pending()
-            now = {d: states[d] for d in changed}
-            refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
+            now = {d: after.states[d] for d in sorted(changed)}
+            views = {d: after.latest[d] for d in now if d in after.latest}  # not every dirty device's
+            latest = {d: view.record(d, after.shard_id) for d, view in views.items()}
+            refused = effects.save(now, latest, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
         return after, applied.failures(), len(applied.loaded), written, sorted(due - held)
