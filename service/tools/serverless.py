@@ -1,14 +1,14 @@
 """``vitalstream serverless``: the local serverless path — the local event source mapping and the Lambda
-shim, in-process — against whatever stream and tables the ``VITALSTREAM_*`` environment names (e.g.
-the stack ``vitalstream local up`` prints).
+shim, in a worker process per shard (each shard's sandbox on AWS) — against whatever stream and tables
+the ``VITALSTREAM_*`` environment names (e.g. the stack ``vitalstream local up`` prints).
 
 The mapping takes the template's settings (``infra/template.yaml``: batch size, batching window, retry
 attempts, record age, tumbling window, bisect on error); ``--parameter Name=Value`` overrides one, as
 ``provision`` does. Batches given up go to ``--failure-queue-url`` (default
 ``VITALSTREAM_BATCH_FAILURE_QUEUE_URL``; none: logged). Every ``--report-every`` and at the end it
 prints one JSON line: records delivered, invocations, and the shim's AWS calls and item writes per
-1,000 records (``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open windows get their
-final invocation first, so the device table holds every state.
+1,000 records (each worker's ``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open
+windows get their final invocation first, so the device table holds every state.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def _required_placeholders(template: dict[str, Any]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415 - heavy imports only when running
 
-    from lambda_shim import handler as shim  # noqa: PLC0415
+    from service.runtime.accounting import summed  # noqa: PLC0415
     from service.runtime.config import Settings  # noqa: PLC0415
-    from service.tools.esm import EventSourceMapping, Invocation  # noqa: PLC0415
+    from service.tools.esm import EventSourceMapping, Invocation, Isolated  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim.handler, destination), config)
-    before = shim.REQUESTS.snapshot()
+    shim = Isolated("lambda_shim.handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot")
+    mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim, destination), config)
     started = time.monotonic()
     print(
         json.dumps({"event": "started", "stream": settings.stream_name, "mapping": vars_of(config)}),
@@ -122,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
     )
     with mapping:
         while not stop.wait(args.report_every / 1000):
-            print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before))), flush=True)
+            print(json.dumps(progress(mapping, summed(mapping.probes()))), flush=True)
             if args.stop_after is not None and time.monotonic() - started >= args.stop_after / 1000:
                 break
-    print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before), "stopped")), flush=True)
+    print(json.dumps(progress(mapping, summed(mapping.probes()), "stopped")), flush=True)
     return 0
 
 
