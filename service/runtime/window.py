@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core import (
+    DeviceState,
     KinesisRecord,
     ProcessedRecord,
     Reject,
@@ -176,7 +177,11 @@ class WindowProcessor:
         )
         after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
         changed = after.changed_looks(window)
-        due = set() if meta.end_ms is None else due_by_cadence(after, applied.kept, window, meta.end_ms)
+        due = (
+            set()
+            if meta.end_ms is None
+            else due_by_cadence(after, applied.kept, window, applied.loaded, meta.end_ms)
+        )
         held = set(window.states)
         changed |= (due | meta.due) & held & after.dirty
         written = 0
@@ -200,26 +205,36 @@ class WindowProcessor:
 
 
 def due_by_cadence(
-    after: WindowState, kept: Sequence[ProcessedRecord], before: WindowState, end_ms: int
+    after: WindowState,
+    kept: Sequence[ProcessedRecord],
+    before: WindowState,
+    loaded: Mapping[str, DeviceState],
+    end_ms: int,
 ) -> set[str]:
     """Devices of this batch whose next record is expected past the window's end: this is their
     last record of the window. Expected: the device's newest record of the batch arrived at
     ``arrival_ms``; its next one should come one ``step`` of device time later — ``step`` being how
-    far its device time moved since the state the window held before the batch, or, for a device
-    new to the window, what its message spans (``n`` samples a message, ``n ≥ 2``: their span times
+    far its device time moved since the state the window held (or read from the table) before the
+    batch, or else what its message spans (``n`` samples a message, ``n ≥ 2``: their span times
     n / (n - 1)). Due when that is past ``end_ms`` (by ``DUE_MARGIN_MS``). Only a live device (its
     record reached the stream within one ``step`` of its device time: a backlog's device time says
-    nothing of arrivals), and only one whose state moved (dirty)."""
+    nothing of arrivals), and only one whose state moved (dirty). A device the table has no item
+    of is due at once, whatever its cadence: its first message may be a partial one (devices start
+    out of step) that tells no cadence, and one write at a device's first sight keeps a fleet that
+    starts at once from landing whole in one final invocation."""
     times: dict[str, list[ProcessedRecord]] = {}
     for record in kept:
         times.setdefault(record.device_id, []).append(record)
     due: set[str] = set()
     for device_id, records in times.items():
         newest = max(records, key=lambda r: r.event_ms)
-        held = before.states.get(device_id)
+        held = before.states.get(device_id) or loaded.get(device_id)
         if device_id not in after.dirty:
             continue
-        if held is not None and held.last_event_ms != NONE:
+        if held is None:  # a device the table does not know yet: its item is written at first sight
+            due.add(device_id)
+            continue
+        if held.last_event_ms != NONE:
             step = newest.event_ms - held.last_event_ms
         elif len(records) >= 2:
             span = newest.event_ms - min(r.event_ms for r in records)
