@@ -219,9 +219,10 @@ def due_by_cadence(
     n / (n - 1)). Due when that is past ``end_ms`` (by ``DUE_MARGIN_MS``). Only a live device (its
     record reached the stream within one ``step`` of its device time: a backlog's device time says
     nothing of arrivals), and only one whose state moved (dirty). A device the table has no item
-    of is due at once, whatever its cadence: its first message may be a partial one (devices start
-    out of step) that tells no cadence, and one write at a device's first sight keeps a fleet that
-    starts at once from landing whole in one final invocation."""
+    of whose message holds several samples is due at once, whatever its span: its first message may
+    be a partial one (devices start out of step) that tells no cadence, and one write at a device's
+    first sight keeps a fleet that starts at once from landing whole in one final invocation. (One
+    sample a message: its next record, seconds later, tells its cadence; no first-sight write.)"""
     times: dict[str, list[ProcessedRecord]] = {}
     for record in kept:
         times.setdefault(record.device_id, []).append(record)
@@ -231,8 +232,10 @@ def due_by_cadence(
         held = before.states.get(device_id) or loaded.get(device_id)
         if device_id not in after.dirty:
             continue
-        if held is None:  # a device the table does not know yet: its item is written at first sight
+        if held is None and len(records) >= 2:  # new to the table, its message maybe a partial one
             due.add(device_id)
+            continue
+        if held is None:  # new to the table, one sample: its next record tells its cadence
             continue
         if held.last_event_ms != NONE:
             step = newest.event_ms - held.last_event_ms
