@@ -8,15 +8,18 @@ Each row is a whole demo pipeline in a fresh embedded emulator (the default engi
 stack provisioned from infra/template.yaml, the fleet publishing 1 event / 5 s per device in real time
 from this process, processed in consumer mode by ``--replicas`` ``vitalstream consume`` processes
 (archive files at the product's default age) or in Lambda mode by the local event source mapping
-invoking the shim in this process (tumbling windows as the template sets them). The report is read
-back from the sinks: lost and duplicate effects, detection latency (device timestamp → alert
-published; consumer mode), archive latency (device timestamp → file uploaded) and sink latency
-(device timestamp → every sink acknowledged). CPU is sampled from /proc once a second for every
+invoking the shim in a worker process per shard (``shim-1``, ``shim-2``; tumbling windows as the
+template sets them, idle shards polled once a second as Lambda polls). The report is read back from
+the sinks: lost and duplicate effects, detection latency (device timestamp → alert published: the
+consumers' histogram; in Lambda mode the alert's arrival in the demo's SQS subscription), archive
+latency (device timestamp → file uploaded; consumer mode) and sink latency (device timestamp → every
+sink acknowledged). CPU is sampled from /proc once a second for every
 process while the fleet publishes: mean cores and the busiest 10 s ("peak"); a process whose peak
 reaches ~1 core is saturated (CPython runs one thread at a time). Prints; never asserts.
 
 Targets (consumer mode): lost 0, duplicate effects 0, detection p50 ≤ 250 ms and p99 ≤ 1 s, archive
-p99 within the file age (+5 s for the upload). A size is sustained (kept pace) when nothing is lost or
+p99 within the file age (+5 s for the upload). Lambda mode: lost 0, duplicate effects 0, detection
+p99 ≤ 2 s across the window closes the run spans. A size is sustained (kept pace) when nothing is lost or
 duplicated, every record settled and sink latency p99 stayed within 10 s (no backlog built up).
 """
 
@@ -40,6 +43,7 @@ from service.tools.demo.session import DemoSession
 from service.tools.emulator import Engine, use_emulator_credentials
 
 TARGET_P50_MS, TARGET_P99_MS = 250, 1_000
+LAMBDA_TARGET_P99_MS = 2_000  # Lambda polls a shard once a second
 UPLOAD_ALLOWANCE_MS = 5_000
 KEPT_PACE_MS = 10_000
 SATURATED_CORES = 0.9
@@ -48,8 +52,9 @@ PROCESS_NAMES = {
     b"ministack_server": "emulator",
     b"service.tools.emulator": "emulator",
     b"\x00consume": "replica-",
+    b"multiprocessing.spawn": "shim-",  # the local event source mapping's worker per shard
 }
-COLUMNS = ("emulator", "replica-1", "replica-2", "bench")
+COLUMNS = ("emulator", "replica-1", "replica-2", "shim-1", "shim-2", "bench")
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,12 @@ class Row:
             archive = r.archive_latency
             if archive is None or (archive.p99_ms or 0) > file_age_ms + UPLOAD_ALLOWANCE_MS:
                 missed.append("archive p99 past the file age")
+        elif detection is None or detection.count == 0:
+            missed.append("no alert to time")
+        elif (detection.p99_ms or 0) > LAMBDA_TARGET_P99_MS:
+            missed.append(f"detection p99 > {LAMBDA_TARGET_P99_MS} ms")
         if not missed:
-            return "met" if self.mode == "consumer" else "sustained"
+            return "met"
         busiest = max(self.cpu, key=lambda name: self.cores(name)[1], default=None)
         if busiest is not None and self.cores(busiest)[1] >= SATURATED_CORES:
             missed.append(f"{busiest} saturated ({self.cores(busiest)[1]:.2f} cores at peak)")
@@ -151,14 +160,13 @@ def print_table(rows: list[Row], file_age_ms: int) -> None:
             f"{'':<9}{verdict}; {r.alert_messages} alerts; per 1K records: {calls:.1f} calls, "
             f"{sum(writes.values()):.1f} DynamoDB item writes, {r.s3_puts_per_1k:.2f} S3 PUTs"
         )
-    sustained = [
-        row.devices for row in rows if row.mode == "lambda" and row.verdict(file_age_ms) == "sustained"
-    ]
+    met = [row.devices for row in rows if row.mode == "lambda" and row.verdict(file_age_ms) == "met"]
     if any(row.mode == "lambda" for row in rows):
-        print(f"Lambda mode's largest sustained fleet: {max(sustained, default=0):,} devices")
+        print(f"Lambda mode's largest fleet meeting its targets: {max(met, default=0):,} devices")
     print(
         f"cpu: mean cores while the fleet ran (pk: busiest {PEAK_WINDOW_S:.0f} s); bench = this process: "
-        "the fleet, PutRecords, alert read-back (and the Lambda shim in Lambda mode)"
+        "the fleet, PutRecords, alert read-back (and the event source mapping's polling in Lambda mode); "
+        "shim-N: a shard's Lambda worker"
     )
 
 

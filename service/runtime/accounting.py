@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -202,6 +202,21 @@ class RequestCounts:
     def calls(self, service: str | None = None, operation: str | None = None) -> int:
         """Requests of ``service`` (every service when None), of ``operation`` when given."""
         return calls_in(self.requests, service, operation)
+
+
+def summed(counts: Iterable[RequestCounts]) -> RequestCounts:
+    """The totals of several counters (e.g. one per process)."""
+    requests: Counter[tuple[str, str]] = Counter()
+    writes: Counter[str] = Counter()
+    reads: Counter[str] = Counter()
+    units: dict[CapacityKey, float] = {}
+    for each in counts:
+        requests.update(each.requests)
+        writes.update(each.item_writes)
+        reads.update(each.item_reads)
+        for key, n in each.capacity_units.items():
+            units[key] = units.get(key, 0.0) + n
+    return RequestCounts(dict(requests), dict(writes), dict(reads), units)
 
 
 def calls_in(

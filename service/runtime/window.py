@@ -9,9 +9,14 @@ invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device stat
 - publishes alerts and stores dead letters at once, and archives each batch's records (one object per
   batch): the one effects path (``effects.BatchEffects``), as ``Pipeline`` and the consumer run it,
   with the same dead-letter dedupe;
-- writes a device's item once, at the window's final invocation (``isFinalInvokeForWindow``, or
-  ``isWindowTerminatedEarly``), with the same forward-only condition as every other write — and at
-  once when its status or open anomalies change;
+- writes a device's item once, with the same forward-only condition as every other write: with the
+  batch that carries the device's last record of the window, as far as its cadence tells
+  (``due_by_cadence``: its next record, one more step of device time after this one, would arrive
+  past the window's end), else at the window's final invocation (``isFinalInvokeForWindow``, or
+  ``isWindowTerminatedEarly``) — and at once when its status or open anomalies change. So the writes
+  spread over the window's last cadence step instead of all landing in its final invocation, which
+  holds the shard meanwhile: a device whose record after all comes before the end is written again
+  at the end (rare: its cadence changed);
 - never returns a state whose JSON exceeds ``budget_bytes``: past it, it writes every dirty device
   and starts the window over with an empty state (later batches read those devices again).
 
@@ -32,18 +37,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from service.core import (
     BatchResult,
+    DeviceState,
     KinesisRecord,
+    ProcessedRecord,
     Reject,
     StateFormatError,
     decode_records,
     records_from_lambda_event,
 )
+from service.core.state import NONE
+from service.core.telemetry import parse_rfc3339_ms
 from service.core.window_state import WindowState, decode_window_state, encode_window_state
 from service.runtime.effects import AppliedBatch, Position, batch_span
 from service.runtime.pipeline import Pipeline
@@ -51,7 +60,9 @@ from service.runtime.ports import SinkError
 from service.runtime.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
+DUE_KEY = "vitalstreamDue"  # devices due by their cadence, read from the table in the last batch
 LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
+DUE_MARGIN_MS = 2_000  # a device's next record must be expected this far past the window's end
 
 
 class WindowCommitError(Exception):
@@ -71,16 +82,24 @@ class WindowEvent:
     state: Mapping[str, Any]
     final: bool
     terminated_early: bool
+    end_ms: int | None = None  # the window's end (``window.end``), when the event says it
+    due: frozenset[str] = frozenset()  # the state's ``DUE_KEY``
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WindowEvent:
         records = event.get("Records") or []
         shard = event.get("shardId") or (records[0].get("eventID", "").partition(":")[0] if records else "")
+        window = event.get("window")
+        end = window.get("end") if isinstance(window, Mapping) else None
+        state = event.get("state") or {}
+        due = state.get(DUE_KEY) if isinstance(state, Mapping) else None
         return cls(
             str(shard),
-            event.get("state") or {},
+            state,
             bool(event.get("isFinalInvokeForWindow")),
             bool(event.get("isWindowTerminatedEarly")),
+            parse_rfc3339_ms(end) if isinstance(end, str) else None,
+            frozenset(str(d) for d in due) if isinstance(due, list) else frozenset(),
         )
 
 
@@ -88,7 +107,7 @@ class WindowEvent:
 class WindowOutcome:
     """``state`` and ``failures`` make the response; the rest is for metrics and tests."""
 
-    state: dict[str, str]
+    state: dict[str, Any]
     failures: list[str]
     loaded: int = 0
     written: int = 0
@@ -119,26 +138,39 @@ class WindowProcessor:
         failures: list[str] = []
         loaded = written = 0
         sinks = BatchSinks()
+        due_next: list[str] = []
         applied: AppliedBatch | None = None
         if batch.records or batch.rejects:
-            window, applied, failures, loaded, written = self._process(
-                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks
+            window, applied, failures, loaded, written, due_next = self._process(
+                window, batch.records, batch.rejects, now_ms, dead_lettered, sinks, meta
             )
-        if meta.final or meta.terminated_early:
-            written += self._commit(window, sinks)
-            outcome = WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
-        else:
-            state = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
-            if len(json.dumps(state)) > self.budget_bytes:
-                written += self._commit(window, sinks)
-                outcome = WindowOutcome(
-                    {}, failures, loaded, written, restarted=True, errors=sinks.distinct()
-                )
-            else:
-                outcome = WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
+        outcome = self._closed_or_carried(
+            window, meta, due_next, WindowOutcome({}, failures, loaded, written), sinks
+        )
         if applied is None:
             return outcome
         return replace(outcome, result=applied.result, failed_devices=applied.failed)
+
+    def _closed_or_carried(
+        self,
+        window: WindowState,
+        meta: WindowEvent,
+        due_next: list[str],
+        so_far: WindowOutcome,
+        sinks: BatchSinks,
+    ) -> WindowOutcome:
+        """The outcome: the window written out (its end, or a state past the budget) or carried on."""
+        failures, loaded, written = so_far.failures, so_far.loaded, so_far.written
+        if meta.final or meta.terminated_early:
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, errors=sinks.distinct())
+        state: dict[str, Any] = {STATE_KEY: base64.b64encode(encode_window_state(window)).decode("ascii")}
+        if due_next:
+            state[DUE_KEY] = due_next
+        if len(json.dumps(state)) > self.budget_bytes:
+            written += self._commit(window, sinks)
+            return WindowOutcome({}, failures, loaded, written, restarted=True, errors=sinks.distinct())
+        return WindowOutcome(state, failures, loaded, written, errors=sinks.distinct())
 
     def _process(
         self,
@@ -148,8 +180,12 @@ class WindowProcessor:
         now_ms: int,
         dead_lettered: Collection[Position],
         sinks: BatchSinks,
-    ) -> tuple[WindowState, AppliedBatch, list[str], int, int]:
-        """The one effects path, holding the window's states; then the window takes the moved ones."""
+        meta: WindowEvent,
+    ) -> tuple[WindowState, AppliedBatch, list[str], int, int, list[str]]:
+        """The one effects path, holding the window's states; then the window takes the moved ones.
+        Written at once: devices whose look changed, those due by their cadence that the window held
+        before this batch, and those the previous batch found due (``meta.due``). Returned last: the
+        devices due by their cadence that this batch read from the table, for the next invocation."""
         effects = self.pipeline.effects
         applied = effects.apply(
             window.shard_id,
@@ -162,14 +198,22 @@ class WindowProcessor:
         )
         after = window.advanced(applied.loaded, applied.result.states, applied.latest, applied.failed)
         changed = after.changed_looks(window)
+        due = (
+            set()
+            if meta.end_ms is None
+            else due_by_cadence(after, applied.kept, window, applied.loaded, meta.end_ms)
+        )
+        held = set(window.states)
+        changed |= (due | meta.due) & held & after.dirty
         written = 0
         if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
-            states, latest = after.pending()
-            now = {d: states[d] for d in changed}
-            refused = effects.save(now, {d: r for d, r in latest.items() if d in now}, sinks)
+            now = {d: after.states[d] for d in sorted(changed)}
+            views = {d: after.latest[d] for d in now if d in after.latest}  # not every dirty device's
+            latest = {d: view.record(d, after.shard_id) for d, view in views.items()}
+            refused = effects.save(now, latest, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
-        return after, applied, applied.failures(), len(applied.loaded), written
+        return after, applied, applied.failures(), len(applied.loaded), written, sorted(due - held)
 
     def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()
@@ -179,6 +223,52 @@ class WindowProcessor:
                 f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()
             )
         return len(states)
+
+
+def due_by_cadence(
+    after: WindowState,
+    kept: Sequence[ProcessedRecord],
+    before: WindowState,
+    loaded: Mapping[str, DeviceState],
+    end_ms: int,
+) -> set[str]:
+    """Devices of this batch whose next record is expected past the window's end: this is their
+    last record of the window. Expected: the device's newest record of the batch arrived at
+    ``arrival_ms``; its next one should come one ``step`` of device time later — ``step`` being how
+    far its device time moved since the state the window held (or read from the table) before the
+    batch, or else what its message spans (``n`` samples a message, ``n ≥ 2``: their span times
+    n / (n - 1)). Due when that is past ``end_ms`` (by ``DUE_MARGIN_MS``). Only a live device (its
+    record reached the stream within one ``step`` of its device time: a backlog's device time says
+    nothing of arrivals), and only one whose state moved (dirty). A device the table has no item
+    of whose message holds several samples is due at once, whatever its span: its first message may
+    be a partial one (devices start out of step) that tells no cadence, and one write at a device's
+    first sight keeps a fleet that starts at once from landing whole in one final invocation. (One
+    sample a message: its next record, seconds later, tells its cadence; no first-sight write.)"""
+    times: dict[str, list[ProcessedRecord]] = {}
+    for record in kept:
+        times.setdefault(record.device_id, []).append(record)
+    due: set[str] = set()
+    for device_id, records in times.items():
+        newest = max(records, key=lambda r: r.event_ms)
+        held = before.states.get(device_id) or loaded.get(device_id)
+        if device_id not in after.dirty:
+            continue
+        if held is None and len(records) >= 2:  # new to the table, its message maybe a partial one
+            due.add(device_id)
+            continue
+        if held is None:  # new to the table, one sample: its next record tells its cadence
+            continue
+        if held.last_event_ms != NONE:
+            step = newest.event_ms - held.last_event_ms
+        elif len(records) >= 2:
+            span = newest.event_ms - min(r.event_ms for r in records)
+            step = span * len(records) // (len(records) - 1)
+        else:
+            continue
+        live = newest.arrival_ms - newest.event_ms <= step  # device time stands for arrival time
+        if step > 0 and live and newest.arrival_ms + step >= end_ms + DUE_MARGIN_MS:
+            due.add(device_id)
+    return due
 
 
 def _window_of(meta: WindowEvent) -> WindowState:

@@ -1,18 +1,18 @@
 """``vitalstream serverless``: the local serverless path — the local event source mapping and the Lambda
-shim, in-process — against whatever stream and tables the ``VITALSTREAM_*`` environment names (e.g.
-the stack ``vitalstream local up`` prints).
+shim, in a worker process per shard (each shard's sandbox on AWS) — against whatever stream and tables
+the ``VITALSTREAM_*`` environment names (e.g. the stack ``vitalstream local up`` prints).
 
 The mapping takes the template's settings (``infra/template.yaml``: batch size, batching window, retry
 attempts, record age, tumbling window, bisect on error); ``--parameter Name=Value`` overrides one, as
 ``provision`` does. Batches given up go to ``--failure-queue-url`` (default
 ``VITALSTREAM_BATCH_FAILURE_QUEUE_URL``; none: logged). Every ``--report-every`` and at the end it
 prints one JSON line: records delivered, invocations, and the shim's AWS calls and item writes per
-1,000 records (``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open windows get their
-final invocation first, so the device table holds every state.
+1,000 records (each worker's ``lambda_shim.handler.REQUESTS``). SIGTERM or SIGINT stops it: open
+windows get their final invocation first, so the device table holds every state.
 
 With ``VITALSTREAM_LAMBDA_ARCHIVE=files`` (the template's default) it also runs the archive role's
 mapping (``ArchiverEventSourceMapping``: a second mapping, its own batching window, invoking
-``lambda_shim.archive_handler``), and the processor archives nothing.
+``lambda_shim.archive_handler`` in worker processes of its own), and the processor archives nothing.
 """
 
 from __future__ import annotations
@@ -112,10 +112,9 @@ def _required_placeholders(template: dict[str, Any]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415 - heavy imports only when running
 
-    from lambda_shim import archive_handler  # noqa: PLC0415
-    from lambda_shim import handler as shim  # noqa: PLC0415
+    from service.runtime.accounting import summed  # noqa: PLC0415
     from service.runtime.config import LambdaArchive, Settings  # noqa: PLC0415
-    from service.tools.esm import EventSourceMapping, Invocation  # noqa: PLC0415
+    from service.tools.esm import EventSourceMapping, Invocation, Isolated  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -137,23 +136,32 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim.handler, destination), config)
+    shim = Isolated("lambda_shim.handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot")
+    mapping = EventSourceMapping(kinesis, settings.stream_name, Invocation(shim, destination), config)
+    mappings = [mapping]
     started_line: dict[str, Any] = {"stream": settings.stream_name, "mapping": vars_of(config)}
     archiving: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if settings.lambda_archive is LambdaArchive.FILES:
         archive_config = archive_mapping_config()
-        archive_invocation = Invocation(archive_handler.handler, destination, ARCHIVER_ARN, settings.region)
-        archiving = EventSourceMapping(kinesis, settings.stream_name, archive_invocation, archive_config)
+        archiver = Isolated(
+            "lambda_shim.archive_handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot"
+        )
+        archive_invocation = Invocation(archiver, destination, ARCHIVER_ARN, settings.region)
+        archiving = archive_mapping = EventSourceMapping(
+            kinesis, settings.stream_name, archive_invocation, archive_config
+        )
+        mappings.append(archive_mapping)
         started_line["archive_mapping"] = vars_of(archive_config)
-    before = shim.REQUESTS.snapshot()
     started = time.monotonic()
     print(json.dumps({"event": "started", **started_line}), flush=True)
     with archiving, mapping:
         while not stop.wait(args.report_every / 1000):
-            print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before))), flush=True)
+            print(json.dumps(progress(mapping, summed(p for m in mappings for p in m.probes()))), flush=True)
             if args.stop_after is not None and time.monotonic() - started >= args.stop_after / 1000:
                 break
-    print(json.dumps(progress(mapping, shim.REQUESTS.snapshot().since(before), "stopped")), flush=True)
+    print(
+        json.dumps(progress(mapping, summed(p for m in mappings for p in m.probes()), "stopped")), flush=True
+    )
     return 0
 
 

@@ -97,6 +97,30 @@ def test_a_short_demo_loses_nothing_and_duplicates_no_effect(
         assert "biggest line at 10,000 devices: iot-core" in out
 
 
+def test_a_short_lambda_demo_times_detection_and_counts_the_workers_requests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    args = ["demo", "--mode", "lambda", "--devices", "40", "--duration", "60s", "--share", "0.1"]
+    code = main([*args, "--report", str(report_path)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(report_path.read_text())
+    assert (report["lost"], report["duplicate_effects"]) == (0, 0)
+    assert report["mode"] == "lambda"
+    alerts = sum(row["alerts"] for row in report["alerts"].values())
+    assert report["alert_messages"] == alerts > 0
+    # device time → the alert's arrival in the subscriber queue, every alert once
+    assert report["detection_latency"]["count"] == alerts
+    assert report["detection_latency"]["p50_ms"] > 0
+    # counted in the shim's worker processes and read back from them
+    calls = report["calls_per_1k"]
+    for call in ("dynamodb.BatchGetItem", "dynamodb.UpdateItem", "s3.PutObject", "sns.Publish"):
+        assert calls.get(call, 0) > 0, call
+    assert "detection latency device → alert published" in out
+
+
 def test_a_bad_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--duration", "5s"]) == 2
     assert "--duration" in capsys.readouterr().err

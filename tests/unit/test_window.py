@@ -14,7 +14,7 @@ from service.core import DEFAULT_CONFIG, Detector, DeviceState, ProcessedRecord,
 from service.core.window_state import decode_window_state, encode_window_state
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import LoadedStates
-from service.runtime.window import STATE_KEY, WindowCommitError, WindowProcessor
+from service.runtime.window import DUE_KEY, STATE_KEY, WindowCommitError, WindowProcessor
 from tests.events import SHARD_ID, T0_MS, episode, interleave, kinesis_event, sample, sequence, tail
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 
@@ -52,6 +52,11 @@ class Sinks:
         return WindowProcessor(pipeline, budget_bytes)
 
 
+def known(sinks: Sinks, *devices: str) -> None:
+    """Devices the table already has an item of (a first sight writes a device at once)."""
+    sinks.states.states.update({d: DeviceState(last_shard=SHARD_ID) for d in devices})
+
+
 def windowed(
     items: Sequence[Any], state: Mapping[str, Any] | None = None, first: int = 0, final: bool = False
 ) -> dict[str, Any]:
@@ -84,6 +89,7 @@ def test_the_window_state_round_trips_to_the_same_bytes() -> None:
 
 def test_devices_are_read_once_per_window_and_written_once_at_its_end() -> None:
     sinks = Sinks()
+    known(sinks, "watch-a", "watch-b")
     processor = sinks.processor()
     first = processor.invoke(windowed(calm("watch-a", 0, 30) + calm("watch-b", 0, 30)), NOW_MS)
     second = processor.invoke(windowed(calm("watch-a", 30, 60), first.state, first=100), NOW_MS)
@@ -100,8 +106,38 @@ def test_devices_are_read_once_per_window_and_written_once_at_its_end() -> None:
     assert sinks.states.latest["watch-a"].event_ms == T0_MS + 55_000
 
 
+def test_a_device_is_written_with_its_last_record_of_the_window_as_its_cadence_tells() -> None:
+    sinks = Sinks()
+    known(sinks, "watch-a", "watch-b", "watch-c", "watch-e")
+    processor = sinks.processor()
+    first = processor.invoke(windowed(calm("watch-a", 0, 60) + calm("watch-b", 0, 60)), NOW_MS)
+    # watch-a moved 60 s of device time: its next record is due past the window's end (10:02), so it
+    # is written now; watch-b moved 10 s and comes again. watch-c and watch-d are read from the table
+    # this very batch: watch-c's one sample tells no cadence (it waits for the end); watch-e's twelve
+    # samples span a minute, so it is due, and so is watch-d, which the table does not know, at first
+    # sight (its three samples may be a partial message): both are written by the next invocation (a
+    # retry of this batch then reads the same table)
+    items = [sample("watch-a", 115, 71), *calm("watch-b", 60, 70), sample("watch-c", 115, 70)]
+    second = processor.invoke(
+        windowed([*items, *calm("watch-d", 105, 120), *calm("watch-e", 60, 120)], first.state, 100), NOW_MS
+    )
+    assert sinks.states.saves == [["watch-a"]]
+    assert second.written == 1
+    assert second.state[DUE_KEY] == ["watch-d", "watch-e"]
+
+    third = processor.invoke(windowed(calm("watch-b", 70, 75), second.state, first=200), NOW_MS)
+    assert sinks.states.saves == [["watch-a"], ["watch-d", "watch-e"]]
+    assert DUE_KEY not in third.state
+
+    final = processor.invoke(windowed([], third.state, final=True), NOW_MS)
+    assert sinks.states.saves == [["watch-a"], ["watch-d", "watch-e"], ["watch-b", "watch-c"]]
+    assert final.written == 2
+    assert sinks.states.latest["watch-a"].event_ms == T0_MS + 115_000
+
+
 def test_a_status_change_reaches_the_table_at_once() -> None:
     sinks = Sinks()
+    known(sinks, "watch-a", "watch-b")
     processor = sinks.processor()
     first = processor.invoke(windowed(calm("watch-a", 0, 40) + calm("watch-b", 0, 40)), NOW_MS)
     items = interleave(calm("watch-a", 40, 80), episode("watch-b", 40, 75, 130))

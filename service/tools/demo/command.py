@@ -2,9 +2,9 @@
 
 Processing runs in Kubernetes mode by default: ``--replicas`` ``vitalstream consume`` processes share
 the shards through the DynamoDB lease table. ``--mode lambda`` runs serverless mode instead: the local
-event source mapping (``service.tools.esm``) polls every shard and invokes the Lambda shim in-process with
-Lambda's semantics. The fleet runs in real time, so latencies are from the devices' own timestamps to
-the moment every sink had acknowledged.
+event source mapping (``service.tools.esm``) polls every shard and invokes the Lambda shim, in a worker
+process per shard, with Lambda's semantics. The fleet runs in real time, so latencies are from the
+devices' own timestamps to the moment every sink had acknowledged.
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ class AckLedger:
 
         return noting
 
+    def observe(self, event: dict[str, Any], response: Any) -> None:
+        """``note`` at the moment the response came back (``esm.Invocation.observe``)."""
+        self.note(event, response, self._clock_ms())
+
     def note(self, event: dict[str, Any], response: Any, ack_ms: int) -> None:
         failures = [f.get("itemIdentifier", "") for f in (response or {}).get("batchItemFailures", [])]
         lowest = min((int(f) for f in failures if str(f).isdigit()), default=None)
@@ -89,6 +93,35 @@ class AckLedger:
     def latency(self) -> LatencySummary:
         with self._lock:
             values = sorted(self._latencies)
+        return LatencySummary(
+            len(values), percentile(values, 0.50), percentile(values, 0.95), percentile(values, 0.99)
+        )
+
+
+class PublishedAlerts:
+    """Detection latency in Lambda mode, where no process of ours sees an alert published: from each
+    alert's ``detectedAt`` (the device time of the sample that raised it) to the time SQS took it from
+    SNS into the demo's subscriber queue (``SentTimestamp``) — the first time a subscriber could see it,
+    whenever the demo polls. An alert published again (a retry; SNS is put-if-absent here, but a
+    subscriber must expect it) counts once, at its first arrival. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[str, int] = {}
+
+    def note(self, alert: dict[str, Any], sent_ms: int) -> None:
+        detected = alert.get("detectedAt")
+        detected_ms = parse_rfc3339_ms(detected) if isinstance(detected, str) else None
+        key = str(alert.get("alertId") or "")
+        if detected_ms is None or not key or sent_ms <= 0:
+            return
+        with self._lock:
+            latency = max(sent_ms - detected_ms, 0)
+            self._first[key] = min(latency, self._first.get(key, latency))
+
+    def latency(self) -> LatencySummary:
+        with self._lock:
+            values = sorted(self._first.values())
         return LatencySummary(
             len(values), percentile(values, 0.50), percentile(values, 0.95), percentile(values, 0.99)
         )

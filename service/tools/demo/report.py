@@ -106,7 +106,7 @@ class DemoReport:
     monthly_cost_usd_at_run_fleet: float  # all-in for this run's number of devices
     biggest_line: str  # the largest line of the bill at FLEET_DEVICES: "service: item ($)"
     prices_as_of: str
-    detection_latency: LatencySummary | None = None  # device timestamp → alert published (consumer mode)
+    detection_latency: LatencySummary | None = None  # device timestamp → alert published (Lambda: in SQS)
     archive_latency: LatencySummary | None = None  # device timestamp → archive file uploaded (consumer)
     messages: int = 0  # the messages that carried the ``sent`` samples
     samples_per_message: int = 1  # what the devices buffered per message (urgent flushes send fewer)

@@ -22,16 +22,16 @@ import boto3
 
 from lambda_shim import archive_handler as archive_shim
 from lambda_shim import handler as shim
-from service.runtime.accounting import RequestCounts
+from service.runtime.accounting import RequestCounts, summed
 from service.runtime.adapters.kinesis_writer import KinesisPublisher
 from service.runtime.publishing import Message, PublishReport
-from service.tools.demo.ledger import AckLedger, LatencySummary
+from service.tools.demo.ledger import AckLedger, LatencySummary, PublishedAlerts
 from service.tools.demo.replicas import ReplicaSet
 from service.tools.demo.report import DemoReport, Expected, SinkContents, build_report, read_archive
 from service.tools.demo.scenario import demo_scenario
 from service.tools.demo.view import LiveView, Progress
 from service.tools.emulator import EmbeddedAws, Engine
-from service.tools.esm import EventSourceMapping, Invocation
+from service.tools.esm import EventSourceMapping, Invocation, Isolated
 from service.tools.serverless import archive_mapping_config, mapping_config
 from simulator.fleet import Fleet
 from simulator.pacing import paced
@@ -44,6 +44,22 @@ DEMO_FILE_AGE_MS = 10_000  # a minute's demo shows several archive files per sha
 # Lambda mode: the archive mapping's batching window in the demo, as short for the same reason (the
 # template's is 300 s)
 DEMO_ARCHIVE_BATCHING_S = DEMO_FILE_AGE_MS / 1000
+# Lambda mode's functions: each shim in a worker process per shard, its request counts read back from
+# each worker. A callable runs in this process instead (bench/lambda_windows.py's measuring wrapper).
+LAMBDA_FUNCTION: Callable[[dict[str, Any], Any], Any] | Isolated = Isolated(
+    "lambda_shim.handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot"
+)
+ARCHIVE_FUNCTION: Callable[[dict[str, Any], Any], Any] | Isolated = Isolated(
+    "lambda_shim.archive_handler:handler", probe="lambda_shim.handler:REQUESTS.snapshot"
+)
+
+
+def _logging_to(
+    function: Callable[[dict[str, Any], Any], Any] | Isolated, lines: Path
+) -> Callable[[dict[str, Any], Any], Any] | Isolated:
+    """``function`` with its worker's stdout appended to ``lines`` (an in-process callable prints to
+    this process's stdout, which the live view shares: tests and benches that pass one capture it)."""
+    return dataclasses.replace(function, output=str(lines)) if isinstance(function, Isolated) else function
 
 
 class DemoSession:
@@ -72,8 +88,8 @@ class DemoSession:
         )
         self._env = dict(result.environment) | {"VITALSTREAM_ENDPOINT_URL": endpoint}
         self._outputs = result.outputs
-        os.environ.update(self._env)
-        shim._runtime.cache_clear()  # the shim reads its settings from this environment
+        os.environ.update(self._env)  # the shims read their settings from this environment
+        shim._runtime.cache_clear()
         archive_shim._role.cache_clear()
         self._session = boto3.Session(region_name=REGION)
         return self
@@ -114,13 +130,22 @@ class DemoSession:
         sqs, kinesis = self._client("sqs"), self._client("kinesis")
         alert_queue = self._subscribe_alert_queue(sqs)
         stream = self._env["VITALSTREAM_STREAM_NAME"]
+        published = PublishedAlerts()
         processing = (
             self._consumers(replicas, file_age_ms)
             if mode == "consumer"
-            else self._lambda(sqs, kinesis, stream, batch_size, tumbling_window_s, archive_batching_s)
+            else self._lambda(
+                sqs, kinesis, stream, batch_size, tumbling_window_s, archive_batching_s, published
+            )
         )
         view = LiveView(sys.stderr)
         alerts: list[dict[str, Any]] = []
+
+        def collect_alerts() -> None:
+            for body, sent_ms in _drain_alerts(sqs, alert_queue):
+                alerts.append(body)
+                published.note(body, sent_ms)
+
         self._log(
             f"{devices:,} devices for {duration_ms / 1000:.0f} s, {samples_per_message} samples a message, "
             f"{self._shards} shards, {mode} mode"
@@ -136,7 +161,7 @@ class DemoSession:
             feed.start()
             deadline: float | None = None
             while True:
-                alerts.extend(_drain(sqs, alert_queue))
+                collect_alerts()
                 counts = Counter(a["type"] for a in alerts)
                 progress = processing.progress()
                 acknowledged = progress.settled
@@ -149,12 +174,13 @@ class DemoSession:
             view.update(feed.samples, progress, counts, force=True)
             view.close()
             processing.wait_archived(DRAIN_TIMEOUT_S)
+            collect_alerts()
             requests = processing.requests() if mode == "consumer" else None  # replicas: scraped live
             latencies = processing.latencies()
-        if requests is None:  # in-process shim: counted after the windows' final invocations
+        if requests is None:  # the shim's workers: counted after the windows' final invocations
             requests = processing.requests()
         elapsed = time.monotonic() - started
-        alerts.extend(_drain(sqs, alert_queue))
+        collect_alerts()
         return build_report(
             expected=feed.expected,
             sinks=self._read_sinks(sqs, alerts),
@@ -181,17 +207,21 @@ class DemoSession:
         batch_size: int,
         window_s: int | None,
         archive_batching_s: float,
+        published: PublishedAlerts,
     ) -> _Processing:
-        """Serverless mode: the local event source mappings invoke the shims in-process — the detection
-        mapping the processor (``handler``), the archive mapping the archive role (``archive_handler``),
-        as the template deploys them (``LambdaArchive=files``). Their requests are the shims'
-        (``shim.REQUESTS``, counted from here on); the mappings' own reads are Lambda's."""
+        """Serverless mode: the local event source mappings invoke the functions as the template deploys
+        them (``LambdaArchive=files``): the detection mapping ``LAMBDA_FUNCTION``, the archive mapping
+        ``ARCHIVE_FUNCTION``, each in a worker process per shard (each shard's sandbox on AWS), their
+        JSON logs and EMF lines appended to a ``lambda.jsonl`` (as CloudWatch Logs would take them, not
+        over the live view). Their requests are the shims' (each worker's ``REQUESTS``, or this
+        process's from here on); the mappings' own reads are Lambda's. Detection latency: device time →
+        the alert's arrival in the demo's subscriber queue (``PublishedAlerts``)."""
         os.environ["VITALSTREAM_LAMBDA_ARCHIVE"] = "files"
         shim._runtime.cache_clear()
-        before = shim.REQUESTS.snapshot()
         lines = Path(tempfile.mkdtemp(prefix="vitalstream-demo-")) / "lambda.jsonl"
-        shim.OUTPUT = lines.open("a", encoding="utf-8")  # not over the live view: as CloudWatch Logs would
-        self._log(f"the function's JSON logs and EMF metric lines in {lines}")
+        self._log(f"the functions' JSON logs and EMF metric lines in {lines}")
+        function, archiver = _logging_to(LAMBDA_FUNCTION, lines), _logging_to(ARCHIVE_FUNCTION, lines)
+        before = shim.REQUESTS.snapshot()
         ledger = AckLedger(lambda: int(time.time() * 1000))
         archived = AckLedger(lambda: int(time.time() * 1000))
         failures_url = (
@@ -202,30 +232,33 @@ class DemoSession:
         def destination(body: dict[str, Any]) -> None:
             sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(body))
 
-        invocation = Invocation(ledger.wrap(shim.handler), destination, region=REGION)
+        invocation = Invocation(function, destination, region=REGION, observe=ledger.observe)
         # The template's mapping (tumbling windows on), with the demo's batch size and a short batching
         # window; the mapping's stop ends open windows, so their states are in the table by the report.
         overrides = [] if window_s is None else [f"TumblingWindowInSeconds={window_s}"]
         config = dataclasses.replace(mapping_config(overrides), batch_size=batch_size, batching_window_s=0.5)
-        mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=0.25)
+        # An idle shard is polled once a second, as Lambda polls.
+        mapping = EventSourceMapping(kinesis, stream, invocation, config, resync_s=2.0, idle_poll_s=1.0)
         archive_config = dataclasses.replace(archive_mapping_config(), batching_window_s=archive_batching_s)
         archiving = EventSourceMapping(
             kinesis,
             stream,
-            Invocation(archived.wrap(archive_shim.handler), destination, ARCHIVER_ARN, REGION),
+            Invocation(archiver, destination, ARCHIVER_ARN, REGION, observe=archived.observe),
             archive_config,
             resync_s=2.0,
-            idle_poll_s=0.25,
+            idle_poll_s=1.0,
         )
 
         def requests() -> RequestCounts:
+            if isinstance(function, Isolated):
+                return summed([*mapping.probes(), *archiving.probes()])
             return shim.REQUESTS.snapshot().since(before)
 
         def progress() -> Progress:
-            return Progress(ledger.acknowledged, ledger.latency(), requests())
+            return Progress(ledger.acknowledged, ledger.latency(), requests(), published.latency())
 
         def latencies() -> dict[str, LatencySummary]:
-            return {"archive": archived.latency()}
+            return {"archive": archived.latency(), "detection": published.latency()}
 
         def unarchived() -> int:
             return max(ledger.acknowledged - archived.acknowledged, 0)
@@ -283,7 +316,9 @@ class DemoSession:
             for obj in page.get("Contents", [])
         ]
         bodies = (s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys)
-        items = dynamodb.scan(TableName=self._env["VITALSTREAM_DEVICE_STATE_TABLE"], Select="COUNT")["Count"]
+        table = self._env["VITALSTREAM_DEVICE_STATE_TABLE"]
+        pages = dynamodb.get_paginator("scan").paginate(TableName=table, Select="COUNT")
+        items = sum(page["Count"] for page in pages)  # a scan answers 1 MB a page: ~2,600 device items
         return SinkContents(
             archive_lines=read_archive(bodies),
             archive_objects=len(keys),
@@ -390,6 +425,25 @@ class _Feed:
             self.truth.extend(self.fleet.drain_truth())
         finally:
             self.publisher.close()
+
+
+def _drain_alerts(sqs: Any, queue_url: str) -> list[tuple[dict[str, Any], int]]:
+    """The alert messages in the queue, each with the time SQS took it (``SentTimestamp``, ms)."""
+    alerts: list[tuple[dict[str, Any], int]] = []
+    while True:
+        received = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["SentTimestamp"]
+        )
+        messages = received.get("Messages", [])
+        if not messages:
+            return alerts
+        for message in messages:
+            sent = message.get("Attributes", {}).get("SentTimestamp", "0")
+            alerts.append((json.loads(message["Body"]), int(sent)))
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
 
 
 def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from service.tools.demo.ledger import LatencySummary
 @dataclass(frozen=True, slots=True)
 class Progress:
     """Where the processing stands: records settled, their latency to every sink's acknowledgement,
-    detection latency (None where it is not measured: Lambda mode), and the AWS requests it sent."""
+    detection latency, and the AWS requests it sent."""
 
     settled: int
     latency: LatencySummary

@@ -1,5 +1,7 @@
-"""A local Kinesis event source mapping: polls each shard as Lambda does and invokes a handler
-in-process with Lambda's event shape and Lambda's retry semantics (see ``policy``).
+"""A local Kinesis event source mapping: polls each shard as Lambda does and invokes a handler with
+Lambda's event shape and Lambda's retry semantics (see ``policy``): in a worker process of the shard's
+own (``Invocation(Isolated(...))``, as each shard gets its own sandbox on AWS; ``worker``) or in this
+process (``Invocation(handler)``, a callable: tests that inject faults into it).
 
 One thread per shard; a child shard starts only after its parents are finished. A shard is finished
 when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and a
@@ -47,6 +49,7 @@ from service.tools.esm.windows import (
     split_by_window,
     windowed_event,
 )
+from service.tools.esm.worker import FunctionError, InProcess, Isolated, Sandbox, WorkerSandbox
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
@@ -57,6 +60,7 @@ WINDOW_GRACE_MS = 1_000  # an idle shard's window ends this long after its end (
 STOP_FINAL_ATTEMPTS = 3
 Handler = Callable[[dict[str, Any], Any], Any]
 Destination = Callable[[dict[str, Any]], None]
+Observer = Callable[[dict[str, Any], Any], None]
 
 
 @dataclass
@@ -73,12 +77,20 @@ class EsmStats:
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """What a shard poller needs besides the stream: the function and where failures go."""
+    """What a shard poller needs besides the stream: the function (a callable runs in this process,
+    ``Isolated`` in a worker process per shard) and where failures go. ``observe``: called here with
+    each invocation's event and response (one that returned), e.g. to note what it acknowledged."""
 
-    handler: Handler
+    handler: Handler | Isolated
     destination: Destination
     function_arn: str = "arn:aws:lambda:local:000000000000:function:vitalstream"
     region: str = "us-east-1"
+    observe: Observer | None = None
+
+    def sandbox(self, shard_id: str) -> Sandbox:
+        if isinstance(self.handler, Isolated):
+            return WorkerSandbox(self.handler, f"esm-{shard_id}")
+        return InProcess(self.handler)
 
 
 class _Context:
@@ -114,9 +126,16 @@ class ShardPoller:
         self._retry_backoff = Backoff(base_s=RETRY_BACKOFF_BASE_S, cap_s=RETRY_BACKOFF_CAP_S)
         self._queue: deque[WorkItem[KinesisRecord]] = deque()
         self._open: OpenWindow | None = None
+        self.sandbox = invocation.sandbox(self.shard_id)
         self.finished = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self.sandbox.close()
+
+    def _poll(self) -> None:
         while not self._stop.is_set():
             if self._queue:
                 if self._enter_window(self._queue[0]):
@@ -174,9 +193,9 @@ class ShardPoller:
             self._stats.invocations += 1
             self._stats.records_delivered += len(item.records)
         try:
-            response = self._invocation.handler(event, _Context(self._invocation.function_arn))
-        except Exception as exc:  # any exception is a function error to Lambda
-            return Raised(f"{type(exc).__name__}: {exc}")
+            response = self._call(event)
+        except FunctionError as exc:
+            return Raised(str(exc))
         outcome = _outcome_of(response)
         if self._open is None or not isinstance(outcome, Invoked):
             return outcome
@@ -229,12 +248,12 @@ class ShardPoller:
             with self._stats.lock:
                 self._stats.final_invocations += 1
             try:
-                response = self._invocation.handler(event, _Context(self._invocation.function_arn))
+                response = self._call(event)
                 if returned_state(response) is not None:
                     break
                 error = "no state in the response"
-            except Exception as exc:  # a function error: Lambda retries the final invocation
-                error = f"{type(exc).__name__}: {exc}"
+            except FunctionError as exc:  # Lambda retries the final invocation
+                error = str(exc)
             attempt += 1
             log.warning("shard %s: final invocation of a window failed (%s); retrying", self.shard_id, error)
             if (stopping and attempt >= STOP_FINAL_ATTEMPTS) or (self._stop.is_set() and not stopping):
@@ -244,6 +263,13 @@ class ShardPoller:
             with self._stats.lock:
                 self._stats.checkpoints[self.shard_id] = window.done
         return True
+
+    def _call(self, event: dict[str, Any]) -> Any:
+        """One invocation in the shard's sandbox; raises ``FunctionError``."""
+        response = self.sandbox.invoke(event, _Context(self._invocation.function_arn))
+        if self._invocation.observe is not None:
+            self._invocation.observe(event, response)
+        return response
 
     def _apply(self, decision: Decision[KinesisRecord], item: WorkItem[KinesisRecord]) -> None:
         for retry in reversed(decision.retry):
@@ -363,6 +389,15 @@ class EventSourceMapping:
                 thread = threading.Thread(target=poller.run, name=f"esm-{shard_id}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
+
+    def probes(self) -> list[Any]:
+        """The latest probe result of every worker process so far (``worker.Isolated.probe``)."""
+        return [
+            probe
+            for poller in list(self._pollers.values())
+            if isinstance(poller.sandbox, WorkerSandbox)
+            for probe in poller.sandbox.latest_probes()
+        ]
 
     def _finished(self, shard_id: str) -> bool:
         poller = self._pollers.get(shard_id)
