@@ -74,6 +74,7 @@ class DemoSession:
     def __enter__(self) -> DemoSession:
         from service.tools.provisioning import provision_stack  # noqa: PLC0415 - reads the template
 
+        self._saved_environ = dict(os.environ)  # given back on exit: the session's settings are its own
         endpoint = self._emulator.start()
         self._log(f"embedded AWS emulator ({self._emulator.engine}) on {endpoint}")
         started = time.monotonic()
@@ -97,10 +98,9 @@ class DemoSession:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        os.environ.clear()
+        os.environ.update(self._saved_environ)
         shim._runtime.cache_clear()
-        if shim.OUTPUT is not None:
-            shim.OUTPUT.close()
-            shim.OUTPUT = None
         archive_shim._role.cache_clear()
         self._emulator.stop()
 
