@@ -70,11 +70,16 @@ def _window_budget() -> int:
     return _settings().window_state_budget_bytes
 
 
+def _window_writes() -> int:
+    return _settings().window_writes_per_invocation
+
+
 def _windows() -> WindowProcessor:
     """The window processor over ``_runtime()``'s sinks (it holds nothing of its own)."""
     from service.runtime.window import WindowProcessor  # noqa: PLC0415 - keeps the cold import small
 
-    return WindowProcessor(_runtime(), _window_budget())
+    pipeline = _runtime()  # first: a rebuild reads the environment again
+    return WindowProcessor(pipeline, _window_budget(), _window_writes())
 
 
 def _window(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[str, Any], Invocation]:

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         le=1_048_576,
         description="Lambda tumbling windows: a window state past this (JSON bytes) is written out early",
     )
+    window_writes_per_invocation: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Lambda tumbling windows: device writes an invocation makes at most before the window's "
+        "final one (the rest wait for the next invocations), so none holds its shard for long",
+    )
 
     @property
     def message_limits(self) -> MessageLimits:

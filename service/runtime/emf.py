@@ -95,6 +95,7 @@ def invocation_metrics(invocation: Invocation, now_ms: int) -> list[Metric]:
             Metric("WindowStateSize", Unit.BYTES, window.state_bytes),
             Metric("WindowDevicesLoaded", count, window.devices_loaded),
             Metric("WindowDevicesWritten", count, window.devices_written),
+            Metric("WindowDevicesQueued", count, window.devices_queued),
             Metric("WindowsClosed", count, int(window.closed)),
         ]
     return metrics

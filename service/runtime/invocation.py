@@ -50,6 +50,7 @@ class WindowFacts:
     state_bytes: int  # JSON size of the state the invocation returned (Lambda's limit: 1 MB)
     devices_loaded: int  # read from the device table by this invocation
     devices_written: int  # written to the device table by this invocation
+    devices_queued: int  # whose write waits for a later invocation (paced: no invocation holds the shard)
     closed: bool  # the window ended here (final invocation, terminated early, or past its budget)
 
 
@@ -158,7 +159,9 @@ def of_batch(span: EventSpan, outcome: BatchOutcome | None) -> Invocation:
 
 def of_window(span: EventSpan, outcome: WindowOutcome, state_bytes: int) -> Invocation:
     """A tumbling-window invocation that returned ``outcome`` with a state of ``state_bytes``."""
-    facts = WindowFacts(state_bytes, outcome.loaded, outcome.written, closed=not outcome.state)
+    facts = WindowFacts(
+        state_bytes, outcome.loaded, outcome.written, outcome.queued, closed=not outcome.state
+    )
     return Invocation(
         Mode.WINDOW,
         span,

@@ -12,11 +12,16 @@ invocation to the next; ``WindowProcessor.invoke`` keeps the shard's device stat
 - writes a device's item once, with the same forward-only condition as every other write: with the
   batch that carries the device's last record of the window, as far as its cadence tells
   (``due_by_cadence``: its next record, one more step of device time after this one, would arrive
-  past the window's end), else at the window's final invocation (``isFinalInvokeForWindow``, or
-  ``isWindowTerminatedEarly``) — and at once when its status or open anomalies change. So the writes
-  spread over the window's last cadence step instead of all landing in its final invocation, which
-  holds the shard meanwhile: a device whose record after all comes before the end is written again
-  at the end (rare: its cadence changed);
+  past the window's end), at its first sight when the table has no item of it, in the window's last
+  seconds when it has been quiet longer than its cadence told (``quiet_near_the_end``), else at the
+  window's final invocation (``isFinalInvokeForWindow``, or ``isWindowTerminatedEarly``) — and at
+  once when its status or open anomalies change. So the writes spread over the window's last cadence
+  step instead of all landing in its final invocation, which holds the shard meanwhile: a device
+  whose record after all comes before the end is written again at the end (rare: its cadence
+  changed). And no invocation but the final one writes more than its share (``write_order``,
+  ``writes_now``): ``writes_per_invocation``, more as the end nears; the rest wait in the state
+  (``DUE_KEY``) for the next invocations, since every write an invocation makes delays the alerts of
+  the records behind it;
 - never returns a state whose JSON exceeds ``budget_bytes``: past it, it writes every dirty device
   and starts the window over with an empty state (later batches read those devices again).
 
@@ -60,9 +65,12 @@ from service.runtime.ports import SinkError
 from service.runtime.sink_health import BatchSinks
 
 STATE_KEY = "vitalstream"
-DUE_KEY = "vitalstreamDue"  # devices due by their cadence, read from the table in the last batch
+DUE_KEY = "vitalstreamDue"  # devices whose write waits for the next invocation, in write order
 LAMBDA_STATE_LIMIT_BYTES = 1_048_576  # Lambda: "at most 1 MB per shard"; past it the window ends early
 DUE_MARGIN_MS = 2_000  # a device's next record must be expected this far past the window's end
+NEAR_END_MS = QUIET_MS = 10_000  # see ``quiet_near_the_end``
+PACE_MS = 1_000  # about how often Lambda invokes a busy shard (its batching window's default, 1 s)
+DRAIN_INVOCATIONS = 5  # a queue of writes is spread over at most this many invocations
 
 
 class WindowCommitError(Exception):
@@ -83,7 +91,7 @@ class WindowEvent:
     final: bool
     terminated_early: bool
     end_ms: int | None = None  # the window's end (``window.end``), when the event says it
-    due: frozenset[str] = frozenset()  # the state's ``DUE_KEY``
+    due: tuple[str, ...] = ()  # the state's ``DUE_KEY``, in the order they are to be written
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WindowEvent:
@@ -99,7 +107,7 @@ class WindowEvent:
             bool(event.get("isFinalInvokeForWindow")),
             bool(event.get("isWindowTerminatedEarly")),
             parse_rfc3339_ms(end) if isinstance(end, str) else None,
-            frozenset(str(d) for d in due) if isinstance(due, list) else frozenset(),
+            tuple(dict.fromkeys(str(d) for d in due)) if isinstance(due, list) else (),
         )
 
 
@@ -116,6 +124,11 @@ class WindowOutcome:
     result: BatchResult | None = None  # what the core made of the batch (None: the event had no records)
     failed_devices: frozenset[str] = frozenset()  # devices whose effects did not all land
 
+    @property
+    def queued(self) -> int:
+        """Devices whose write waits for a later invocation of the window (``DUE_KEY``)."""
+        return len(self.state.get(DUE_KEY) or ())
+
     def response(self) -> dict[str, Any]:
         return {"state": self.state, "batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
 
@@ -124,6 +137,7 @@ class WindowOutcome:
 class WindowProcessor:
     pipeline: Pipeline  # the core and the sinks; ``Pipeline.run`` itself is the windowless path
     budget_bytes: int = 900_000
+    writes_per_invocation: int = 100  # device writes a non-final invocation makes at most; the rest wait
 
     def invoke(
         self, event: Mapping[str, Any], now_ms: int, dead_lettered: Collection[Position] = ()
@@ -138,7 +152,7 @@ class WindowProcessor:
         failures: list[str] = []
         loaded = written = 0
         sinks = BatchSinks()
-        due_next: list[str] = []
+        due_next = list(meta.due)  # an invocation without records writes nothing and carries them on
         applied: AppliedBatch | None = None
         if batch.records or batch.rejects:
             window, applied, failures, loaded, written, due_next = self._process(
@@ -183,9 +197,10 @@ class WindowProcessor:
         meta: WindowEvent,
     ) -> tuple[WindowState, AppliedBatch, list[str], int, int, list[str]]:
         """The one effects path, holding the window's states; then the window takes the moved ones.
-        Written at once: devices whose look changed, those due by their cadence that the window held
-        before this batch, and those the previous batch found due (``meta.due``). Returned last: the
-        devices due by their cadence that this batch read from the table, for the next invocation."""
+        Written now, ``writes_per_invocation`` at most, in ``write_order``: devices whose look changed,
+        those earlier invocations left due (``meta.due``), those due by their cadence that the window
+        held before this batch. Returned last, for the next invocation: the ones left over, then the
+        devices due by their cadence that this batch read from the table."""
         effects = self.pipeline.effects
         applied = effects.apply(
             window.shard_id,
@@ -204,16 +219,21 @@ class WindowProcessor:
             else due_by_cadence(after, applied.kept, window, applied.loaded, meta.end_ms)
         )
         held = set(window.states)
-        changed |= (due | meta.due) & held & after.dirty
+        arrived = max((r.arrival_ms for r in records), default=None)
+        if meta.end_ms is not None and arrived is not None:
+            due |= quiet_near_the_end(after, meta.end_ms, arrived)
+        queue = write_order(changed, meta.due, due & held, after.dirty)
+        share = writes_now(len(queue), self.writes_per_invocation, meta.end_ms, arrived)
+        now_ids, later = queue[:share], queue[share:]
         written = 0
-        if changed:  # a status change reaches the latest-state view at once; a refusal waits for the end
-            now = {d: after.states[d] for d in sorted(changed)}
+        if now_ids:  # a status change reaches the latest-state view at once; a refusal waits for the end
+            now = {d: after.states[d] for d in now_ids}
             views = {d: after.latest[d] for d in now if d in after.latest}  # not every dirty device's
             latest = {d: view.record(d, after.shard_id) for d, view in views.items()}
             refused = effects.save(now, latest, sinks)
             written = len(now) - len(refused)
             after = after.cleaned(set(now) - refused)
-        return after, applied, applied.failures(), len(applied.loaded), written, sorted(due - held)
+        return after, applied, applied.failures(), len(applied.loaded), written, later + sorted(due - held)
 
     def _commit(self, window: WindowState, sinks: BatchSinks) -> int:
         states, latest = window.pending()
@@ -223,6 +243,45 @@ class WindowProcessor:
                 f"{len(refused)} of {len(states)} device states were not written", sinks.distinct()
             )
         return len(states)
+
+
+def write_order(
+    changed: Collection[str], carried: Sequence[str], due: Collection[str], dirty: Collection[str]
+) -> list[str]:
+    """The dirty devices to write, in order: those whose look ``changed`` (what an operator reads off
+    the item), then those ``carried`` from earlier invocations (oldest first), then those ``due`` by
+    their cadence. A non-final invocation writes a prefix and carries the rest, so no invocation holds
+    its shard for more than its share of the window's writes."""
+    first = sorted(d for d in changed if d in dirty)
+    then = [d for d in carried if d in dirty]
+    last = sorted(d for d in due if d in dirty)
+    return list(dict.fromkeys([*first, *then, *last]))
+
+
+def writes_now(queued: int, least: int, end_ms: int | None, arrived_ms: int | None) -> int:
+    """How many of ``queued`` writes an invocation makes: ``least``, or its share of draining the queue
+    within ``DRAIN_INVOCATIONS`` (when the writes come faster than ``least`` an invocation), or within
+    the invocations the window has left — taking Lambda to invoke a busy shard about once every
+    ``PACE_MS`` (its batch's newest record ``arrived_ms``) — so its final invocation finds little."""
+    invocations_left = DRAIN_INVOCATIONS
+    if end_ms is not None and arrived_ms is not None:
+        invocations_left = max(min((end_ms - arrived_ms) // PACE_MS, DRAIN_INVOCATIONS), 1)
+    return min(queued, max(least, -(-queued // invocations_left)))
+
+
+def quiet_near_the_end(window: WindowState, end_ms: int, arrived_ms: int) -> set[str]:
+    """Within ``NEAR_END_MS`` of the window's end (its batch's newest record ``arrived_ms``): the dirty
+    devices quiet for ``QUIET_MS`` of device time, whose cadence misled ``due_by_cadence`` (a device
+    that flushed an abnormal sample at once, then went back to buffering a minute of samples). Written
+    before the end, they leave the final invocation — which holds the shard — only the devices that
+    sent in its last seconds; one that sends again before the end is written again (rare)."""
+    if end_ms - arrived_ms > NEAR_END_MS:
+        return set()
+    return {
+        device_id
+        for device_id in window.dirty
+        if (view := window.latest.get(device_id)) is not None and arrived_ms - view.event_ms >= QUIET_MS
+    }
 
 
 def due_by_cadence(
@@ -240,10 +299,10 @@ def due_by_cadence(
     n / (n - 1)). Due when that is past ``end_ms`` (by ``DUE_MARGIN_MS``). Only a live device (its
     record reached the stream within one ``step`` of its device time: a backlog's device time says
     nothing of arrivals), and only one whose state moved (dirty). A device the table has no item
-    of whose message holds several samples is due at once, whatever its span: its first message may
-    be a partial one (devices start out of step) that tells no cadence, and one write at a device's
-    first sight keeps a fleet that starts at once from landing whole in one final invocation. (One
-    sample a message: its next record, seconds later, tells its cadence; no first-sight write.)"""
+    of is due at once, whatever it sent: its first message may be a partial one (devices start out
+    of step, a batched device's first message may hold one sample) that tells no cadence, and one
+    write at a device's first sight keeps a fleet that starts at once from landing whole in one
+    final invocation (its writes are paced like any other: ``writes_now``)."""
     times: dict[str, list[ProcessedRecord]] = {}
     for record in kept:
         times.setdefault(record.device_id, []).append(record)
@@ -253,10 +312,8 @@ def due_by_cadence(
         held = before.states.get(device_id) or loaded.get(device_id)
         if device_id not in after.dirty:
             continue
-        if held is None and len(records) >= 2:  # new to the table, its message maybe a partial one
+        if held is None:  # new to the table: its cadence untold (its message maybe a partial one)
             due.add(device_id)
-            continue
-        if held is None:  # new to the table, one sample: its next record tells its cadence
             continue
         if held.last_event_ms != NONE:
             step = newest.event_ms - held.last_event_ms

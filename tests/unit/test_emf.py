@@ -63,7 +63,9 @@ def test_one_valid_line_with_powertools_shape_and_bounded_dimensions() -> None:
         duration_ms=42,
         requests=REQUESTS,
         result=run(event).result,
-        window=WindowFacts(state_bytes=2_048, devices_loaded=2, devices_written=0, closed=False),
+        window=WindowFacts(
+            state_bytes=2_048, devices_loaded=2, devices_written=0, devices_queued=0, closed=False
+        ),
     )
 
     line = only_line(invocation)
@@ -139,11 +141,14 @@ def test_an_invocation_that_raised_still_counts_and_says_so() -> None:
 
 
 def test_window_state_size_is_reported_in_bytes() -> None:
-    facts = WindowFacts(state_bytes=900_000, devices_loaded=5, devices_written=5, closed=True)
+    facts = WindowFacts(
+        state_bytes=900_000, devices_loaded=5, devices_written=5, devices_queued=3, closed=True
+    )
     line = only_line(Invocation(Mode.WINDOW, EventSpan(SHARD_ID, "1", "2", 2), window=facts))
     units = {m["Name"]: m["Unit"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert (line["WindowStateSize"], units["WindowStateSize"]) == (900_000, "Bytes")
     assert (line["WindowDevicesLoaded"], line["WindowDevicesWritten"], line["WindowsClosed"]) == (5, 5, 1)
+    assert line["WindowDevicesQueued"] == 3
 
 
 def test_latency_arrays_keep_at_most_100_values_with_the_extremes() -> None:

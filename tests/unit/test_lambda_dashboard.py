@@ -47,7 +47,7 @@ def emitted() -> set[str]:
         requests=REQUESTS,
         result=ran.result,
         errors=(error,),
-        window=WindowFacts(1_000, 1, 1, closed=True),
+        window=WindowFacts(1_000, 1, 1, 1, closed=True),
     )
     return {m.name for m in emf.invocation_metrics(invocation, NOW_MS)}
 

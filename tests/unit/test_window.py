@@ -14,7 +14,7 @@ from service.core import DEFAULT_CONFIG, Detector, DeviceState, ProcessedRecord,
 from service.core.window_state import decode_window_state, encode_window_state
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import LoadedStates
-from service.runtime.window import DUE_KEY, STATE_KEY, WindowCommitError, WindowProcessor
+from service.runtime.window import DUE_KEY, STATE_KEY, WindowCommitError, WindowProcessor, writes_now
 from tests.events import SHARD_ID, T0_MS, episode, interleave, kinesis_event, sample, sequence, tail
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeStateStore
 
@@ -45,11 +45,11 @@ class Sinks:
     alerts: FakeAlertPublisher = field(default_factory=FakeAlertPublisher)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
 
-    def processor(self, budget_bytes: int = 900_000) -> WindowProcessor:
+    def processor(self, budget_bytes: int = 900_000, writes: int = 100) -> WindowProcessor:
         pipeline = Pipeline(
             Detector(DEFAULT_CONFIG), self.states, self.archive, self.alerts, self.dead_letters
         )
-        return WindowProcessor(pipeline, budget_bytes)
+        return WindowProcessor(pipeline, budget_bytes, writes)
 
 
 def known(sinks: Sinks, *devices: str) -> None:
@@ -111,15 +111,15 @@ def test_a_device_is_written_with_its_last_record_of_the_window_as_its_cadence_t
     known(sinks, "watch-a", "watch-b", "watch-c", "watch-e")
     processor = sinks.processor()
     first = processor.invoke(windowed(calm("watch-a", 0, 60) + calm("watch-b", 0, 60)), NOW_MS)
-    # watch-a moved 60 s of device time: its next record is due past the window's end (10:02), so it
+    # watch-a moved 50 s of device time: its next record is due past the window's end (10:02), so it
     # is written now; watch-b moved 10 s and comes again. watch-c and watch-d are read from the table
     # this very batch: watch-c's one sample tells no cadence (it waits for the end); watch-e's twelve
     # samples span a minute, so it is due, and so is watch-d, which the table does not know, at first
     # sight (its three samples may be a partial message): both are written by the next invocation (a
     # retry of this batch then reads the same table)
-    items = [sample("watch-a", 115, 71), *calm("watch-b", 60, 70), sample("watch-c", 115, 70)]
+    items = [sample("watch-a", 105, 71), *calm("watch-b", 60, 70), sample("watch-c", 105, 70)]
     second = processor.invoke(
-        windowed([*items, *calm("watch-d", 105, 120), *calm("watch-e", 60, 120)], first.state, 100), NOW_MS
+        windowed([*items, *calm("watch-d", 95, 110), *calm("watch-e", 50, 110)], first.state, 100), NOW_MS
     )
     assert sinks.states.saves == [["watch-a"]]
     assert second.written == 1
@@ -132,7 +132,22 @@ def test_a_device_is_written_with_its_last_record_of_the_window_as_its_cadence_t
     final = processor.invoke(windowed([], third.state, final=True), NOW_MS)
     assert sinks.states.saves == [["watch-a"], ["watch-d", "watch-e"], ["watch-b", "watch-c"]]
     assert final.written == 2
-    assert sinks.states.latest["watch-a"].event_ms == T0_MS + 115_000
+    assert sinks.states.latest["watch-a"].event_ms == T0_MS + 105_000
+
+
+def test_near_the_end_a_device_quiet_longer_than_its_cadence_told_is_written_before_the_end() -> None:
+    sinks = Sinks()
+    known(sinks, "watch-a", "watch-b", "watch-c")
+    processor = sinks.processor()
+    # watch-a and watch-b sent every 5 s, then went quiet (devices back to buffering their samples)
+    first = processor.invoke(windowed(calm("watch-a", 0, 40) + calm("watch-b", 0, 40)), NOW_MS)
+    early = processor.invoke(windowed(calm("watch-c", 100, 105), first.state, first=100), NOW_MS)
+    assert sinks.states.saves == []  # 20 s before the end: they wait, their cadence says they come again
+    near = processor.invoke(windowed(calm("watch-c", 105, 115), early.state, first=200), NOW_MS)
+    assert sinks.states.saves == [["watch-a", "watch-b"]]  # 10 s before the end, quiet for 75 s
+    final = processor.invoke(windowed([], near.state, final=True), NOW_MS)
+    assert sinks.states.saves[-1] == ["watch-c"]  # it sent in the last seconds: the final writes it
+    assert final.written == 1
 
 
 def test_a_status_change_reaches_the_table_at_once() -> None:
@@ -145,6 +160,51 @@ def test_a_status_change_reaches_the_table_at_once() -> None:
     assert sinks.states.saves == [["watch-b"]]
     assert len(sinks.alerts.published) == 1
     assert decode_window_state(base64.b64decode(outcome.state[STATE_KEY])).dirty == {"watch-a"}
+
+
+def test_an_invocation_writes_at_most_its_share_and_carries_the_rest_status_changes_first() -> None:
+    sinks = Sinks()
+    known(sinks, "watch-a", "watch-b", "watch-c", "watch-d")
+    processor = sinks.processor(writes=2)
+    first = processor.invoke(windowed([*calm("watch-a", 0, 40), *calm("watch-b", 0, 40)]), NOW_MS)
+    first = processor.invoke(
+        windowed([*calm("watch-c", 0, 40), *calm("watch-d", 0, 40)], first.state, first=100), NOW_MS
+    )
+    # every device's last record of the window (a minute of device time each, the window ends at
+    # 120 s) and watch-d's episode opens: four writes fall due where the invocation may make two
+    items = [*calm("watch-a", 40, 120), *calm("watch-b", 40, 120), *calm("watch-c", 40, 120)]
+    second = processor.invoke(
+        windowed([*items, *episode("watch-d", 40, 75, 130)], first.state, first=200), NOW_MS
+    )
+    assert sinks.states.saves == [["watch-a", "watch-d"]]  # the status change first, then cadence order
+    assert second.written == 2
+    assert second.state[DUE_KEY] == ["watch-b", "watch-c"]
+    assert second.queued == 2
+
+    # a batch that arrives at the window's end writes everything queued: its final invocation, nothing
+    third = processor.invoke(windowed(calm("watch-d", 120, 125), second.state, first=300), NOW_MS)
+    assert sinks.states.saves[-1] == ["watch-b", "watch-c", "watch-d"]  # the carried ones first
+    assert DUE_KEY not in third.state
+    final = processor.invoke(windowed([], third.state, final=True), NOW_MS)
+    assert final.written == 0
+
+
+@pytest.mark.parametrize(
+    ("queued", "left_ms", "expected"),
+    [
+        (300, 60_000, 100),  # far from the end: the least share
+        (50, 60_000, 50),  # never more than is queued
+        (1_000, 60_000, 200),  # writes come faster than the least: drained within five invocations
+        (500, 4_000, 125),  # four invocations left: a quarter each
+        (500, 999, 500),  # the last one: everything
+        (500, -5_000, 500),  # a batch that arrived past the end (the final one is next)
+    ],
+)
+def test_writes_are_paced_to_leave_the_final_invocation_nothing(
+    queued: int, left_ms: int, expected: int
+) -> None:
+    assert writes_now(queued, 100, T0_MS + left_ms, T0_MS) == expected
+    assert writes_now(queued, 100, None, T0_MS) == min(queued, max(100, -(-queued // 5)))  # no end told
 
 
 def test_a_retried_batch_with_the_same_state_yields_the_same_result_and_no_new_effect() -> None:

@@ -52,6 +52,9 @@ _OPTIONAL = ("spo2", "skinTemp", "battery")
 class DynamoDeviceStateStore:
     """``DeviceStateStore`` on one DynamoDB table. Reads are strongly consistent.
 
+    Four writer threads: on loopback, 2,000 writes took 1.15 ms each and 0.96 ms of client CPU with
+    four, 1.73 ms and 1.53 ms with eight (the GIL's convoy), 1.43 ms and 0.84 ms with one.
+
     ``load`` never raises: devices whose item could not be read (after ``read_attempts`` rounds of
     ``UnprocessedKeys`` with full-jitter back-off, or a failed call, or an unreadable snapshot) are
     returned as ``unavailable``, with their causes. ``save`` writes devices concurrently
@@ -64,7 +67,7 @@ class DynamoDeviceStateStore:
         client: DynamoDBClient,
         table: str,
         *,
-        max_workers: int = 8,
+        max_workers: int = 4,
         read_attempts: int = 5,
         backoff_s: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
