@@ -131,16 +131,17 @@ def per_record_shares(per_1k: dict[str, float], setup: Mapping[str, float] | Non
     setup has ``window_s`` instead: each device's states are read and written once per window it
     touches, about ``duration_s / window_s + 1`` windows in a run, of which the calculator's reference
     (one per window per device) explains ``duration_s / window_s``; the one more window of each device
-    is taken out of its read and write units. Without a setup the figures are taken as per-record
-    shares already."""
+    is taken out of its read and write units, and so is each device's first-sight write (a device new
+    to the table is written when a window first sees it: once per device ever). Without a setup the
+    figures are taken as per-record shares already."""
     if not setup:
         return per_1k
     records = float(setup["records"])
     if "window_s" in setup:
-        extra_window = 1000 * float(setup["devices"]) / records
+        extra_window = 1000 * float(setup["devices"]) / records  # and as many first-sight writes
         return {
             **per_1k,
-            "dynamodb_write_units": max(0.0, per_1k.get("dynamodb_write_units", 0.0) - extra_window),
+            "dynamodb_write_units": max(0.0, per_1k.get("dynamodb_write_units", 0.0) - 2 * extra_window),
             "dynamodb_read_units": max(0.0, per_1k.get("dynamodb_read_units", 0.0) - extra_window),
         }
     cuts = float(setup["shards"]) * 2 * (float(setup["duration_s"]) / float(setup["file_max_age_s"]) + 1)
