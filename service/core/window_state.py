@@ -92,6 +92,7 @@ class WindowState:
     states: dict[str, DeviceState] = field(default_factory=dict)
     latest: dict[str, LatestView] = field(default_factory=dict)
     dirty: frozenset[str] = frozenset()
+    arrivals: dict[str, int] = field(default_factory=dict)  # when each device's newest record arrived
 
     def advanced(
         self,
@@ -104,7 +105,7 @@ class WindowState:
         batch ``moved`` join, dirty, except for ``failed`` devices, which keep what they had (their
         records come again). ``latest``: each device's newest in-order record of the batch."""
         states = {**loaded, **self.states}
-        views = dict(self.latest)
+        views, arrivals = dict(self.latest), dict(self.arrivals)
         dirty = set(self.dirty)
         for device_id, state in moved.items():
             if device_id in failed:
@@ -114,7 +115,8 @@ class WindowState:
             record = latest.get(device_id)
             if record is not None:
                 views[device_id] = LatestView.of(record)
-        return WindowState(self.shard_id, states, views, frozenset(dirty))
+                arrivals[device_id] = record.arrival_ms
+        return WindowState(self.shard_id, states, views, frozenset(dirty), arrivals)
 
     def changed_looks(self, before: WindowState) -> set[str]:
         """Dirty devices whose status or open anomalies differ from their view in ``before``: their
@@ -130,7 +132,9 @@ class WindowState:
 
     def cleaned(self, written: Collection[str]) -> WindowState:
         """The device table took these devices' states: they are no longer dirty."""
-        return WindowState(self.shard_id, self.states, self.latest, self.dirty - frozenset(written))
+        return WindowState(
+            self.shard_id, self.states, self.latest, self.dirty - frozenset(written), self.arrivals
+        )
 
     def pending(self) -> tuple[dict[str, DeviceState], dict[str, ProcessedRecord]]:
         """The dirty devices' states and latest records, as ``DeviceStateStore.save`` takes them."""
@@ -139,10 +143,11 @@ class WindowState:
         return states, latest
 
 
-class _Wire(StateWire, frozen=True):
+class _Wire(StateWire, frozen=True, omit_defaults=True):
     devices: dict[str, bytes]
     latest: dict[str, LatestView]
     dirty: list[str]
+    arrivals: dict[str, int] = msgspec.field(default_factory=dict)  # absent in states written before it
 
 
 _CODEC = StateCodec(_Wire, WINDOW_STATE_VERSION, "window state")
@@ -151,10 +156,14 @@ _CODEC = StateCodec(_Wire, WINDOW_STATE_VERSION, "window state")
 def encode_window_state(window: WindowState) -> bytes:
     devices = encode_devices(window.states)
     latest = {device: window.latest[device] for device in sorted(window.latest)}
-    return _CODEC.encode(_Wire(WINDOW_STATE_VERSION, window.shard_id, devices, latest, sorted(window.dirty)))
+    arrivals = {device: window.arrivals[device] for device in sorted(window.arrivals)}
+    return _CODEC.encode(
+        _Wire(WINDOW_STATE_VERSION, window.shard_id, devices, latest, sorted(window.dirty), arrivals)
+    )
 
 
 def decode_window_state(blob: bytes) -> WindowState:
     """``StateFormatError`` when the bytes are not a window state (or one newer than this release)."""
     wire = _CODEC.decode(blob)
-    return WindowState(wire.shard, decode_devices(wire.devices), dict(wire.latest), frozenset(wire.dirty))
+    states, latest, dirty = decode_devices(wire.devices), dict(wire.latest), frozenset(wire.dirty)
+    return WindowState(wire.shard, states, latest, dirty, dict(wire.arrivals))

@@ -271,16 +271,17 @@ def writes_now(queued: int, least: int, end_ms: int | None, arrived_ms: int | No
 
 def quiet_near_the_end(window: WindowState, end_ms: int, arrived_ms: int) -> set[str]:
     """Within ``NEAR_END_MS`` of the window's end (its batch's newest record ``arrived_ms``): the dirty
-    devices quiet for ``QUIET_MS`` of device time, whose cadence misled ``due_by_cadence`` (a device
-    that flushed an abnormal sample at once, then went back to buffering a minute of samples). Written
-    before the end, they leave the final invocation — which holds the shard — only the devices that
-    sent in its last seconds; one that sends again before the end is written again (rare)."""
+    devices whose last record reached the stream ``QUIET_MS`` or more before, whose cadence misled
+    ``due_by_cadence`` (a device that flushed an abnormal sample at once, then went back to buffering
+    a minute of samples). Written before the end, they leave the final invocation — which holds the
+    shard — only the devices that sent in its last seconds; one that sends again before the end is
+    written again (rare). Arrival times, not device times: a device sending a backlog is not quiet."""
     if end_ms - arrived_ms > NEAR_END_MS:
         return set()
     return {
         device_id
         for device_id in window.dirty
-        if (view := window.latest.get(device_id)) is not None and arrived_ms - view.event_ms >= QUIET_MS
+        if (last := window.arrivals.get(device_id)) is not None and arrived_ms - last >= QUIET_MS
     }
 
 

@@ -150,6 +150,27 @@ def test_near_the_end_a_device_quiet_longer_than_its_cadence_told_is_written_bef
     assert final.written == 1
 
 
+def arriving_at(event: dict[str, Any], arrival_ms: int) -> dict[str, Any]:
+    """``event`` with every record reaching the stream at ``arrival_ms``."""
+    for record in event["Records"]:
+        record["kinesis"]["approximateArrivalTimestamp"] = arrival_ms / 1000
+    return event
+
+
+def test_near_the_end_a_device_sending_its_backlog_is_not_quiet() -> None:
+    sinks = Sinks()
+    known(sinks, "watch-a")
+    processor = sinks.processor()
+    # an hour-old backlog uploaded in the window's last seconds: old device times, fresh arrivals
+    first = processor.invoke(arriving_at(windowed(calm("watch-a", 0, 20)), T0_MS + 111_000), NOW_MS)
+    later = windowed(calm("watch-a", 20, 40), first.state, first=100)
+    second = processor.invoke(arriving_at(later, T0_MS + 113_000), NOW_MS)
+    assert sinks.states.saves == []  # written once, by the final invocation, not after every batch
+    final = processor.invoke(windowed([], second.state, final=True), NOW_MS)
+    assert sinks.states.saves == [["watch-a"]]
+    assert final.written == 1
+
+
 def test_a_status_change_reaches_the_table_at_once() -> None:
     sinks = Sinks()
     known(sinks, "watch-a", "watch-b")
