@@ -15,14 +15,15 @@ def paced(
     fleet: Fleet, realtime: bool, stop: threading.Event | None = None
 ) -> Iterator[tuple[Sends, int, int]]:
     """``(sends, low, high)``: the tick's messages ``low:high`` are due now. In real time, fleet time
-    ``start_ms`` is the moment iteration starts and each slice waits for its send time (``stop``
-    ends the wait and the iteration early)."""
+    ``start_ms`` is the moment iteration starts and each slice waits for the send time of its last
+    message (``stop`` ends the wait and the iteration early): a device never sends a sample before it
+    took it, so a latency measured from a sample's timestamp is never understated."""
     stop = stop or threading.Event()
     wall_start = time.monotonic()
     for sends in fleet.ticks():
         for low, high in slices(sends) if realtime else [(0, len(sends))]:
             if realtime:
-                delay = wall_start + (sends.send_ms[low] - fleet.start_ms) / 1000 - time.monotonic()
+                delay = wall_start + (sends.send_ms[high - 1] - fleet.start_ms) / 1000 - time.monotonic()
                 if delay > 0 and stop.wait(delay):
                     return
             if stop.is_set():
