@@ -79,7 +79,9 @@ def _windows() -> WindowProcessor:
     from service.runtime.window import WindowProcessor  # noqa: PLC0415 - keeps the cold import small
 
     pipeline = _runtime()  # first: a rebuild reads the environment again
-    return WindowProcessor(pipeline, _window_budget(), _window_writes())
+    if pipeline.handoffs is None:
+        raise RuntimeError("tumbling windows need the pipeline's window handoffs (build_pipeline sets them)")
+    return WindowProcessor(pipeline, pipeline.handoffs, _window_budget(), _window_writes())
 
 
 def _window(event: dict[str, Any], span: EventSpan, now_ms: int) -> tuple[dict[str, Any], Invocation]:

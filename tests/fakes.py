@@ -6,7 +6,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
-from service.runtime.ports import BatchSpan, LoadedStates, Sink, SinkError, SnapshotMissingError
+from service.core.window_handoff import HashRange
+from service.runtime.ports import (
+    Access,
+    BatchSpan,
+    LoadedStates,
+    ShardLine,
+    Sink,
+    SinkError,
+    SnapshotMissingError,
+)
+from service.runtime.window_handoffs import WindowHandoffs
 
 
 @dataclass
@@ -74,6 +84,39 @@ class FakeSnapshots:
         if key not in self.objects:
             raise SnapshotMissingError(key)
         return self.objects[key]
+
+
+@dataclass
+class FakeHandoffs:
+    """The handoff store (one object per shard, counted) and the stream's shard lines."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    lines: dict[str, ShardLine] = field(default_factory=dict)
+    gets: list[str] = field(default_factory=list)
+    puts: list[str] = field(default_factory=list)
+    lineage_asked: list[str] = field(default_factory=list)
+    down: bool = False
+
+    def get(self, shard_id: str) -> bytes | None:
+        self.gets.append(shard_id)
+        if self.down:
+            raise SinkError(
+                Sink.SNAPSHOTS, "AccessDenied", "archive-bucket", permanent=True, access=Access.READ
+            )
+        return self.objects.get(shard_id)
+
+    def put(self, shard_id: str, blob: bytes) -> None:
+        if self.down:
+            raise SinkError(Sink.SNAPSHOTS, "AccessDenied", "archive-bucket", permanent=True)
+        self.puts.append(shard_id)
+        self.objects[shard_id] = blob
+
+    def of(self, stream: str, shard_id: str) -> ShardLine:
+        self.lineage_asked.append(shard_id)
+        return self.lines.get(shard_id, ShardLine((), HashRange(0, 2**128 - 1)))
+
+    def handoffs(self) -> WindowHandoffs:
+        return WindowHandoffs(self, self)
 
 
 @dataclass

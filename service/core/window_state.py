@@ -136,6 +136,28 @@ class WindowState:
             self.shard_id, self.states, self.latest, self.dirty - frozenset(written), self.arrivals
         )
 
+    def only(self, devices: Collection[str]) -> WindowState:
+        """The window's dirty ``devices`` alone (what a final invocation hands on)."""
+        kept = sorted(d for d in devices if d in self.dirty)
+        return WindowState(
+            self.shard_id,
+            {d: self.states[d] for d in kept},
+            {d: self.latest[d] for d in kept if d in self.latest},
+            frozenset(kept),
+            {d: self.arrivals[d] for d in kept if d in self.arrivals},
+        )
+
+    def adopting(self, handed: WindowState) -> WindowState:
+        """This window with the devices an earlier window ``handed`` on (``core.window_handoff``): they
+        join as they were handed, dirty, over anything this window read of them."""
+        return WindowState(
+            self.shard_id,
+            {**self.states, **handed.states},
+            {**self.latest, **handed.latest},
+            self.dirty | handed.dirty,
+            {**self.arrivals, **handed.arrivals},
+        )
+
     def pending(self) -> tuple[dict[str, DeviceState], dict[str, ProcessedRecord]]:
         """The dirty devices' states and latest records, as ``DeviceStateStore.save`` takes them."""
         states = {d: self.states[d] for d in sorted(self.dirty)}

@@ -18,9 +18,11 @@ from service.runtime.adapters import (
     SnsAlertPublisher,
     SqsDeadLetterStore,
 )
+from service.runtime.adapters.window_handoffs import KinesisShardLineage, S3HandoffStore
 from service.runtime.archive_role import ArchiveRole
 from service.runtime.config import DeadLetterTarget, LambdaArchive, Settings
 from service.runtime.pipeline import Pipeline
+from service.runtime.window_handoffs import WindowHandoffs
 
 if TYPE_CHECKING:
     import boto3
@@ -98,14 +100,22 @@ def build_pipeline(
     session = session or boto3.Session()
     config = sink_config(connections)
     dynamodb = client(session, "dynamodb", settings, config, requests)
+    s3 = client(session, "s3", settings, config, requests)
+
+    def kinesis() -> Any:  # built when a shard's first window asks for its parents
+        stream_at = settings.model_copy(
+            update={"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
+        )
+        return client(session, "kinesis", stream_at, config, requests)
+
+    handoffs = WindowHandoffs(
+        S3HandoffStore(s3, settings.archive_bucket, settings.window_handoff_prefix),
+        KinesisShardLineage(kinesis),
+    )
     return Pipeline(
         detector=Detector(settings.detection),
         states=DynamoDeviceStateStore(dynamodb, settings.device_state_table),
-        archive=S3Archive(
-            client(session, "s3", settings, config, requests),
-            settings.archive_bucket,
-            settings.archive_prefix,
-        ),
+        archive=S3Archive(s3, settings.archive_bucket, settings.archive_prefix),
         alerts=SnsAlertPublisher(
             dynamodb,
             settings.alert_history_table,
@@ -116,6 +126,7 @@ def build_pipeline(
         dead_letters=build_dead_letter_store(settings, session, config, requests),
         limits=settings.message_limits,
         archive_per_batch=settings.lambda_archive is LambdaArchive.PER_BATCH,
+        handoffs=handoffs,
     )
 
 

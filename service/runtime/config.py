@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     region: str = "us-east-1"
     endpoint_url: str | None = Field(default=None, description="AWS API endpoint override (emulators)")
+    kinesis_endpoint_url: str | None = Field(
+        default=None, description="Kinesis endpoint (default: endpoint_url)"
+    )
     stream_name: str = "vitalstream-telemetry"
     archive_bucket: str = "vitalstream-archive"
     archive_prefix: str = "telemetry/"
@@ -94,6 +97,10 @@ class Settings(BaseSettings):
         description="Lambda tumbling windows: device writes an invocation makes at most before the window's "
         "final one (the rest wait for the next invocations), so none holds its shard for long",
     )
+    window_handoff_prefix: str = Field(
+        default="window-handoffs/",
+        description="Lambda tumbling windows: archive-bucket prefix of each shard's window handoff",
+    )
 
     @property
     def message_limits(self) -> MessageLimits:
@@ -107,9 +114,6 @@ class ConsumerSettings(Settings):
     """
 
     lease_table: str = Field(default="vitalstream-leases", description="DynamoDB lease table (one per app)")
-    kinesis_endpoint_url: str | None = Field(
-        default=None, description="Kinesis endpoint (default: endpoint_url)"
-    )
     worker_id: str = Field(default="", description="this replica's lease owner name (default: host-pid)")
     failover_ms: int = Field(default=10_000, ge=1_000, description="a lease unrenewed this long is taken")
     shard_sync_ms: int = Field(default=60_000, ge=100, description="ListShards re-sync period")

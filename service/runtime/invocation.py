@@ -159,9 +159,7 @@ def of_batch(span: EventSpan, outcome: BatchOutcome | None) -> Invocation:
 
 def of_window(span: EventSpan, outcome: WindowOutcome, state_bytes: int) -> Invocation:
     """A tumbling-window invocation that returned ``outcome`` with a state of ``state_bytes``."""
-    facts = WindowFacts(
-        state_bytes, outcome.loaded, outcome.written, outcome.queued, closed=not outcome.state
-    )
+    facts = WindowFacts(state_bytes, outcome.loaded, outcome.written, outcome.queued, closed=outcome.closed)
     return Invocation(
         Mode.WINDOW,
         span,

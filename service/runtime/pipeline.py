@@ -32,6 +32,7 @@ from service.runtime.ports import (
     Use,
 )
 from service.runtime.sink_health import BatchSinks
+from service.runtime.window_handoffs import WindowHandoffs
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Pipeline:
     dead_letters: DeadLetterStore
     limits: MessageLimits = DEFAULT_LIMITS
     archive_per_batch: bool = True  # False: the archive role's mapping archives (``archive_role``)
+    handoffs: WindowHandoffs | None = None  # tumbling windows' handoffs (``build_pipeline`` sets them)
 
     @property
     def effects(self) -> BatchEffects:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from service.core import Alert, DeviceState, ProcessedRecord, Reject
+from service.core.window_handoff import HashRange
 
 
 class Sink(StrEnum):
@@ -156,6 +157,31 @@ class SnapshotStore(Protocol):
 
     def get(self, key: str) -> bytes:
         """The snapshot at ``key``; ``SnapshotMissingError`` when there is none."""
+        ...
+
+
+class HandoffStore(Protocol):
+    """One window handoff per shard (``core.window_handoff``), replaced at every window's end."""
+
+    def get(self, shard_id: str) -> bytes | None:
+        """The shard's handoff; None when the shard never handed one on."""
+        ...
+
+    def put(self, shard_id: str, blob: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLine:
+    """A shard's parents (none, one for a split's child, two for a merge's) and its hash key range."""
+
+    parents: tuple[str, ...]
+    hash_range: HashRange
+
+
+class ShardLineage(Protocol):
+    def of(self, stream: str, shard_id: str) -> ShardLine:
+        """The line of ``stream``'s (its ARN, or its name) shard; ``SinkError`` when the stream cannot
+        say."""
         ...
 
 

@@ -154,7 +154,7 @@ class AwsStack:
 
 
 @pytest.fixture
-def aws(aws_endpoint: str) -> AwsStack:
+def aws(aws_endpoint: str, kinesis_endpoint: str) -> AwsStack:
     """Device-state and alert-history tables, archive + dead-letter bucket, alert topic with a
     subscribed queue, and a FIFO dead-letter queue — all named uniquely for this test."""
     suffix = uuid.uuid4().hex[:10]
@@ -190,6 +190,7 @@ def aws(aws_endpoint: str) -> AwsStack:
     settings = Settings(
         region=REGION,
         endpoint_url=aws_endpoint,
+        kinesis_endpoint_url=kinesis_endpoint,
         archive_bucket=bucket,
         archive_prefix="telemetry/",
         device_state_table=state_table,

@@ -20,7 +20,14 @@ from service.runtime.ports import BatchSpan, LoadedStates
 from service.runtime.sink_health import BatchSinks
 from service.runtime.window import WindowProcessor
 from tests.events import SHARD_ID, STREAM_ARN, T0_MS, episode, interleave, kinesis_event, sample, sequence
-from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeSnapshots, FakeStateStore
+from tests.fakes import (
+    FakeAlertPublisher,
+    FakeArchive,
+    FakeDeadLetters,
+    FakeHandoffs,
+    FakeSnapshots,
+    FakeStateStore,
+)
 
 NOW_MS = T0_MS + 120_000
 Call = tuple[str, tuple[object, ...]]
@@ -101,7 +108,11 @@ def lambda_window(ports: Ports, event: dict[str, Any], dead_lettered: Collection
         "isFinalInvokeForWindow": False,
         "isWindowTerminatedEarly": False,
     }
-    return WindowProcessor(ports.pipeline()).invoke(windowed, NOW_MS, dead_lettered).failures
+    return (
+        WindowProcessor(ports.pipeline(), FakeHandoffs().handoffs())
+        .invoke(windowed, NOW_MS, dead_lettered)
+        .failures
+    )
 
 
 def consumer(ports: Ports, event: dict[str, Any], dead_lettered: Collection[Position]) -> list[str]:

@@ -153,9 +153,10 @@ def sink_error(sink: Sink, resource: str, exc: BaseException, access: Access = A
 
 
 @contextmanager
-def calling(sink: Sink, resource: str) -> Iterator[None]:
-    """Raise any of ``CALL_ERRORS`` inside the block as ``sink_error(sink, resource, exc)``, chained."""
+def calling(sink: Sink, resource: str, access: Access = Access.WRITE) -> Iterator[None]:
+    """Raise any of ``CALL_ERRORS`` inside the block as ``sink_error(sink, resource, exc, access)``,
+    chained."""
     try:
         yield
     except CALL_ERRORS as exc:
-        raise sink_error(sink, resource, exc) from exc
+        raise sink_error(sink, resource, exc, access) from exc
