@@ -94,8 +94,8 @@ class Settings(BaseSettings):
         default=100,
         ge=1,
         le=100_000,
-        description="Lambda tumbling windows: device writes an invocation makes at most before the window's "
-        "final one (the rest wait for the next invocations), so none holds its shard for long",
+        description="Lambda tumbling windows: device writes an invocation makes (the rest wait for the next "
+        "ones), and the most a window's end writes (past it, it hands them on to the next window)",
     )
     window_handoff_prefix: str = Field(
         default="window-handoffs/",

@@ -96,6 +96,8 @@ def invocation_metrics(invocation: Invocation, now_ms: int) -> list[Metric]:
             Metric("WindowDevicesLoaded", count, window.devices_loaded),
             Metric("WindowDevicesWritten", count, window.devices_written),
             Metric("WindowDevicesQueued", count, window.devices_queued),
+            Metric("WindowDevicesAdopted", count, window.devices_adopted),
+            Metric("WindowDevicesHandedOff", count, window.devices_handed_off),
             Metric("WindowsClosed", count, int(window.closed)),
         ]
     return metrics

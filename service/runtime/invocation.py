@@ -52,6 +52,8 @@ class WindowFacts:
     devices_written: int  # written to the device table by this invocation
     devices_queued: int  # whose write waits for a later invocation (paced: no invocation holds the shard)
     closed: bool  # the window ended here (final invocation, terminated early, or past its budget)
+    devices_adopted: int = 0  # taken over from a handoff by the window's first invocation
+    devices_handed_off: int = 0  # handed on to the shard's next window by its final invocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,15 @@ def of_batch(span: EventSpan, outcome: BatchOutcome | None) -> Invocation:
 
 def of_window(span: EventSpan, outcome: WindowOutcome, state_bytes: int) -> Invocation:
     """A tumbling-window invocation that returned ``outcome`` with a state of ``state_bytes``."""
-    facts = WindowFacts(state_bytes, outcome.loaded, outcome.written, outcome.queued, closed=outcome.closed)
+    facts = WindowFacts(
+        state_bytes,
+        outcome.loaded,
+        outcome.written,
+        outcome.queued,
+        closed=outcome.closed,
+        devices_adopted=outcome.adopted,
+        devices_handed_off=outcome.handed_off,
+    )
     return Invocation(
         Mode.WINDOW,
         span,

@@ -14,6 +14,7 @@ from service.tools.cost import docs
 from service.tools.cost.bill import bill
 from service.tools.cost.data import PRICES_FILE, Measured, measured, per_record_shares
 from service.tools.cost.model import (
+    SECONDS_PER_MONTH,
     SERVICES,
     Deployment,
     Ingest,
@@ -288,13 +289,14 @@ def test_docs_cost_md_holds_what_the_calculator_generates() -> None:
 
 
 def test_a_lambda_runs_one_more_window_per_device_is_taken_out_of_its_state_units() -> None:
-    # 300 devices over 240 s of 120 s windows touch about 3 windows each; the reference explains 2;
-    # each device new to the table was written once more, at first sight
+    # 300 devices over 240 s of 120 s windows touch about 3 windows each (the last one's handoff
+    # counted as the writes it owes); the reference explains 2; each device was read once, at first
+    # sight, and then handed on from window to window
     setup = {"records": 15_000, "devices": 300, "duration_s": 240, "window_s": 120, "batch_size": 500}
-    raw = {"dynamodb_write_units": 85.0, "dynamodb_read_units": 61.0, "s3_put": 40.0}
+    raw = {"dynamodb_write_units": 65.0, "dynamodb_read_units": 21.0, "s3_put": 40.0}
     shares = per_record_shares(raw, setup)
-    assert shares["dynamodb_write_units"] == pytest.approx(85.0 - 20.0 - 20.0)
-    assert shares["dynamodb_read_units"] == pytest.approx(61.0 - 20.0)
+    assert shares["dynamodb_write_units"] == pytest.approx(65.0 - 20.0)
+    assert shares["dynamodb_read_units"] == pytest.approx(21.0 - 20.0)
     assert shares["s3_put"] == 40.0  # one object per invocation: it follows records, no cuts by age
 
 
@@ -340,3 +342,22 @@ def test_lambda_archive_files_follow_the_archive_mapping_not_the_detection_invoc
     assert archive.quantity > puts.quantity  # and each window's final invocation, which writes nothing
     requests = next(line for item, line in lines.items() if item.startswith("requests"))
     assert puts.quantity < requests.quantity  # files no longer follow the detection invocations
+
+
+@pytest.mark.parametrize(("devices", "handed_on"), [(50, False), (10_000, True)])
+def test_a_lambda_fleet_larger_than_a_close_writes_pays_handoffs_and_no_window_reads(
+    devices: int, handed_on: bool
+) -> None:
+    d = Deployment(devices, mode=Mode.LAMBDA)
+    lines = {line.item: line for line in bill(d).lines}
+    reads = next(line for item, line in lines.items() if item.startswith("device-state read units"))
+    handoffs = [line for item, line in lines.items() if item.startswith("window handoff PUTs")]
+    writes = next(line for item, line in lines.items() if item.startswith("device-state write units"))
+    assert writes.quantity == pytest.approx(devices / d.window_s * SECONDS_PER_MONTH)  # once a window
+    if handed_on:
+        assert reads.quantity == 0
+        (puts,) = handoffs
+        assert puts.quantity < writes.quantity / 100  # one object per shard instead of its devices' reads
+    else:
+        assert reads.quantity == pytest.approx(devices / d.window_s * SECONDS_PER_MONTH)
+        assert handoffs == []

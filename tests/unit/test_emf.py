@@ -142,13 +142,20 @@ def test_an_invocation_that_raised_still_counts_and_says_so() -> None:
 
 def test_window_state_size_is_reported_in_bytes() -> None:
     facts = WindowFacts(
-        state_bytes=900_000, devices_loaded=5, devices_written=5, devices_queued=3, closed=True
+        state_bytes=900_000,
+        devices_loaded=5,
+        devices_written=5,
+        devices_queued=3,
+        closed=True,
+        devices_adopted=7,
+        devices_handed_off=4,
     )
     line = only_line(Invocation(Mode.WINDOW, EventSpan(SHARD_ID, "1", "2", 2), window=facts))
     units = {m["Name"]: m["Unit"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert (line["WindowStateSize"], units["WindowStateSize"]) == (900_000, "Bytes")
     assert (line["WindowDevicesLoaded"], line["WindowDevicesWritten"], line["WindowsClosed"]) == (5, 5, 1)
     assert line["WindowDevicesQueued"] == 3
+    assert (line["WindowDevicesAdopted"], line["WindowDevicesHandedOff"]) == (7, 4)
 
 
 def test_latency_arrays_keep_at_most_100_values_with_the_extremes() -> None:

@@ -128,20 +128,20 @@ def per_record_shares(per_1k: dict[str, float], setup: Mapping[str, float] | Non
     which the calculator models itself (``setup``: the run's ``records``, ``devices``, ``shards``,
     ``duration_s`` and ``file_max_age_s``): the archive files and snapshots cut by age (one of each per
     shard per age, and one more at the final flush) and the first read of each device. A Lambda run's
-    setup has ``window_s`` instead: each device's states are read and written once per window it
-    touches, about ``duration_s / window_s + 1`` windows in a run, of which the calculator's reference
-    (one per window per device) explains ``duration_s / window_s``; the one more window of each device
-    is taken out of its read and write units, and so is each device's first-sight write (a device new
-    to the table is written when a window first sees it: once per device ever). Without a setup the
-    figures are taken as per-record shares already."""
+    setup has ``window_s`` instead: each device's states are written once per window it touches (the
+    run's last windows' handoffs counted as the writes they owe), about ``duration_s / window_s + 1``
+    windows in a run, of which the calculator's reference (one per window per device) explains
+    ``duration_s / window_s``: the one more window of each device is taken out of its write units, and
+    out of its read units its first read (a window hands its devices on to the next, which does not
+    read them again). Without a setup the figures are taken as per-record shares already."""
     if not setup:
         return per_1k
     records = float(setup["records"])
     if "window_s" in setup:
-        extra_window = 1000 * float(setup["devices"]) / records  # and as many first-sight writes
+        extra_window = 1000 * float(setup["devices"]) / records
         return {
             **per_1k,
-            "dynamodb_write_units": max(0.0, per_1k.get("dynamodb_write_units", 0.0) - 2 * extra_window),
+            "dynamodb_write_units": max(0.0, per_1k.get("dynamodb_write_units", 0.0) - extra_window),
             "dynamodb_read_units": max(0.0, per_1k.get("dynamodb_read_units", 0.0) - extra_window),
         }
     cuts = float(setup["shards"]) * 2 * (float(setup["duration_s"]) / float(setup["file_max_age_s"]) + 1)

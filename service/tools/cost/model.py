@@ -61,6 +61,7 @@ class Deployment:
     # consumer: a device's item is written at once on a status change, otherwise once per heartbeat
     latest_state_interval_s: float = LATEST_STATE_HEARTBEAT_S
     window_s: float = 120.0  # Lambda: tumbling window; one read and one write per device per window
+    window_writes_per_invocation: int = 100  # the template's WindowWritesPerInvocation (see hands_on)
     archive_file_bytes: int = 5_000_000
     archive_file_age_s: float = 60.0
     efo: bool = False
@@ -106,6 +107,11 @@ class Deployment:
         """What IoT Core meters (messaging, rules, actions): the payload and the topic."""
         prefix = BASIC_INGEST_PREFIX_BYTES if self.ingest is Ingest.BASIC_INGEST else 0
         return self.message_bytes(sample_bytes) + TOPIC_BYTES + prefix
+
+    def hands_on(self, shards: int) -> bool:
+        """Lambda: a shard's window ends with more devices than its final invocation writes, so it hands
+        them on to the next window (one S3 object), which writes them without reading them again."""
+        return self.devices / max(shards, 1) > self.window_writes_per_invocation
 
     def record_bytes(self, sample_bytes: float) -> float:
         """A Kinesis record: the message, plus ``topicDeviceId`` when an IoT rule wrote it."""

@@ -6,7 +6,9 @@ modelled here from the settings, never spread over a run's records:
 
 - device-state items: a consumer writes a device once per latest-state heartbeat, a Lambda window
   reads and writes it once per window (and not more often than it sends a message); both write it at
-  once when its status changes — an alert's episode opening and clearing;
+  once when its status changes — an alert's episode opening and clearing. A Lambda shard with more
+  devices than a window's final invocation writes hands them on to its next window (one S3 PUT per
+  shard per window), which writes them without reading them;
 - alerts: ``alerts_per_device_day`` (an input, not the simulator's dense test fleet), each one SNS
   publish and two alert-history writes (claimed, then marked published);
 - the measured writes less what the measurement's own settings (``REFERENCE``) and its own alerts
@@ -112,13 +114,11 @@ def dynamodb(d: Deployment, p: Prices, m: Measured, shards: int, pods: int) -> l
     ]
     reads = m.per_sample("dynamodb_read_units") * samples
     if d.mode is Mode.LAMBDA:
-        state_reads = d.devices / every * SECONDS_PER_MONTH
+        handed = d.hands_on(shards)
+        state_reads = 0.0 if handed else d.devices / every * SECONDS_PER_MONTH
         reads = max(0.0, m.per_1k.get("dynamodb_read_units", 0.0) - explained) / 1000 * samples
-        lines.append(
-            Line(
-                "dynamodb", "device-state read units (strong, once per window)", state_reads, "read unit", ru
-            )
-        )
+        how = "none: each window hands its devices on to the next" if handed else "strong, once per window"
+        lines.append(Line("dynamodb", f"device-state read units ({how})", state_reads, "read unit", ru))
     lines.append(Line("dynamodb", "other read units (state restores; measured)", reads, "read unit", ru))
     if d.mode is Mode.CONSUMER:
         lines += _lease_table(d, p, shards, pods, m.per_sample("archive_bytes_gzip"))
@@ -222,6 +222,9 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
                 put,
             )
         )
+    if d.mode is Mode.LAMBDA and d.hands_on(shards):
+        handoffs = shards / d.window_s * SECONDS_PER_MONTH
+        lines.append(Line("s3", "window handoff PUTs (one per shard per window)", handoffs, "PUT", put))
     lines.append(Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", p.price("s3", "get")))
     return lines + archive_storage(d, p, m, objects_per_s)
 
