@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         description="Lambda tumbling windows: a window state past this (JSON bytes) is written out early",
     )
     window_writes_per_invocation: int = Field(
-        default=100,
+        default=50,
         ge=1,
         le=100_000,
         description="Lambda tumbling windows: device writes an invocation makes (the rest wait for the next "

@@ -160,7 +160,7 @@ class WindowProcessor:
     pipeline: Pipeline  # the core and the sinks; ``Pipeline.run`` itself is the windowless path
     handoffs: WindowHandoffs
     budget_bytes: int = 900_000
-    writes_per_invocation: int = 100  # device writes a non-final invocation makes at least; the rest wait
+    writes_per_invocation: int = 50  # device writes a non-final invocation makes at least; the rest wait
 
     def invoke(
         self, event: Mapping[str, Any], now_ms: int, dead_lettered: Collection[Position] = ()

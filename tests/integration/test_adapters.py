@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -20,6 +21,7 @@ from service.core import (
     process_batch,
 )
 from service.core.records import ProcessedRecord
+from service.core.window_handoff import HashRange
 from service.runtime.adapters import (
     DynamoDeviceStateStore,
     S3Archive,
@@ -27,6 +29,8 @@ from service.runtime.adapters import (
     SnsAlertPublisher,
     SqsDeadLetterStore,
 )
+from service.runtime.adapters.window_handoffs import KinesisShardLineage, S3HandoffStore
+from service.runtime.ports import ShardLine, Sink, SinkError
 from tests.events import SHARD_ID, T0_MS, episode, sample, sequence
 from tests.integration.conftest import AwsStack
 
@@ -201,3 +205,41 @@ def test_alert_history_rows_carry_their_expiry(aws: AwsStack) -> None:
     )["Item"]
     assert row["expiresAt"] == {"N": str(1_790_000_000 + 30 * 86_400)}
     assert row["state"] == {"S": "PUBLISHED"}
+
+
+def test_a_window_handoff_is_none_until_put_then_replaced_and_a_missing_bucket_is_a_permanent_error(
+    aws: AwsStack,
+) -> None:
+    store = S3HandoffStore(aws.s3, aws.settings.archive_bucket, "window-handoffs/")
+    assert store.get(SHARD_ID) is None
+    store.put(SHARD_ID, b"first")
+    store.put(SHARD_ID, b"second")
+    assert store.get(SHARD_ID) == b"second"
+    assert store.get("shardId-000000000001") is None  # a shard's key is not another's prefix match
+    assert list(aws.objects(aws.settings.archive_bucket, "window-handoffs/")) == [
+        f"window-handoffs/shard={SHARD_ID}/handoff.msgpack.gz"
+    ]
+    with pytest.raises(SinkError) as missing:
+        S3HandoffStore(aws.s3, "no-such-bucket-vitalstream", "window-handoffs/").get(SHARD_ID)
+    assert (missing.value.sink, missing.value.code, missing.value.permanent) == (
+        Sink.SNAPSHOTS,
+        "NoSuchBucket",
+        True,
+    )
+
+
+@pytest.mark.kinesis
+def test_a_streams_shard_line_names_no_parent_and_its_whole_range(
+    aws: AwsStack, kinesis_endpoint: str
+) -> None:
+    kinesis = aws.session.client("kinesis", endpoint_url=kinesis_endpoint)
+    name = f"lineage-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+    (shard,) = kinesis.list_shards(StreamName=name)["Shards"]
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    line = KinesisShardLineage(lambda: kinesis).of(arn, shard["ShardId"])
+    assert line == ShardLine((), HashRange(0, 2**128 - 1))
+    with pytest.raises(SinkError) as missing:
+        KinesisShardLineage(lambda: kinesis).of(f"{name}-gone", shard["ShardId"])
+    assert missing.value.code == "ResourceNotFoundException"

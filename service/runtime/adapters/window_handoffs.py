@@ -38,12 +38,17 @@ class S3HandoffStore:
         self._client, self._bucket, self._prefix = client, bucket, prefix
 
     def get(self, shard_id: str) -> bytes | None:
+        """Listed first: S3 answers a GET of a missing key with 403, not 404, unless the caller may
+        list the bucket, and the template lets the function list the handoffs' prefix only."""
+        key = handoff_key(self._prefix, shard_id)
         try:
-            answer = self._client.get_object(Bucket=self._bucket, Key=handoff_key(self._prefix, shard_id))
-            body: bytes = answer["Body"].read()
+            listed = self._client.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
+            if not any(entry["Key"] == key for entry in listed.get("Contents", [])):
+                return None
+            body: bytes = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except CALL_ERRORS as exc:
             if isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND:
-                return None
+                return None  # gone between the listing and the read
             raise sink_error(Sink.SNAPSHOTS, self._bucket, exc, Access.READ) from exc
         return body
 

@@ -61,7 +61,7 @@ class Deployment:
     # consumer: a device's item is written at once on a status change, otherwise once per heartbeat
     latest_state_interval_s: float = LATEST_STATE_HEARTBEAT_S
     window_s: float = 120.0  # Lambda: tumbling window; one read and one write per device per window
-    window_writes_per_invocation: int = 100  # the template's WindowWritesPerInvocation (see hands_on)
+    window_writes_per_invocation: int = 50  # the template's WindowWritesPerInvocation (see hands_on)
     archive_file_bytes: int = 5_000_000
     archive_file_age_s: float = 60.0
     efo: bool = False
