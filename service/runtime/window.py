@@ -27,7 +27,9 @@ Contract with Lambda (or ``service.tools.esm``):
 - A batch is all-or-nothing per device, as in ``Pipeline``: a device whose alerts, archive or state
   read failed keeps its window state and its first record is reported in ``batchItemFailures``.
 - The same event (same records, same input state) yields the same effects and the same state:
-  alerts are put-if-absent, archive keys follow the batch, table writes only move forward.
+  alerts are put-if-absent, archive keys follow the batch, table writes only move forward; a window's
+  first invocation reads the same handoff each time (a shard's handoff changes only at its own window's
+  end, a parent's never again), and a final invocation stores the same one.
 - The final invocation raises ``WindowCommitError`` unless every dirty device's write landed (or was
   refused as behind), or its handoff was stored; Lambda retries it, synchronously, until it succeeds.
   A first invocation that cannot read its handoff raises it too (Lambda retries the batch).

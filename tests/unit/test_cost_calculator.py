@@ -351,13 +351,14 @@ def test_a_lambda_fleet_larger_than_a_close_writes_pays_handoffs_and_no_window_r
     d = Deployment(devices, mode=Mode.LAMBDA)
     lines = {line.item: line for line in bill(d).lines}
     reads = next(line for item, line in lines.items() if item.startswith("device-state read units"))
-    handoffs = [line for item, line in lines.items() if item.startswith("window handoff PUTs")]
+    handoffs = [line for item, line in lines.items() if item.startswith("window handoff")]
     writes = next(line for item, line in lines.items() if item.startswith("device-state write units"))
     assert writes.quantity == pytest.approx(devices / d.window_s * SECONDS_PER_MONTH)  # once a window
     if handed_on:
         assert reads.quantity == 0
-        (puts,) = handoffs
-        assert puts.quantity < writes.quantity / 100  # one object per shard instead of its devices' reads
+        puts, gets = handoffs
+        assert puts.quantity == 2 * gets.quantity  # a PUT and a LIST for each GET
+        assert gets.quantity < writes.quantity / 100  # one object per shard instead of its devices' reads
     else:
         assert reads.quantity == pytest.approx(devices / d.window_s * SECONDS_PER_MONTH)
         assert handoffs == []

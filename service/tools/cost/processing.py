@@ -222,10 +222,19 @@ def s3(d: Deployment, p: Prices, m: Measured, shards: int) -> list[Line]:
                 put,
             )
         )
-    if d.mode is Mode.LAMBDA and d.hands_on(shards):
-        handoffs = shards / d.window_s * SECONDS_PER_MONTH
-        lines.append(Line("s3", "window handoff PUTs (one per shard per window)", handoffs, "PUT", put))
-    lines.append(Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", p.price("s3", "get")))
+    get = p.price("s3", "get")
+    if d.mode is Mode.CONSUMER:
+        lines.append(Line("s3", "GETs (measured)", m.per_sample("s3_get") * samples, "GET", get))
+    elif d.hands_on(
+        shards
+    ):  # Lambda's only reads: a window's first invocation lists, then reads, its handoff
+        windows = shards / d.window_s * SECONDS_PER_MONTH
+        lines += [
+            Line(
+                "s3", "window handoff PUTs and LISTs (one each per shard per window)", 2 * windows, "PUT", put
+            ),
+            Line("s3", "window handoff GETs (one per shard per window)", windows, "GET", get),
+        ]
     return lines + archive_storage(d, p, m, objects_per_s)
 
 

@@ -6,9 +6,11 @@ process (``Invocation(handler)``, a callable: tests that inject faults into it).
 One thread per shard; a child shard starts only after its parents are finished. A shard is finished
 when its iterator ends or, since moto's closed-shard iterators never end, when it is closed and a
 read at its tip returns nothing more — and, with tumbling windows (``windows``), when its last
-window's final invocation has succeeded, so a child's devices are in the table before it starts.
+window's final invocation has succeeded, so what the parent's windows kept is stored (in the table,
+or in the parent's window handoff) before a child starts.
 Checkpoints live in memory: this runner stands in for the managed service, which keeps its own. On
-``stop`` an open window gets its final invocation (a few attempts), so the sinks hold everything.
+``stop`` an open window gets its final invocation (a few attempts), so the function has stored
+everything (a large window hands its devices on rather than writing them: ``runtime.window``).
 """
 
 from __future__ import annotations
