@@ -111,6 +111,9 @@ class FakeHandoffs:
         self.puts.append(shard_id)
         self.objects[shard_id] = blob
 
+    def shards(self) -> list[str]:
+        return sorted(self.objects)
+
     def of(self, stream: str, shard_id: str) -> ShardLine:
         self.lineage_asked.append(shard_id)
         return self.lines.get(shard_id, ShardLine((), HashRange(0, 2**128 - 1)))

@@ -73,6 +73,10 @@ COMMANDS: dict[str, Entry] = {
         "service.tools.package_lambda",
         "build the Lambda deployment zip (handler, runtime modules, dependencies for the target)",
     ),
+    "flush-handoffs": Entry(
+        "service.tools.flush_handoffs",
+        "write every shard's Lambda window handoff to the device table (after switching the mapping off)",
+    ),
     "local": Entry(
         "service.tools.local",
         "Run AWS locally: `local up` starts the embedded emulator and provisions the stack.",

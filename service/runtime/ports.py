@@ -169,6 +169,10 @@ class HandoffStore(Protocol):
 
     def put(self, shard_id: str, blob: bytes) -> None: ...
 
+    def shards(self) -> list[str]:
+        """Every shard that has a handoff."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ShardLine:

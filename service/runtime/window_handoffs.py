@@ -16,11 +16,12 @@ A window's first invocation takes over (``WindowHandoffs.taken_over``):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from service.core.window_handoff import Handoff, decode_handoff, encode_handoff, handoff_of
 from service.core.window_state import WindowState
-from service.runtime.ports import HandoffStore, ShardLineage
+from service.runtime.ports import DeviceStateStore, HandoffStore, ShardLineage
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,32 @@ class WindowHandoffs:
     def hand_off(self, window: WindowState, devices: set[str] | frozenset[str], end_ms: int) -> None:
         """Store ``window``'s dirty ``devices`` as the shard's handoff (replacing the one before)."""
         self.store.put(window.shard_id, encode_handoff(handoff_of(window, devices, end_ms)))
+
+    def flush(self, states: DeviceStateStore) -> dict[str, int]:
+        """Write every shard's handoff to the device table, as a shard's next window would: before
+        Lambda mode is switched off for a while (or for the consumer), so the table holds the last
+        windows' states. Forward-only writes, the handoffs left as they are: safe while the function
+        runs, and a window that adopts one later finds the table holding the same. Returns the
+        devices written per shard; ``FlushError`` names the devices the table did not take."""
+        written: dict[str, int] = {}
+        for shard_id in self.store.shards():
+            blob = self.store.get(shard_id)
+            window = WindowState(shard_id) if blob is None else decode_handoff(blob).window
+            pending, latest = window.pending()
+            refused = states.save(pending, latest)
+            if refused:
+                raise FlushError(shard_id, refused)
+            written[shard_id] = len(pending)
+        return written
+
+
+class FlushError(Exception):
+    """The device table did not take some of a handoff's devices (``causes``: why, when known)."""
+
+    def __init__(self, shard_id: str, refused: Collection[str]) -> None:
+        super().__init__(f"shard {shard_id}: {len(refused)} device states were not written")
+        self.shard_id = shard_id
+        self.causes = tuple(getattr(refused, "causes", ()))
 
 
 def _fresh(handoff: Handoff, start_ms: int, end_ms: int) -> bool:

@@ -18,6 +18,7 @@ import pytest
 
 from lambda_shim import handler as shim
 from lambda_shim.bootstrap import build_pipeline
+from service.cli import main
 from service.core.window_handoff import Handoff, decode_handoff
 from service.core.window_state import WindowState, decode_window_state
 from service.runtime.accounting import RequestCounter
@@ -220,6 +221,34 @@ def test_a_window_hands_many_devices_on_and_the_next_window_writes_them(
     assert newest(aws) == {d: second[d][-1].zfill(40) for d in DEVICES}  # nothing lost on the way
     assert proxy.item_writes[table] <= 2 * len(DEVICES)
     assert len(archived(aws)) == 120
+
+
+def test_flush_handoffs_writes_what_the_last_windows_handed_on(
+    aws: AwsStack,
+    stream: Stream,
+    failure_queue: str,
+    requests: RequestCounter,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(shim, "_window_writes", lambda: 10)
+    put = stream.put([pair for i in range(5) for d in DEVICES for pair in telemetry(d, 5)[i : i + 1]])
+    settle(windowed(stream, shim.handler, failure_queue, aws), 100)
+    assert device_items(aws) == {}  # the mapping is off now: nothing will adopt the handoff
+    values = aws.settings.model_dump(exclude={"detection"})
+    for name, value in values.items():
+        if value is not None:
+            monkeypatch.setenv(f"VITALSTREAM_{name.upper()}", str(value))
+    assert main(["flush-handoffs"]) == 0
+    items = device_items(aws)
+    assert {d: items[d]["lastSeq"]["S"] for d in DEVICES} == {d: put[d][-1].zfill(40) for d in DEVICES}
+    assert f"{len(DEVICES)} devices from 1 handoffs" in capsys.readouterr().out
+    assert main(["flush-handoffs"]) == 0  # again: forward-only, nothing moves back
+    assert device_items(aws) == items
+
+    monkeypatch.setenv("VITALSTREAM_ARCHIVE_BUCKET", "no-such-bucket-vitalstream")
+    assert main(["flush-handoffs"]) == 1
+    assert "error: snapshots no-such-bucket-vitalstream: NoSuchBucket" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("close_writes", [100, 2], ids=["written-at-close", "handed-on"])

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from service.core import DEFAULT_CONFIG, Detector, DeviceState, ProcessedRecord, StateFormatError
-from service.core.window_handoff import HashRange, decode_handoff
-from service.core.window_state import decode_window_state, encode_window_state
+from service.core.window_handoff import Handoff, HashRange, decode_handoff, encode_handoff
+from service.core.window_state import WindowState, decode_window_state, encode_window_state
 from service.runtime.pipeline import Pipeline
 from service.runtime.ports import LoadedStates, ShardLine
 from service.runtime.window import (
@@ -23,6 +23,7 @@ from service.runtime.window import (
     WindowProcessor,
     writes_now,
 )
+from service.runtime.window_handoffs import FlushError
 from tests.events import SHARD_ID, T0_MS, episode, interleave, kinesis_event, sample, sequence, tail
 from tests.fakes import FakeAlertPublisher, FakeArchive, FakeDeadLetters, FakeHandoffs, FakeStateStore
 
@@ -240,6 +241,23 @@ def test_child_shards_adopt_their_parents_devices_of_their_hash_ranges(parents: 
         assert all(hash_range.holds(d) for d in adopted[child])
     assert adopted["child-low"].isdisjoint(adopted["child-high"])
     assert adopted["child-low"] | adopted["child-high"] == {f"watch-{d:02d}" for d in range(20)}
+
+
+def test_flush_writes_every_shards_handoff_and_names_what_the_table_refused() -> None:
+    sinks = Sinks()
+    handed_on(sinks)
+    sinks.handoffs.objects["shardId-000000000001"] = encode_handoff(
+        Handoff(T0_MS, WindowState("shardId-000000000001"))
+    )
+    sinks.states.refuse_writes.add("watch-02")
+    with pytest.raises(FlushError) as refused:
+        sinks.handoffs.handoffs().flush(sinks.states)
+    assert refused.value.shard_id == SHARD_ID
+    sinks.states.refuse_writes.clear()
+    written = sinks.handoffs.handoffs().flush(sinks.states)
+    assert written == {SHARD_ID: 4, "shardId-000000000001": 0}
+    assert sinks.states.states["watch-00"].last_sequence == sequence(11)
+    assert sinks.handoffs.puts == [SHARD_ID]  # the handoffs are left as they are
 
 
 def test_a_handoff_that_cannot_be_read_or_stored_fails_the_invocation_with_its_cause() -> None:

@@ -57,6 +57,16 @@ class S3HandoffStore:
         with calling(Sink.SNAPSHOTS, self._bucket):
             self._client.put_object(Bucket=self._bucket, Key=key, Body=blob, ContentType=CONTENT_TYPE)
 
+    def shards(self) -> list[str]:
+        head, tail = handoff_key(self._prefix, "\0").split("\0")
+        found: list[str] = []
+        with calling(Sink.SNAPSHOTS, self._bucket, Access.READ):
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=head)
+            for page in pages:
+                keys = (entry["Key"] for entry in page.get("Contents", []))
+                found += [key[len(head) : -len(tail)] for key in keys if key.endswith(tail)]
+        return sorted(found)
+
 
 class KinesisShardLineage:
     """``ShardLineage`` from ``ListShards`` (every shard, closed ones included, within the retention).
