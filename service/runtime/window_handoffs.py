@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from service.core.window_handoff import Handoff, decode_handoff, encode_handoff, handoff_of
 from service.core.window_state import WindowState
-from service.runtime.ports import DeviceStateStore, HandoffStore, ShardLineage
+from service.runtime.ports import DeviceStateStore, HandoffStore, ShardLineage, Sink, causes_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class FlushError(Exception):
     def __init__(self, shard_id: str, refused: Collection[str]) -> None:
         super().__init__(f"shard {shard_id}: {len(refused)} device states were not written")
         self.shard_id = shard_id
-        self.causes = tuple(getattr(refused, "causes", ()))
+        self.causes = causes_of(refused, Sink.DEVICE_STATE)
 
 
 def _fresh(handoff: Handoff, start_ms: int, end_ms: int) -> bool:
