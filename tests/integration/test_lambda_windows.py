@@ -239,6 +239,8 @@ def test_flush_handoffs_writes_what_the_last_windows_handed_on(
     for name, value in values.items():
         if value is not None:
             monkeypatch.setenv(f"VITALSTREAM_{name.upper()}", str(value))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # an operator's credentials, for the emulator
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     assert main(["flush-handoffs"]) == 0
     items = device_items(aws)
     assert {d: items[d]["lastSeq"]["S"] for d in DEVICES} == {d: put[d][-1].zfill(40) for d in DEVICES}
