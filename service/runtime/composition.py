@@ -103,9 +103,7 @@ def build_pipeline(
     s3 = client(session, "s3", settings, config, requests)
 
     def kinesis() -> Any:  # built when a shard's first window asks for its parents
-        stream_at = settings.model_copy(
-            update={"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
-        )
+        stream_at = settings.model_copy(update={"endpoint_url": settings.stream_endpoint_url})
         return client(session, "kinesis", stream_at, config, requests)
 
     handoffs = WindowHandoffs(

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     )
 
     @property
+    def stream_endpoint_url(self) -> str | None:
+        """Where the Kinesis calls go: ``kinesis_endpoint_url``, else ``endpoint_url``."""
+        return self.kinesis_endpoint_url or self.endpoint_url
+
+    @property
     def message_limits(self) -> MessageLimits:
         return MessageLimits(self.max_samples_per_message, self.max_message_bytes)
 

@@ -70,7 +70,7 @@ async def consume(settings: ConsumerSettings, stop_after_s: float | None = None)
         config = config.merge(Config(max_pool_connections=settings.max_leases_per_worker + 10))
     session = aioboto3.Session()
     where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url, "config": config}
-    stream_at = where | {"endpoint_url": settings.kinesis_endpoint_url or settings.endpoint_url}
+    stream_at = where | {"endpoint_url": settings.stream_endpoint_url}
     async with session.client("kinesis", **stream_at) as kinesis, session.client("dynamodb", **where) as ddb:
         requests.attach(kinesis)
         requests.attach(ddb)
